@@ -1,0 +1,49 @@
+# servicepool developer entry points. `make demo` and `make test` are the quick start.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv demo test test-unit test-proxy test-integration lint format cluster-up cluster-down clean
+
+$(BIN)/servicepool-proxy: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/servicepool-proxy
+
+## A real pool: three member processes, the proxy, traffic, a failure and a kill.
+demo: venv
+	$(BIN)/python -m servicepool_proxy.demo
+
+## Everything CI runs: lint, then the whole test suite (integration tests bring up a
+## local Kubernetes control plane unless KUBECONFIG points at a cluster).
+test: venv lint
+	$(BIN)/pytest -q
+
+test-unit: venv
+	$(BIN)/pytest -q tests/unit
+
+test-proxy: venv
+	$(BIN)/pytest -q tests/proxy
+
+test-integration: venv
+	$(BIN)/pytest -q -m integration
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+cluster-up:
+	e2e/cluster/up.sh .cluster
+
+cluster-down:
+	e2e/cluster/down.sh .cluster
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

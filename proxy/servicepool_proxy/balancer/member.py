@@ -1,0 +1,96 @@
+"""The proxy's live view of one member."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from ..spec import Member
+
+
+class Health(StrEnum):
+    """Result of active probing."""
+
+    UNKNOWN = "Unknown"
+    HEALTHY = "Healthy"
+    UNHEALTHY = "Unhealthy"
+
+
+@dataclass(eq=False, slots=True)
+class MemberState:
+    """Counters and health of one member; mutated only by the balancer and the prober."""
+
+    name: str
+    url: str
+    weight: int = 1
+    priority: int = 0
+    max_in_flight: int = 0
+
+    in_flight: int = 0
+    requests: int = 0
+    failures: int = 0
+    consecutive_failures: int = 0
+    auth_errors: int = 0
+    rate_limited: int = 0
+    last_error: str = ""
+
+    health: Health = Health.UNKNOWN
+    probe_successes: int = 0
+    probe_failures: int = 0
+    probe_message: str = ""
+
+    ejected_until: float = 0.0
+    ejections: int = 0
+    half_open: bool = False
+    trial_in_flight: bool = False
+    rate_limited_until: float = 0.0
+
+    ewma_latency: float | None = None
+    last_latency_at: float = 0.0
+    current_weight: int = 0
+    removed: bool = field(default=False)
+
+    @classmethod
+    def from_spec(cls, member: Member) -> MemberState:
+        """A fresh state for a member of the spec."""
+        return cls(
+            name=member.name,
+            url=member.url,
+            weight=member.weight,
+            priority=member.priority,
+            max_in_flight=member.maxInFlight,
+        )
+
+    def update_from_spec(self, member: Member) -> None:
+        """Take new weight, priority and limit from the spec; keep counters and health."""
+        self.weight = member.weight
+        self.priority = member.priority
+        self.max_in_flight = member.maxInFlight
+
+    def saturated(self) -> bool:
+        """True when the member is at its concurrency limit."""
+        return 0 < self.max_in_flight <= self.in_flight
+
+    def ejected(self, now: float) -> bool:
+        """True while the member sits out a passive-health ejection."""
+        return now < self.ejected_until
+
+    def routable(self, now: float) -> bool:
+        """True when the member may take a request (capacity aside)."""
+        if self.health is Health.UNHEALTHY or now < self.ejected_until:
+            return False
+        if now < self.rate_limited_until:
+            return False
+        return not (self.half_open and self.trial_in_flight)
+
+    def state_label(self, now: float) -> str:
+        """One word for status pages: Healthy, Unhealthy, Unknown, Ejected, RateLimited."""
+        if self.health is Health.UNHEALTHY:
+            return "Unhealthy"
+        if now < self.ejected_until:
+            return "Ejected"
+        if now < self.rate_limited_until:
+            return "RateLimited"
+        if self.half_open:
+            return "HalfOpen"
+        return self.health.value

@@ -1,0 +1,102 @@
+"""Passive health: eject members that fail real requests, bring them back through a trial."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from ..spec import OutlierDetection
+from .member import MemberState
+
+EWMA_ALPHA = 0.3
+
+
+def ejection_limit(total: int, max_percent: int) -> int:
+    """How many members may be ejected at once: the percentage, but at least one."""
+    if max_percent <= 0 or total <= 0:
+        return 0
+    return max(1, math.floor(total * max_percent / 100))
+
+
+def ejection_seconds(policy: OutlierDetection, ejections: int) -> float:
+    """Ejection time grows linearly with the number of ejections, up to the maximum."""
+    return min(policy.baseEjectionSeconds * max(1, ejections), policy.maxEjectionSeconds)
+
+
+def record_success(
+    member: MemberState, latency: float, now: float, policy: OutlierDetection
+) -> None:
+    """A request got a usable answer: reset failures, close a half-open member.
+
+    The ejection count (which lengthens the next ejection) is forgotten once the member
+    has served well for maxEjectionSeconds since its last ejection ended.
+    """
+    member.consecutive_failures = 0
+    if member.half_open:
+        member.half_open = False
+        member.trial_in_flight = False
+    elif member.ejections and now - member.ejected_until > policy.maxEjectionSeconds:
+        member.ejections = 0
+    update_latency(member, latency, now)
+
+
+def update_latency(member: MemberState, latency: float, now: float) -> None:
+    """Fold one latency sample into the member's moving average."""
+    if member.ewma_latency is None:
+        member.ewma_latency = latency
+    else:
+        member.ewma_latency += EWMA_ALPHA * (latency - member.ewma_latency)
+    member.last_latency_at = now
+
+
+def record_failure(
+    member: MemberState,
+    reason: str,
+    now: float,
+    members: Sequence[MemberState],
+    policy: OutlierDetection,
+) -> bool:
+    """Count a failed request; eject the member when it crosses the threshold.
+
+    Returns True when this failure ejected the member.
+    """
+    member.failures += 1
+    member.consecutive_failures += 1
+    member.last_error = reason
+    if member.half_open:
+        member.trial_in_flight = False
+        return _eject(member, now, policy)
+    if member.consecutive_failures < policy.consecutiveFailures or member.ejected(now):
+        return False
+    ejected_now = sum(1 for other in members if other.ejected(now))
+    if ejected_now >= ejection_limit(len(members), policy.maxEjectionPercent):
+        return False
+    return _eject(member, now, policy)
+
+
+def _eject(member: MemberState, now: float, policy: OutlierDetection) -> bool:
+    member.ejections += 1
+    member.ejected_until = now + ejection_seconds(policy, member.ejections)
+    member.half_open = True
+    member.trial_in_flight = False
+    member.consecutive_failures = 0
+    return True
+
+
+def record_rate_limited(
+    member: MemberState, now: float, retry_after: float | None, policy: OutlierDetection
+) -> None:
+    """A 429: cool the member down for Retry-After (or the default); not a failure."""
+    member.rate_limited += 1
+    cooldown = policy.rateLimitCooldownSeconds if retry_after is None else retry_after
+    member.rate_limited_until = max(member.rate_limited_until, now + min(cooldown, 3600.0))
+    if member.half_open:
+        member.trial_in_flight = False
+
+
+def record_auth_error(member: MemberState, status: int) -> None:
+    """A 401/403: the credential is wrong, the host is not broken; count, never eject."""
+    member.auth_errors += 1
+    member.last_error = f"HTTP {status} (authentication/authorization)"
+    if member.half_open:
+        member.trial_in_flight = False

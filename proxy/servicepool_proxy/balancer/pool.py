@@ -1,0 +1,157 @@
+"""The balancer of one pool: which member takes the next request, and what we learned."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from ..spec import HealthCheck, PoolSpec
+from . import outlier
+from .member import Health, MemberState
+from .strategies import make_picker
+
+
+@dataclass(frozen=True, slots=True)
+class Unavailable:
+    """No member can take the request now; saturated means waiting may help."""
+
+    saturated: bool
+    detail: str
+
+
+class Balancer:
+    """Members, their state, and the strategy that picks among them."""
+
+    def __init__(self, spec: PoolSpec, rng: random.Random | None = None) -> None:
+        self._rng = rng or random.Random()
+        self.members: list[MemberState] = []
+        self._tiers: list[list[MemberState]] = []
+        self.apply(spec)
+
+    def apply(self, spec: PoolSpec) -> list[MemberState]:
+        """Adopt a new spec; members with the same name and URL keep their state.
+
+        Returns the members that left, so callers can stop probing them.
+        """
+        old = {m.name: m for m in self.members}
+        members: list[MemberState] = []
+        for member_spec in spec.members:
+            state = old.pop(member_spec.name, None)
+            if state is None or state.url != member_spec.url:
+                if state is not None:
+                    state.removed = True
+                state = MemberState.from_spec(member_spec)
+            else:
+                state.update_from_spec(member_spec)
+            members.append(state)
+        for gone in old.values():
+            gone.removed = True
+        self.spec = spec
+        self.members = members
+        self.by_name = {m.name: m for m in members}
+        priorities = sorted({m.priority for m in members})
+        self._tiers = [[m for m in members if m.priority == p] for p in priorities]
+        self._pick = make_picker(spec.strategy, self._rng)
+        return list(old.values())
+
+    def choose(
+        self, now: float, exclude: Collection[MemberState] = ()
+    ) -> MemberState | Unavailable:
+        """The member for the next request, from the best tier that has room.
+
+        Members in `exclude` (already tried for this request) are avoided while any
+        other member can take it.
+        """
+        choice = self._choose(now, exclude) if exclude else None
+        return choice if isinstance(choice, MemberState) else self._choose(now, ())
+
+    def _choose(self, now: float, exclude: Collection[MemberState]) -> MemberState | Unavailable:
+        saturated = False
+        for tier in self._tiers:
+            available = []
+            for member in tier:
+                if member in exclude or not member.routable(now):
+                    continue
+                if member.saturated():
+                    saturated = True
+                    continue
+                available.append(member)
+            if available:
+                return self._pick(available, now)
+        if saturated:
+            return Unavailable(True, "every available member is at its maxInFlight limit")
+        return Unavailable(False, self.describe_unavailable(now))
+
+    def describe_unavailable(self, now: float) -> str:
+        """Why no member can take a request, member by member."""
+        if not self.members:
+            return "the pool has no members"
+        reasons = []
+        for member in self.members:
+            state = member.state_label(now)
+            if state == "Ejected":
+                state += f" for {member.ejected_until - now:.1f}s"
+            elif state == "RateLimited":
+                state += f" for {member.rate_limited_until - now:.1f}s"
+            elif state == "HalfOpen":
+                state += " (trial request in flight)"
+            detail = member.probe_message or member.last_error
+            reasons.append(f"{member.name}: {state}" + (f" ({detail})" if detail else ""))
+        return "no member can take the request: " + "; ".join(reasons)
+
+    def routable_count(self, now: float) -> int:
+        """How many members could take a request now (capacity aside)."""
+        return sum(1 for m in self.members if m.routable(now))
+
+    def acquire(self, member: MemberState, now: float) -> None:
+        """A request starts on the member."""
+        member.in_flight += 1
+        member.requests += 1
+        if member.half_open and not member.ejected(now):
+            member.trial_in_flight = True
+
+    def release(self, member: MemberState) -> None:
+        """A request on the member is over (whatever its outcome).
+
+        A trial request that ended without a verdict (the client left) frees the trial slot.
+        """
+        member.in_flight -= 1
+        if member.half_open:
+            member.trial_in_flight = False
+
+    def record_success(self, member: MemberState, latency: float, now: float) -> None:
+        """The member answered usefully."""
+        outlier.record_success(member, latency, now, self.spec.outlierDetection)
+
+    def record_failure(self, member: MemberState, reason: str, now: float) -> bool:
+        """The member failed a request; True when that ejected it."""
+        return outlier.record_failure(member, reason, now, self.members, self.spec.outlierDetection)
+
+    def record_rate_limited(
+        self, member: MemberState, now: float, retry_after: float | None
+    ) -> None:
+        """The member answered 429."""
+        outlier.record_rate_limited(member, now, retry_after, self.spec.outlierDetection)
+
+    def record_auth_error(self, member: MemberState, status: int) -> None:
+        """The member answered 401 or 403."""
+        outlier.record_auth_error(member, status)
+
+
+def apply_probe(member: MemberState, ok: bool, message: str, check: HealthCheck) -> bool:
+    """Fold one active probe result into the member's health; True on a state change."""
+    member.probe_message = "" if ok else message
+    if ok:
+        member.probe_failures = 0
+        member.probe_successes += 1
+        if member.health is not Health.HEALTHY and member.probe_successes >= check.healthyThreshold:
+            member.health = Health.HEALTHY
+            return True
+        return False
+    member.probe_successes = 0
+    member.probe_failures += 1
+    if member.health is not Health.UNHEALTHY and member.probe_failures >= check.unhealthyThreshold:
+        member.health = Health.UNHEALTHY
+        return True
+    return False

@@ -1,0 +1,130 @@
+"""Selection strategies: each picks one member from a non-empty list of available ones."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+from ..spec import Strategy
+from .member import MemberState
+
+# A latency estimate older than this many seconds counts half as much as a fresh one.
+LATENCY_HALF_LIFE_SECONDS = 10.0
+
+
+class RoundRobinCursor:
+    """The shared position of the round-robin strategy."""
+
+    __slots__ = ("position",)
+
+    def __init__(self) -> None:
+        self.position = 0
+
+    def advance(self) -> int:
+        """Return the current position and move on."""
+        position = self.position
+        self.position = position + 1
+        return position
+
+
+def load_score(member: MemberState) -> float:
+    """In-flight requests per unit of weight: lower means more room."""
+    return member.in_flight / member.weight
+
+
+def round_robin(candidates: Sequence[MemberState], cursor: RoundRobinCursor) -> MemberState:
+    """Each available member in turn, ignoring weight."""
+    return candidates[cursor.advance() % len(candidates)]
+
+
+def smooth_weighted_round_robin(candidates: Sequence[MemberState]) -> MemberState:
+    """nginx's smooth weighted round-robin: weights respected, picks interleaved."""
+    total = 0
+    best = candidates[0]
+    for member in candidates:
+        member.current_weight += member.weight
+        total += member.weight
+        if member.current_weight > best.current_weight:
+            best = member
+    best.current_weight -= total
+    return best
+
+
+def weighted_random(candidates: Sequence[MemberState], rng: random.Random) -> MemberState:
+    """A random member, each with probability proportional to its weight."""
+    if len(candidates) == 1:
+        return candidates[0]
+    return rng.choices(candidates, weights=[m.weight for m in candidates])[0]
+
+
+def least_in_flight(candidates: Sequence[MemberState]) -> MemberState:
+    """The member with the fewest in-flight requests per weight.
+
+    Ties (common at light load) go by smooth weighted round-robin, so weights still
+    shape the split when nothing is queued.
+    """
+    best_score = min(load_score(m) for m in candidates)
+    tied = [m for m in candidates if load_score(m) == best_score]
+    return tied[0] if len(tied) == 1 else smooth_weighted_round_robin(tied)
+
+
+def power_of_two_choices(candidates: Sequence[MemberState], rng: random.Random) -> MemberState:
+    """Two members drawn by weight; the less loaded of the two wins."""
+    if len(candidates) == 1:
+        return candidates[0]
+    first = weighted_random(candidates, rng)
+    others = [m for m in candidates if m is not first]
+    second = weighted_random(others, rng)
+    first_score, second_score = load_score(first), load_score(second)
+    if first_score == second_score:
+        return first if rng.random() < 0.5 else second
+    return first if first_score < second_score else second
+
+
+def latency_estimate(member: MemberState, fallback: float, now: float) -> float:
+    """The member's latency average, drifting back to the pool's typical value when stale.
+
+    Without the drift a member that was slow once would never be tried again.
+    """
+    if member.ewma_latency is None:
+        return 0.0
+    age = max(0.0, now - member.last_latency_at)
+    keep = 0.5 ** (age / LATENCY_HALF_LIFE_SECONDS)
+    return keep * member.ewma_latency + (1.0 - keep) * fallback
+
+
+def lowest_latency(candidates: Sequence[MemberState], now: float) -> MemberState:
+    """Peak-EWMA style: expected latency times (in-flight + 1), per weight.
+
+    Members without a latency sample score zero so they get measured first.
+    """
+    known = sorted(m.ewma_latency for m in candidates if m.ewma_latency is not None)
+    typical = known[len(known) // 2] if known else 0.0
+    best = candidates[0]
+    best_score = float("inf")
+    for member in candidates:
+        score = latency_estimate(member, typical, now) * (member.in_flight + 1) / member.weight
+        if score < best_score:
+            best, best_score = member, score
+    return best
+
+
+Picker = Callable[[Sequence[MemberState], float], MemberState]
+
+
+def make_picker(strategy: Strategy, rng: random.Random) -> Picker:
+    """Bind a strategy to its state; the picker takes (candidates, now)."""
+    if strategy is Strategy.ROUND_ROBIN:
+        cursor = RoundRobinCursor()
+        return lambda candidates, now: round_robin(candidates, cursor)
+    if strategy is Strategy.WEIGHTED_ROUND_ROBIN:
+        return lambda candidates, now: smooth_weighted_round_robin(candidates)
+    if strategy is Strategy.RANDOM:
+        return lambda candidates, now: weighted_random(candidates, rng)
+    if strategy is Strategy.LEAST_IN_FLIGHT:
+        return lambda candidates, now: least_in_flight(candidates)
+    if strategy is Strategy.POWER_OF_TWO_CHOICES:
+        return lambda candidates, now: power_of_two_choices(candidates, rng)
+    if strategy is Strategy.LATENCY:
+        return lambda candidates, now: lowest_latency(candidates, now)
+    raise ValueError(f"unknown strategy {strategy!r}")

@@ -1,0 +1,86 @@
+"""Header rules for a reverse proxy: hop-by-hop removal and forwarding headers."""
+
+from __future__ import annotations
+
+import uuid
+from email.utils import parsedate_to_datetime
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Proxy-Connection",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+    )
+)
+# Recomputed by aiohttp from what is actually sent.
+_REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect"}
+_RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
+MEMBER_HEADER = "X-ServicePool-Member"
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def _connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
+    """Header names the sender listed in Connection: those are hop-by-hop too."""
+    tokens: set[str] = set()
+    for value in headers.getall("Connection", ()):
+        tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return tokens
+
+
+def upstream_request_headers(
+    headers: CIMultiDictProxy[str], client_ip: str | None, scheme: str, host: str | None
+) -> CIMultiDict[str]:
+    """The client's headers as they go to a member."""
+    drop = _REQUEST_DROP | _connection_tokens(headers) if "Connection" in headers else _REQUEST_DROP
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if name.lower() not in drop:
+            out.add(name, value)
+    if client_ip:
+        prior = out.get("X-Forwarded-For")
+        out["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
+    if "X-Forwarded-Proto" not in out:
+        out["X-Forwarded-Proto"] = scheme
+    if host and "X-Forwarded-Host" not in out:
+        out["X-Forwarded-Host"] = host
+    if REQUEST_ID_HEADER not in out:
+        out[REQUEST_ID_HEADER] = uuid.uuid4().hex
+    return out
+
+
+def downstream_response_headers(
+    headers: CIMultiDictProxy[str], keep_length: bool
+) -> CIMultiDict[str]:
+    """A member's response headers as they go to the client."""
+    drop = HOP_BY_HOP if keep_length else _RESPONSE_DROP
+    if "Connection" in headers:
+        drop = drop | _connection_tokens(headers)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        if name.lower() not in drop:
+            out.add(name, value)
+    return out
+
+
+def parse_retry_after(value: str | None, now_epoch: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - now_epoch)

@@ -1,0 +1,77 @@
+"""Read a ServicePool document from YAML and explain what is wrong with it in one line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .spec import ServicePool
+
+# A validator message may start with the sub-field it is about: "members[1].name: ...".
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])*"
+_SUBFIELD = re.compile(rf"^({_NAME}(?:\.{_NAME})*): ")
+
+
+class PoolFileError(ValueError):
+    """A pool document that cannot be used; the message names the field at fault."""
+
+
+def format_location(loc: tuple[int | str, ...]) -> str:
+    """Render a pydantic error location as a field path such as spec.members[1].weight."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def explain_validation_error(error: ValidationError) -> str:
+    """One line per problem, each starting with the field path."""
+    lines = []
+    for item in error.errors(include_url=False):
+        message = item["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        where = format_location(tuple(item["loc"]))
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif item["type"] == "missing":
+            message = "required field is missing"
+        sub = _SUBFIELD.match(message)
+        if sub:
+            where = f"{where}.{sub.group(1)}" if where else sub.group(1)
+            message = message[sub.end() :]
+        lines.append(f"{where}: {message}" if where else message)
+    return "; ".join(lines)
+
+
+def parse_pool(document: Any) -> ServicePool:
+    """Validate a decoded document; raise PoolFileError naming the field at fault."""
+    if not isinstance(document, dict):
+        raise PoolFileError("the document must be a mapping with apiVersion, kind, spec")
+    try:
+        return ServicePool.model_validate(document)
+    except ValidationError as exc:
+        raise PoolFileError(explain_validation_error(exc)) from None
+
+
+def parse_pool_text(text: str) -> ServicePool:
+    """Parse YAML (or JSON) text holding one ServicePool."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PoolFileError("not valid YAML: " + " ".join(str(exc).split())) from None
+    return parse_pool(document)
+
+
+def load_pool_file(path: str | Path) -> ServicePool:
+    """Read and validate a pool file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PoolFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse_pool_text(text)

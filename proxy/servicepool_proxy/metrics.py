@@ -1,0 +1,148 @@
+"""Prometheus metrics of one proxy; member gauges are read from live state at scrape time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .balancer.member import MemberState
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+)
+MEMBER_STATES = ("Healthy", "Unknown", "Unhealthy", "Ejected", "RateLimited", "HalfOpen")
+
+
+class MemberStateCollector(Collector):
+    """In-flight counts and states of the current members, read when scraped."""
+
+    def __init__(self, pool: str, members: Callable[[], list[MemberState]]) -> None:
+        self._pool = pool
+        self._members = members
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = time.monotonic()
+        in_flight = GaugeMetricFamily(
+            "servicepool_member_in_flight",
+            "Requests in flight to the member",
+            labels=["pool", "member"],
+        )
+        state = GaugeMetricFamily(
+            "servicepool_member_state",
+            "1 for the member's current state",
+            labels=["pool", "member", "state"],
+        )
+        latency = GaugeMetricFamily(
+            "servicepool_member_latency_ewma_seconds",
+            "Moving average of member latency",
+            labels=["pool", "member"],
+        )
+        for member in self._members():
+            in_flight.add_metric([self._pool, member.name], member.in_flight)
+            current = member.state_label(now)
+            for name in MEMBER_STATES:
+                state.add_metric([self._pool, member.name, name], 1.0 if name == current else 0.0)
+            if member.ewma_latency is not None:
+                latency.add_metric([self._pool, member.name], member.ewma_latency)
+        yield in_flight
+        yield state
+        yield latency
+
+
+class ProxyMetrics:
+    """Counters and histograms updated on the request path."""
+
+    def __init__(self, pool: str, members: Callable[[], list[MemberState]]) -> None:
+        self.pool = pool
+        self.registry = CollectorRegistry()
+        self.registry.register(MemberStateCollector(pool, members))
+        self.requests = Counter(
+            "servicepool_requests_total",
+            "Responses sent to clients, by member and status",
+            ["pool", "member", "code"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "servicepool_request_duration_seconds",
+            "Time from request to last response byte",
+            ["pool", "member"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "servicepool_upstream_errors_total",
+            "Failed attempts on members, by reason",
+            ["pool", "member", "reason"],
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "servicepool_retries_total",
+            "Requests retried on another member, by reason",
+            ["pool", "reason"],
+            registry=self.registry,
+        )
+        self.ejections = Counter(
+            "servicepool_ejections_total",
+            "Passive-health ejections",
+            ["pool", "member"],
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "servicepool_rejected_total",
+            "Requests answered by the proxy itself, by reason",
+            ["pool", "reason"],
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "servicepool_queue_wait_seconds",
+            "Time requests waited for a free member",
+            ["pool"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "servicepool_config_reloads_total",
+            "Pool config reloads, by result",
+            ["pool", "result"],
+            registry=self.registry,
+        )
+        self.probes = Counter(
+            "servicepool_probes_total",
+            "Active health probes, by result",
+            ["pool", "member", "result"],
+            registry=self.registry,
+        )
+        self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+    def observe_response(self, member: str, code: int, seconds: float) -> None:
+        """Count one response to a client and its duration."""
+        key = (member, code)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(self.pool, member, str(code)),
+                self.duration.labels(self.pool, member),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)

@@ -1,0 +1,138 @@
+"""`servicepool-sample-member`: a real HTTP member for demos, tests and benchmarks.
+
+It answers every path with a small JSON body naming itself, and can be told to be slow,
+to fail, to fail its health check, or to stream server-sent events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Behaviour:
+    """What the member does; tests change it directly, demos through /control/*."""
+
+    name: str
+    delay: float = 0.0
+    fail_status: int = 0
+    healthy: bool = True
+    requests: int = 0
+    in_flight: int = 0
+    max_in_flight_seen: int = 0
+    seen_request_ids: list[str] = field(default_factory=list)
+
+
+def make_member_app(behaviour: Behaviour) -> web.Application:
+    """The member's aiohttp application."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        if behaviour.healthy:
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="unhealthy\n")
+
+    async def control(request: web.Request) -> web.Response:
+        action = request.match_info["action"]
+        query = request.query
+        if action == "fail":
+            behaviour.fail_status = int(query.get("status", "503"))
+        elif action == "heal":
+            behaviour.fail_status = 0
+            behaviour.healthy = True
+        elif action == "unhealthy":
+            behaviour.healthy = False
+        elif action == "delay":
+            behaviour.delay = float(query.get("seconds", "0"))
+        elif action != "stats":
+            raise web.HTTPNotFound(text=f"unknown control action {action!r}\n")
+        return web.json_response(
+            {
+                "name": behaviour.name,
+                "requests": behaviour.requests,
+                "delay": behaviour.delay,
+                "failStatus": behaviour.fail_status,
+                "healthy": behaviour.healthy,
+            }
+        )
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        chunks = int(request.query.get("chunks", "20"))
+        interval = float(request.query.get("interval", "0.05"))
+        behaviour.requests += 1
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        for index in range(chunks):
+            await response.write(f"data: {behaviour.name} {index}\n\n".encode())
+            await asyncio.sleep(interval)
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+    async def answer(request: web.Request) -> web.Response:
+        behaviour.requests += 1
+        behaviour.in_flight += 1
+        behaviour.max_in_flight_seen = max(behaviour.max_in_flight_seen, behaviour.in_flight)
+        request_id = request.headers.get("X-Request-Id")
+        if request_id:
+            behaviour.seen_request_ids.append(request_id)
+        try:
+            body = await request.read()
+            delay = float(request.query.get("delay", behaviour.delay))
+            if delay:
+                await asyncio.sleep(delay)
+            if behaviour.fail_status:
+                return web.Response(
+                    status=behaviour.fail_status, text=f"{behaviour.name} is failing on purpose\n"
+                )
+            size = int(request.query.get("size", "0"))
+            payload = {
+                "member": behaviour.name,
+                "method": request.method,
+                "path": request.path_qs,
+                "bodyBytes": len(body),
+                "forwardedFor": request.headers.get("X-Forwarded-For"),
+                "requestId": request_id,
+            }
+            if size:
+                payload["padding"] = "x" * max(0, size - len(json.dumps(payload)) - 16)
+            return web.json_response(payload)
+        finally:
+            behaviour.in_flight -= 1
+
+    app = web.Application(client_max_size=64 << 20)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/control/{action}", control)
+    app.router.add_get("/control/{action}", control)
+    app.router.add_get("/stream", stream)
+    app.router.add_route("*", "/{tail:.*}", answer)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="servicepool-sample-member", description=__doc__)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds added to every answer")
+    args = parser.parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    app = make_member_app(Behaviour(name=args.name, delay=args.delay))
+    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Wire one pool's proxy together: listener, admin port, prober, config watcher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from .admin import make_admin_app
+from .forwarder import Forwarder
+from .metrics import ProxyMetrics
+from .prober import ActiveProber
+from .runtime import PoolRuntime
+from .spec import ServicePool
+from .watcher import PoolFileWatcher
+
+log = logging.getLogger("servicepool.proxy")
+
+
+@dataclass(frozen=True)
+class ProxyOptions:
+    """How to run the proxy (as opposed to the pool, which says where to send traffic)."""
+
+    listen_host: str = "0.0.0.0"
+    listen_port: int = 8080
+    admin_host: str = "0.0.0.0"
+    admin_port: int = 9090
+    pool_path: Path | None = None
+    watch_interval: float = 1.0
+    active_health: bool = True
+    grace_seconds: float = 30.0
+    reuse_port: bool = False
+    access_log: bool = False
+
+
+def _bound_port(site: web.TCPSite) -> int:
+    server = site._server  # aiohttp keeps the asyncio server here
+    assert server is not None and server.sockets
+    return int(server.sockets[0].getsockname()[1])
+
+
+class ProxyServer:
+    """One running proxy for one pool."""
+
+    def __init__(self, pool: ServicePool, options: ProxyOptions) -> None:
+        self.options = options
+        self.runtime = PoolRuntime(pool)
+        self.metrics = ProxyMetrics(self.runtime.name, lambda: self.runtime.members)
+        self.shutting_down = False
+        self.port = 0
+        self.admin_port = 0
+        self._runner: web.ServerRunner | None = None
+        self._admin_runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._prober: ActiveProber | None = None
+        self._watcher: PoolFileWatcher | None = None
+
+    def apply(self, pool: ServicePool) -> None:
+        """Adopt a new version of the pool without touching connections."""
+        self.runtime.apply(pool)
+        self.metrics.reloads.labels(self.runtime.name, "applied").inc()
+
+    def _reload_failed(self, _: str) -> None:
+        self.metrics.reloads.labels(self.runtime.name, "invalid").inc()
+
+    async def start(self) -> None:
+        """Bind both ports and start background work."""
+        options = self.options
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=10
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        forwarder = Forwarder(self.runtime, self._session, self.metrics)
+        server = web.Server(forwarder, access_log=log if options.access_log else None)
+        self._runner = web.ServerRunner(
+            server, handle_signals=False, shutdown_timeout=options.grace_seconds
+        )
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner,
+            options.listen_host,
+            options.listen_port,
+            reuse_port=options.reuse_port or None,
+            backlog=1024,
+        )
+        await site.start()
+        self.port = _bound_port(site)
+
+        admin_app = make_admin_app(self.runtime, self.metrics, lambda: self.shutting_down)
+        self._admin_runner = web.AppRunner(admin_app, handle_signals=False, access_log=None)
+        await self._admin_runner.setup()
+        admin_site = web.TCPSite(self._admin_runner, options.admin_host, options.admin_port)
+        await admin_site.start()
+        self.admin_port = _bound_port(admin_site)
+
+        if options.active_health:
+            self._prober = ActiveProber(self.runtime, self.metrics)
+            self._prober.start()
+        if options.pool_path is not None:
+            self._watcher = PoolFileWatcher(
+                options.pool_path, self.apply, self._reload_failed, options.watch_interval
+            )
+            self._watcher.start()
+        log.info(
+            "pool %s: proxy listening on %s:%d, admin on %s:%d, %d member(s), strategy %s",
+            self.runtime.name,
+            options.listen_host,
+            self.port,
+            options.admin_host,
+            self.admin_port,
+            len(self.runtime.members),
+            self.runtime.spec.strategy.value,
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish within the grace period, close."""
+        self.shutting_down = True
+        if self._watcher is not None:
+            await self._watcher.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._prober is not None:
+            await self._prober.stop()
+        if self._admin_runner is not None:
+            await self._admin_runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+        log.info("pool %s: proxy stopped", self.runtime.name)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (for tests and demos)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+async def run_until_signalled(proxy: ProxyServer) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await proxy.start()
+    await stop.wait()
+    log.info("signal received: draining for up to %.0fs", proxy.options.grace_seconds)
+    await proxy.stop()

@@ -1,0 +1,212 @@
+"""The ServicePool API (servicepool.dev/v1alpha1) as pydantic models.
+
+One schema serves the proxy (which reads a pool file) and the operator (which reads the
+custom resource). Field names are the camelCase names users write in YAML.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+API_GROUP = "servicepool.dev"
+API_VERSION = "v1alpha1"
+KIND = "ServicePool"
+
+# RFC 1123 label, the shape Kubernetes uses for names inside a pool.
+MEMBER_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+RETRY_CONDITIONS = ("connect-failure", "reset", "timeout")
+_STATUS_CODE = re.compile(r"^[45][0-9][0-9]$")
+
+
+class Strategy(StrEnum):
+    """How the proxy picks a member among the available ones of the best tier."""
+
+    ROUND_ROBIN = "roundRobin"
+    WEIGHTED_ROUND_ROBIN = "weightedRoundRobin"
+    RANDOM = "random"
+    LEAST_IN_FLIGHT = "leastInFlight"
+    POWER_OF_TWO_CHOICES = "powerOfTwoChoices"
+    LATENCY = "latency"
+
+
+class SpecModel(BaseModel):
+    """Base for every API object: unknown fields are errors, names are camelCase."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=False, frozen=True)
+
+
+class Member(SpecModel):
+    """One backend instance of the pool."""
+
+    name: Annotated[str, Field(pattern=MEMBER_NAME_PATTERN, max_length=253)] = Field(
+        description="Unique name of the member inside the pool (a DNS-1123 name)."
+    )
+    url: str = Field(description="Base URL of the member, e.g. http://10.0.0.7:8000.")
+    weight: int = Field(1, ge=1, le=1000, description="Relative share of traffic (1-1000).")
+    priority: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Tier; lower is preferred. A worse tier is used only while no member "
+        "of a better tier is available.",
+    )
+    maxInFlight: int = Field(
+        0, ge=0, description="Most concurrent requests sent to this member; 0 means no limit."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, value: str) -> str:
+        return validate_http_url(value)
+
+
+def validate_http_url(value: str) -> str:
+    """Return the URL without a trailing slash, or raise ValueError saying what is wrong."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    if not parts.hostname:
+        raise ValueError(f"has no host: {value!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise ValueError(f"has a bad port: {value!r}") from exc
+    if parts.query or parts.fragment:
+        raise ValueError(f"must not carry a query or fragment: {value!r}")
+    return value.rstrip("/")
+
+
+class HealthCheck(SpecModel):
+    """Active health probing of each member."""
+
+    path: str = Field("/healthz", pattern=r"^/", description="HTTP path probed with GET.")
+    intervalSeconds: float = Field(5, gt=0, le=3600, description="Time between probes.")
+    timeoutSeconds: float = Field(1, gt=0, le=600, description="Probe timeout.")
+    healthyThreshold: int = Field(
+        1, ge=1, le=100, description="Consecutive successes that make a member Healthy."
+    )
+    unhealthyThreshold: int = Field(
+        2, ge=1, le=100, description="Consecutive failures that make a member Unhealthy."
+    )
+    enabled: bool = Field(True, description="Probe members at all.")
+
+    @model_validator(mode="after")
+    def _timeout_within_interval(self) -> HealthCheck:
+        if self.timeoutSeconds > self.intervalSeconds:
+            raise ValueError(
+                f"timeoutSeconds: {self.timeoutSeconds} must not exceed intervalSeconds "
+                f"({self.intervalSeconds})"
+            )
+        return self
+
+
+class OutlierDetection(SpecModel):
+    """Passive health: eject members that fail real requests."""
+
+    consecutiveFailures: int = Field(
+        5, ge=1, le=1000, description="Consecutive failed requests that eject a member."
+    )
+    baseEjectionSeconds: float = Field(
+        30, gt=0, le=3600, description="First ejection time; grows with repeated ejections."
+    )
+    maxEjectionSeconds: float = Field(300, gt=0, le=86400, description="Longest ejection time.")
+    maxEjectionPercent: int = Field(
+        50, ge=0, le=100, description="Most members (percent) ejected at once; at least one."
+    )
+    rateLimitCooldownSeconds: float = Field(
+        1, ge=0, le=3600, description="Cool-down after a 429 without Retry-After."
+    )
+
+
+class Retries(SpecModel):
+    """Retrying a request on another member before any response byte reached the client."""
+
+    attempts: int = Field(2, ge=0, le=10, description="Retries after the first try.")
+    retryOn: list[str] = Field(
+        default_factory=lambda: ["connect-failure", "reset", "502", "503", "504"],
+        description="Conditions: connect-failure, reset, timeout, or a 4xx/5xx status code.",
+    )
+    bufferBytes: int = Field(
+        1 << 20,
+        ge=0,
+        le=64 << 20,
+        description="Request bodies up to this size are buffered so they can be retried.",
+    )
+
+    @field_validator("retryOn")
+    @classmethod
+    def _known_conditions(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if value not in RETRY_CONDITIONS and not _STATUS_CODE.match(value):
+                raise ValueError(
+                    f"unknown retry condition {value!r}; use one of "
+                    f'{", ".join(RETRY_CONDITIONS)} or a status code such as "503"'
+                )
+        return values
+
+
+class Timeouts(SpecModel):
+    """Time limits for talking to members."""
+
+    connectSeconds: float = Field(2, gt=0, le=300, description="TCP connect timeout.")
+    requestSeconds: float = Field(
+        300, gt=0, le=86400, description="Whole exchange with one member, body included."
+    )
+
+
+class Queue(SpecModel):
+    """Where requests wait while every available member is at maxInFlight."""
+
+    maxWaiting: int = Field(1000, ge=0, le=1_000_000, description="Queue length bound.")
+    timeoutSeconds: float = Field(30, ge=0, le=3600, description="Longest wait in the queue.")
+
+
+class PoolSpec(SpecModel):
+    """The desired state of a pool."""
+
+    strategy: Strategy = Field(Strategy.ROUND_ROBIN, description="Balancing strategy.")
+    members: list[Member] = Field(default_factory=list, description="Members by URL.")
+    healthCheck: HealthCheck = Field(default_factory=HealthCheck)
+    outlierDetection: OutlierDetection = Field(default_factory=OutlierDetection)
+    retries: Retries = Field(default_factory=Retries)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    queue: Queue = Field(default_factory=Queue)
+    memberHeader: bool = Field(
+        True, description="Add X-ServicePool-Member: <name> to every response."
+    )
+
+    @model_validator(mode="after")
+    def _member_names_unique(self) -> PoolSpec:
+        seen: dict[str, int] = {}
+        for index, member in enumerate(self.members):
+            if member.name in seen:
+                raise ValueError(
+                    f"members[{index}].name: duplicate member name {member.name!r} "
+                    f"(also members[{seen[member.name]}])"
+                )
+            seen[member.name] = index
+        return self
+
+
+class ObjectMeta(BaseModel):
+    """The part of Kubernetes metadata the proxy cares about; the rest is kept as is."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field("pool", min_length=1)
+    namespace: str | None = None
+
+
+class ServicePool(SpecModel):
+    """A whole ServicePool document, as applied to Kubernetes or written to a pool file."""
+
+    apiVersion: Literal["servicepool.dev/v1alpha1"] = "servicepool.dev/v1alpha1"
+    kind: Literal["ServicePool"] = "ServicePool"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: PoolSpec
+    status: dict[str, Any] | None = Field(None, description="Written by the operator.")
