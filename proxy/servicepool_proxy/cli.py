@@ -8,7 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-from .loader import PoolFileError, load_pool_file
+from .kubesource import make_core_api, read_config_map_text
+from .loader import PoolFileError, parse_pool_text
 from .server import ProxyOptions, ProxyServer, run_until_signalled
 
 
@@ -18,6 +19,30 @@ def parse_host_port(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+def parse_config_map(value: str) -> tuple[str, str]:
+    """NAMESPACE/NAME as a tuple."""
+    namespace, sep, name = value.partition("/")
+    if not sep or not namespace or not name:
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {value!r}")
+    return namespace, name
+
+
+def read_initial_config(args: argparse.Namespace) -> str:
+    """The pool text to start with: the file, or the ConfigMap when the file is absent."""
+    try:
+        return args.pool.read_text(encoding="utf-8")
+    except OSError as exc:
+        if args.configmap is None:
+            raise PoolFileError(f"cannot read {args.pool}: {exc.strerror or exc}") from None
+    namespace, name = args.configmap
+    try:
+        return read_config_map_text(make_core_api(args.kubeconfig), namespace, name)
+    except Exception as exc:
+        raise PoolFileError(
+            f"{args.pool} is absent and ConfigMap {namespace}/{name} is unreadable: {exc}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="bind with SO_REUSEPORT so several processes can share the port",
     )
+    parser.add_argument(
+        "--configmap",
+        metavar="NAMESPACE/NAME",
+        type=parse_config_map,
+        help="also follow this ConfigMap's pool.yaml through the Kubernetes "
+        "API (the file is the fallback and may be absent at start)",
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig for --configmap outside a cluster")
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -79,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        pool = load_pool_file(args.pool)
+        text = read_initial_config(args)
+        pool = parse_pool_text(text)
     except PoolFileError as exc:
         print(f"servicepool-proxy: invalid pool file {args.pool}: {exc}", file=sys.stderr)
         return 2
@@ -97,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     install_event_loop_policy()
     try:
-        asyncio.run(run_until_signalled(ProxyServer(pool, options)))
+        asyncio.run(run_until_signalled(ProxyServer(pool, options, text)))
     except OSError as exc:
         print(f"servicepool-proxy: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -59,13 +59,29 @@ def parse_pool(document: Any) -> ServicePool:
         raise PoolFileError(explain_validation_error(exc)) from None
 
 
+def require_urls(pool: ServicePool) -> ServicePool:
+    """The proxy sends traffic to URLs: Service and selector members need the operator."""
+    if pool.spec.memberSelector is not None:
+        raise PoolFileError(
+            "spec.memberSelector: the proxy cannot discover Pods itself; the operator "
+            "resolves selectors into url members"
+        )
+    for index, member in enumerate(pool.spec.members):
+        if member.url is None:
+            raise PoolFileError(
+                f"spec.members[{index}].url: the proxy needs a url; service members are "
+                "resolved by the operator"
+            )
+    return pool
+
+
 def parse_pool_text(text: str) -> ServicePool:
     """Parse YAML (or JSON) text holding one ServicePool."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise PoolFileError("not valid YAML: " + " ".join(str(exc).split())) from None
-    return parse_pool(document)
+    return require_urls(parse_pool(document))
 
 
 def load_pool_file(path: str | Path) -> ServicePool:

@@ -9,7 +9,6 @@ import time
 
 import aiohttp
 
-from .balancer.member import MemberState
 from .balancer.pool import apply_probe
 from .metrics import ProxyMetrics
 from .runtime import PoolRuntime
@@ -19,12 +18,12 @@ log = logging.getLogger("servicepool.proxy")
 
 
 async def probe_once(
-    session: aiohttp.ClientSession, member: MemberState, path: str, limit_seconds: float
+    session: aiohttp.ClientSession, base_url: str, path: str, limit_seconds: float
 ) -> tuple[bool, str]:
     """GET the member's health path; 2xx/3xx is healthy. Returns (ok, message)."""
     try:
         async with session.get(
-            member.url + path,
+            base_url + path,
             timeout=aiohttp.ClientTimeout(total=limit_seconds),
             allow_redirects=False,
         ) as response:
@@ -68,7 +67,7 @@ class ActiveProber:
         check = runtime.spec.healthCheck
         members = list(runtime.members)
         results = await asyncio.gather(
-            *(probe_once(self._session, m, check.path, check.timeoutSeconds) for m in members)
+            *(probe_once(self._session, m.url, check.path, check.timeoutSeconds) for m in members)
         )
         changed = False
         for member, (ok, message) in zip(members, results, strict=True):

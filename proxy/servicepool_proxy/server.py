@@ -13,11 +13,12 @@ from aiohttp import web
 
 from .admin import make_admin_app
 from .forwarder import Forwarder
+from .kubesource import ConfigMapSource, make_core_api
 from .metrics import ProxyMetrics
 from .prober import ActiveProber
 from .runtime import PoolRuntime
 from .spec import ServicePool
-from .watcher import PoolFileWatcher
+from .watcher import ConfigGate, PoolFileWatcher
 
 log = logging.getLogger("servicepool.proxy")
 
@@ -36,6 +37,8 @@ class ProxyOptions:
     grace_seconds: float = 30.0
     reuse_port: bool = False
     access_log: bool = False
+    config_map: tuple[str, str] | None = None  # (namespace, name) to watch via the API
+    kubeconfig: str | None = None
 
 
 def _bound_port(site: web.TCPSite) -> int:
@@ -47,8 +50,11 @@ def _bound_port(site: web.TCPSite) -> int:
 class ProxyServer:
     """One running proxy for one pool."""
 
-    def __init__(self, pool: ServicePool, options: ProxyOptions) -> None:
+    def __init__(
+        self, pool: ServicePool, options: ProxyOptions, pool_text: str | None = None
+    ) -> None:
         self.options = options
+        self.gate = ConfigGate(self.apply, self._reload_failed, pool_text)
         self.runtime = PoolRuntime(pool)
         self.metrics = ProxyMetrics(self.runtime.name, lambda: self.runtime.members)
         self.shutting_down = False
@@ -59,6 +65,7 @@ class ProxyServer:
         self._session: aiohttp.ClientSession | None = None
         self._prober: ActiveProber | None = None
         self._watcher: PoolFileWatcher | None = None
+        self._config_map: ConfigMapSource | None = None
 
     def apply(self, pool: ServicePool) -> None:
         """Adopt a new version of the pool without touching connections."""
@@ -106,9 +113,19 @@ class ProxyServer:
         if options.active_health:
             self._prober = ActiveProber(self.runtime, self.metrics)
             self._prober.start()
+        if options.config_map is not None:
+            namespace, name = options.config_map
+            api = make_core_api(options.kubeconfig)
+            self._config_map = ConfigMapSource(api, namespace, name, self.gate.offer)
+            self._config_map.start()
         if options.pool_path is not None:
+            config_map = self._config_map
             self._watcher = PoolFileWatcher(
-                options.pool_path, self.apply, self._reload_failed, options.watch_interval
+                options.pool_path,
+                self.gate,
+                options.watch_interval,
+                # The API watch is fresher than the volume; the file is the fallback.
+                enabled=lambda: config_map is None or not config_map.connected,
             )
             self._watcher.start()
         log.info(
@@ -127,6 +144,8 @@ class ProxyServer:
         self.shutting_down = True
         if self._watcher is not None:
             await self._watcher.stop()
+        if self._config_map is not None:
+            await self._config_map.stop()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._prober is not None:

@@ -40,13 +40,26 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=False, frozen=True)
 
 
+class ServiceRef(SpecModel):
+    """A Kubernetes Service in the pool's namespace, used as one member."""
+
+    name: Annotated[str, Field(pattern=MEMBER_NAME_PATTERN, max_length=63)] = Field(
+        description="Name of the Service."
+    )
+    port: int = Field(ge=1, le=65535, description="Service port to send requests to.")
+    scheme: Literal["http", "https"] = Field("http", description="Protocol of the port.")
+
+
 class Member(SpecModel):
-    """One backend instance of the pool."""
+    """One backend instance of the pool: a fixed URL or a Service."""
 
     name: Annotated[str, Field(pattern=MEMBER_NAME_PATTERN, max_length=253)] = Field(
         description="Unique name of the member inside the pool (a DNS-1123 name)."
     )
-    url: str = Field(description="Base URL of the member, e.g. http://10.0.0.7:8000.")
+    url: str | None = Field(None, description="Base URL of the member, e.g. http://10.0.0.7:8000.")
+    service: ServiceRef | None = Field(
+        None, description="A Service in the pool's namespace (resolved by the operator)."
+    )
     weight: int = Field(1, ge=1, le=1000, description="Relative share of traffic (1-1000).")
     priority: int = Field(
         0,
@@ -61,8 +74,14 @@ class Member(SpecModel):
 
     @field_validator("url")
     @classmethod
-    def _url_is_http(cls, value: str) -> str:
-        return validate_http_url(value)
+    def _url_is_http(cls, value: str | None) -> str | None:
+        return None if value is None else validate_http_url(value)
+
+    @model_validator(mode="after")
+    def _one_address(self) -> Member:
+        if (self.url is None) == (self.service is None):
+            raise ValueError("url: set exactly one of url or service")
+        return self
 
 
 def validate_http_url(value: str) -> str:
@@ -166,11 +185,54 @@ class Queue(SpecModel):
     timeoutSeconds: float = Field(30, ge=0, le=3600, description="Longest wait in the queue.")
 
 
+class MemberSelector(SpecModel):
+    """Members discovered from Ready Pods in the pool's namespace that match labels."""
+
+    matchLabels: dict[str, str] = Field(
+        min_length=1, description="Pods with all these labels become members."
+    )
+    port: int = Field(ge=1, le=65535, description="Container port members listen on.")
+    scheme: Literal["http", "https"] = Field("http", description="Protocol of the port.")
+    weight: int = Field(1, ge=1, le=1000, description="Weight of every discovered member.")
+    priority: int = Field(0, ge=0, le=100, description="Tier of every discovered member.")
+    maxInFlight: int = Field(0, ge=0, description="Limit of every discovered member.")
+
+
+Quantity = Annotated[
+    str | int,
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True}),
+]
+
+
+class ProxyResources(SpecModel):
+    """Compute resources of each proxy container, as in a Pod spec."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=lambda: {"cpu": "100m", "memory": "128Mi"}
+    )
+    limits: dict[str, Quantity] = Field(default_factory=lambda: {"memory": "256Mi"})
+
+
+class ProxyDeployment(SpecModel):
+    """The shape of the proxy Deployment the operator runs for the pool."""
+
+    replicas: int = Field(1, ge=0, le=100, description="Proxy Pods.")
+    image: str = Field(
+        "ghcr.io/servicepool/servicepool:0.1.0", min_length=1, description="Proxy image."
+    )
+    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    resources: ProxyResources = Field(default_factory=ProxyResources)
+    port: int = Field(80, ge=1, le=65535, description="Port of the pool's Service.")
+
+
 class PoolSpec(SpecModel):
     """The desired state of a pool."""
 
     strategy: Strategy = Field(Strategy.ROUND_ROBIN, description="Balancing strategy.")
-    members: list[Member] = Field(default_factory=list, description="Members by URL.")
+    members: list[Member] = Field(default_factory=list, description="Members by URL or Service.")
+    memberSelector: MemberSelector | None = Field(
+        None, description="Also use matching Ready Pods as members."
+    )
     healthCheck: HealthCheck = Field(default_factory=HealthCheck)
     outlierDetection: OutlierDetection = Field(default_factory=OutlierDetection)
     retries: Retries = Field(default_factory=Retries)
@@ -179,6 +241,7 @@ class PoolSpec(SpecModel):
     memberHeader: bool = Field(
         True, description="Add X-ServicePool-Member: <name> to every response."
     )
+    proxy: ProxyDeployment = Field(default_factory=ProxyDeployment)
 
     @model_validator(mode="after")
     def _member_names_unique(self) -> PoolSpec:

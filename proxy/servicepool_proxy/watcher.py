@@ -1,4 +1,4 @@
-"""Follow a pool file: when its content changes, validate it and hand it over."""
+"""Config sources: a pool file polled for changes, with one gate that validates and dedupes."""
 
 from __future__ import annotations
 
@@ -15,51 +15,65 @@ from .tasks import cancel_and_wait
 log = logging.getLogger("servicepool.proxy")
 
 
-class PoolFileWatcher:
-    """Polls a file (following symlinks, as ConfigMap mounts swap them) for new content.
-
-    An invalid new version is logged and skipped: the last good config keeps serving.
-    """
+class ConfigGate:
+    """Where every new config text goes: unchanged text is ignored, invalid text is
+    logged and skipped (the last good config keeps serving), valid text is applied."""
 
     def __init__(
         self,
-        path: str | Path,
         on_change: Callable[[ServicePool], None],
         on_error: Callable[[str], None],
-        interval: float = 1.0,
+        initial_text: str | None = None,
     ) -> None:
-        self.path = Path(path)
         self.on_change = on_change
         self.on_error = on_error
-        self.interval = interval
-        self._digest = self._read_digest()[0]
-        self._task: asyncio.Task[None] | None = None
+        self.digest = _digest(initial_text) if initial_text is not None else ""
 
-    def _read_digest(self) -> tuple[str, str]:
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except OSError:
-            return "", ""
-        return hashlib.sha256(text.encode()).hexdigest(), text
-
-    def check(self) -> bool:
-        """Look once; True when a new valid version was applied."""
-        digest, text = self._read_digest()
-        if not digest or digest == self._digest:
+    def offer(self, text: str, source: str) -> bool:
+        """Consider new text; True when it was applied."""
+        digest = _digest(text)
+        if digest == self.digest:
             return False
-        self._digest = digest
+        self.digest = digest
         try:
             pool = parse_pool_text(text)
         except PoolFileError as exc:
             log.error(
-                "pool file %s changed but is invalid, keeping the last good config: %s",
-                self.path,
-                exc,
+                "new config from %s is invalid, keeping the last good config: %s", source, exc
             )
             self.on_error(str(exc))
             return False
         self.on_change(pool)
         return True
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class PoolFileWatcher:
+    """Polls a file (following symlinks, as ConfigMap volumes swap them) for new content."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        gate: ConfigGate,
+        interval: float = 1.0,
+        enabled: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.path = Path(path)
+        self.gate = gate
+        self.interval = interval
+        self.enabled = enabled
+        self._task: asyncio.Task[None] | None = None
+
+    def check(self) -> bool:
+        """Look once; True when a new valid version was applied."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except OSError:
+            return False
+        return self.gate.offer(text, str(self.path))
 
     def start(self) -> None:
         """Poll in the background."""
@@ -72,6 +86,8 @@ class PoolFileWatcher:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
+            if not self.enabled():
+                continue
             try:
                 self.check()
             except Exception:  # the watcher must outlive any surprise

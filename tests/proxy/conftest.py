@@ -153,7 +153,9 @@ async def proxy() -> AsyncIterator[Callable[..., Any]]:
         options.setdefault("listen_port", 0)
         options.setdefault("admin_port", 0)
         options.setdefault("grace_seconds", 5.0)
-        server = ProxyServer(parse_pool(document), ProxyOptions(**options))
+        pool_path = options.get("pool_path")
+        pool_text = pool_path.read_text() if pool_path is not None else None
+        server = ProxyServer(parse_pool(document), ProxyOptions(**options), pool_text)
         await server.start()
         started.append(server)
         return RunningProxy(server)

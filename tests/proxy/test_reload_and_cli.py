@@ -57,6 +57,7 @@ async def test_reload_under_load_loses_no_request(members, proxy, client, tmp_pa
     )
     write_pool(path, second)
     assert await wait_for(lambda: running.server.runtime.generation == 2, 3)
+    await asyncio.sleep(0.5)  # requests already on removed members finish there
     before = Counter(members_seen)
     await asyncio.sleep(0.6)
     stop.set()
@@ -66,7 +67,7 @@ async def test_reload_under_load_loses_no_request(members, proxy, client, tmp_pa
     assert running.server.runtime.balancer.by_name["a"] is state_a  # state carried over
     assert state_a.requests > 0
     after = members_seen - before
-    assert after["c"] > 0 and after["b"] == 0, after
+    assert after["c"] > 0 and after["b"] == 0 and after["slow"] == 0, after
     assert running.server.runtime.spec.strategy.value == "leastInFlight"
     assert slow.behaviour.in_flight == 0
 

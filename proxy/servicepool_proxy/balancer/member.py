@@ -55,7 +55,7 @@ class MemberState:
         """A fresh state for a member of the spec."""
         return cls(
             name=member.name,
-            url=member.url,
+            url=member.url or "",
             weight=member.weight,
             priority=member.priority,
             max_in_flight=member.maxInFlight,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..spec import HealthCheck, PoolSpec
 from . import outlier
@@ -139,7 +140,16 @@ class Balancer:
         outlier.record_auth_error(member, status)
 
 
-def apply_probe(member: MemberState, ok: bool, message: str, check: HealthCheck) -> bool:
+class ProbeTarget(Protocol):
+    """Anything that keeps probe counters: the proxy's members and the operator's records."""
+
+    health: Health
+    probe_successes: int
+    probe_failures: int
+    probe_message: str
+
+
+def apply_probe(member: ProbeTarget, ok: bool, message: str, check: HealthCheck) -> bool:
     """Fold one active probe result into the member's health; True on a state change."""
     member.probe_message = "" if ok else message
     if ok:
