@@ -117,11 +117,12 @@ class Forwarder:
                 break
             tried.append(member)
             balancer = runtime.balancer
-            balancer.acquire(member, self.clock())
+            trial = balancer.acquire(member, self.clock())
             try:
                 return await self._attempt(
                     request,
                     member,
+                    trial,
                     target,
                     headers,
                     body,
@@ -135,14 +136,14 @@ class Forwarder:
                 failures.append(f"{member.name}: {failure}")
                 self.metrics.upstream_errors.labels(runtime.name, member.name, failure.kind).inc()
                 if failure.kind != "status" and balancer.record_failure(
-                    member, str(failure), self.clock()
+                    member, str(failure), self.clock(), trial
                 ):
                     self._note_ejection(member)
                 if not self._may_retry(failure, attempt, max_tries, idempotent, body):
                     break
                 self.metrics.retries.labels(runtime.name, failure.kind).inc()
             finally:
-                balancer.release(member)
+                balancer.release(member, trial)
                 runtime.queue.wake_one()
 
         assert last is not None
@@ -202,6 +203,7 @@ class Forwarder:
         self,
         request: web.Request,
         member: MemberState,
+        trial: bool,
         target: str,
         headers: aiohttp.typedefs.LooseHeaders,
         body: bytes | StreamedBody | None,
@@ -227,15 +229,15 @@ class Forwarder:
             first_byte = self.clock()
             status = upstream.status
             if status >= 500:
-                if balancer.record_failure(member, f"HTTP {status}", first_byte):
+                if balancer.record_failure(member, f"HTTP {status}", first_byte, trial):
                     self._note_ejection(member)
             elif status == 429:
                 retry_after = parse_retry_after(upstream.headers.get("Retry-After"), time.time())
-                balancer.record_rate_limited(member, first_byte, retry_after)
+                balancer.record_rate_limited(member, first_byte, retry_after, trial)
             elif status in (401, 403):
-                balancer.record_auth_error(member, status)
+                balancer.record_auth_error(member, status, trial)
             else:
-                balancer.record_success(member, first_byte - start, first_byte)
+                balancer.record_success(member, first_byte - start, first_byte, trial)
             if allow_status_retry and str(status) in runtime.retry_on:
                 raise AttemptFailed("status", f"HTTP {status}")
             return await self._relay(request, upstream, member, start)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -46,7 +47,7 @@ def upstream_request_headers(
         if name.lower() not in drop:
             out.add(name, value)
     if client_ip:
-        prior = out.get("X-Forwarded-For")
+        prior = ", ".join(out.popall("X-Forwarded-For", []))
         out["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
     if "X-Forwarded-Proto" not in out:
         out["X-Forwarded-Proto"] = scheme
@@ -76,11 +77,13 @@ def parse_retry_after(value: str | None, now_epoch: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
 
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:  # the asctime form carries no zone; HTTP dates are GMT
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now_epoch)

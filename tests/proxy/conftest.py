@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -18,7 +14,9 @@ from aiohttp import web
 
 from servicepool_proxy.loader import parse_pool
 from servicepool_proxy.samplemember import Behaviour, make_member_app
-from servicepool_proxy.server import ProxyOptions, ProxyServer, free_port
+from servicepool_proxy.server import ProxyOptions, ProxyServer
+
+from ..support import MemberProcess, start_member_process
 
 
 @dataclass
@@ -31,55 +29,6 @@ class RunningMember:
 
     async def stop(self) -> None:
         await self.runner.cleanup()
-
-
-@dataclass
-class MemberProcess:
-    """A member server in its own process, so it can be killed for real."""
-
-    name: str
-    port: int
-    process: subprocess.Popen[bytes]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(5)
-
-
-def start_member_process(name: str, port: int | None = None, delay: float = 0.0) -> MemberProcess:
-    """Start `servicepool-sample-member` and wait until it accepts connections."""
-    port = port or free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "servicepool_proxy.samplemember",
-            "--name",
-            name,
-            "--port",
-            str(port),
-            "--delay",
-            str(delay),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return MemberProcess(name, port, process)
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"member {name} exited with {process.returncode}") from None
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"member {name} did not start on port {port}")
 
 
 @pytest.fixture

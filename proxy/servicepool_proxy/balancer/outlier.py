@@ -24,20 +24,25 @@ def ejection_seconds(policy: OutlierDetection, ejections: int) -> float:
 
 
 def record_success(
-    member: MemberState, latency: float, now: float, policy: OutlierDetection
+    member: MemberState, latency: float, now: float, policy: OutlierDetection, trial: bool = False
 ) -> None:
-    """A request got a usable answer: reset failures, close a half-open member.
+    """A request got a usable answer: reset failures; the trial request closes a half-open one.
 
-    The ejection count (which lengthens the next ejection) is forgotten once the member
-    has served well for maxEjectionSeconds since its last ejection ended.
+    While half-open, only the trial decides: a request that started before the ejection
+    proves nothing about the member now. The ejection count (which lengthens the next
+    ejection) is forgotten once the member has served well for maxEjectionSeconds since its
+    last ejection ended.
     """
-    member.consecutive_failures = 0
-    if member.half_open:
-        member.half_open = False
-        member.trial_in_flight = False
-    elif member.ejections and now - member.ejected_until > policy.maxEjectionSeconds:
-        member.ejections = 0
     update_latency(member, latency, now)
+    if member.half_open:
+        if trial:
+            member.half_open = False
+            member.trial_in_flight = False
+            member.consecutive_failures = 0
+        return
+    member.consecutive_failures = 0
+    if member.ejections and now - member.ejected_until > policy.maxEjectionSeconds:
+        member.ejections = 0
 
 
 def update_latency(member: MemberState, latency: float, now: float) -> None:
@@ -49,29 +54,41 @@ def update_latency(member: MemberState, latency: float, now: float) -> None:
     member.last_latency_at = now
 
 
+def _may_eject(
+    member: MemberState, now: float, members: Sequence[MemberState], policy: OutlierDetection
+) -> bool:
+    ejected_now = sum(1 for other in members if other is not member and other.ejected(now))
+    return ejected_now < ejection_limit(len(members), policy.maxEjectionPercent)
+
+
 def record_failure(
     member: MemberState,
     reason: str,
     now: float,
     members: Sequence[MemberState],
     policy: OutlierDetection,
+    trial: bool = False,
 ) -> bool:
     """Count a failed request; eject the member when it crosses the threshold.
 
+    Failures of requests that were in flight when the member got ejected (or that started
+    before a half-open trial) are counted but decide nothing. A failed trial ejects again,
+    for longer, unless maxEjectionPercent is reached; then the member stays half-open.
     Returns True when this failure ejected the member.
     """
     member.failures += 1
-    member.consecutive_failures += 1
     member.last_error = reason
     if member.half_open:
+        if not trial:
+            return False
         member.trial_in_flight = False
-        return _eject(member, now, policy)
-    if member.consecutive_failures < policy.consecutiveFailures or member.ejected(now):
+        return _may_eject(member, now, members, policy) and _eject(member, now, policy)
+    if member.ejected(now):
         return False
-    ejected_now = sum(1 for other in members if other.ejected(now))
-    if ejected_now >= ejection_limit(len(members), policy.maxEjectionPercent):
+    member.consecutive_failures += 1
+    if member.consecutive_failures < policy.consecutiveFailures:
         return False
-    return _eject(member, now, policy)
+    return _may_eject(member, now, members, policy) and _eject(member, now, policy)
 
 
 def _eject(member: MemberState, now: float, policy: OutlierDetection) -> bool:
@@ -83,20 +100,28 @@ def _eject(member: MemberState, now: float, policy: OutlierDetection) -> bool:
     return True
 
 
+def end_trial(member: MemberState, trial: bool) -> None:
+    """The trial request ended without a verdict (429, 401/403, client gone): free the slot."""
+    if trial and member.half_open:
+        member.trial_in_flight = False
+
+
 def record_rate_limited(
-    member: MemberState, now: float, retry_after: float | None, policy: OutlierDetection
+    member: MemberState,
+    now: float,
+    retry_after: float | None,
+    policy: OutlierDetection,
+    trial: bool = False,
 ) -> None:
     """A 429: cool the member down for Retry-After (or the default); not a failure."""
     member.rate_limited += 1
     cooldown = policy.rateLimitCooldownSeconds if retry_after is None else retry_after
     member.rate_limited_until = max(member.rate_limited_until, now + min(cooldown, 3600.0))
-    if member.half_open:
-        member.trial_in_flight = False
+    end_trial(member, trial)
 
 
-def record_auth_error(member: MemberState, status: int) -> None:
+def record_auth_error(member: MemberState, status: int, trial: bool = False) -> None:
     """A 401/403: the credential is wrong, the host is not broken; count, never eject."""
     member.auth_errors += 1
     member.last_error = f"HTTP {status} (authentication/authorization)"
-    if member.half_open:
-        member.trial_in_flight = False
+    end_trial(member, trial)

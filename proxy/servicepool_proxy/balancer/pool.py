@@ -33,15 +33,17 @@ class Balancer:
     def apply(self, spec: PoolSpec) -> list[MemberState]:
         """Adopt a new spec; members with the same name and URL keep their state.
 
-        Returns the members that left, so callers can stop probing them.
+        Returns the states that left (removed members, and members whose URL changed).
         """
         old = {m.name: m for m in self.members}
+        replaced: list[MemberState] = []
         members: list[MemberState] = []
         for member_spec in spec.members:
             state = old.pop(member_spec.name, None)
             if state is None or state.url != member_spec.url:
                 if state is not None:
                     state.removed = True
+                    replaced.append(state)
                 state = MemberState.from_spec(member_spec)
             else:
                 state.update_from_spec(member_spec)
@@ -54,7 +56,7 @@ class Balancer:
         priorities = sorted({m.priority for m in members})
         self._tiers = [[m for m in members if m.priority == p] for p in priorities]
         self._pick = make_picker(spec.strategy, self._rng)
-        return list(old.values())
+        return replaced + list(old.values())
 
     def choose(
         self, now: float, exclude: Collection[MemberState] = ()
@@ -105,39 +107,46 @@ class Balancer:
         """How many members could take a request now (capacity aside)."""
         return sum(1 for m in self.members if m.routable(now))
 
-    def acquire(self, member: MemberState, now: float) -> None:
-        """A request starts on the member."""
+    def acquire(self, member: MemberState, now: float) -> bool:
+        """A request starts on the member; True when it is the half-open trial."""
         member.in_flight += 1
         member.requests += 1
-        if member.half_open and not member.ejected(now):
+        if member.half_open and not member.trial_in_flight and not member.ejected(now):
             member.trial_in_flight = True
+            return True
+        return False
 
-    def release(self, member: MemberState) -> None:
+    def release(self, member: MemberState, trial: bool = False) -> None:
         """A request on the member is over (whatever its outcome).
 
-        A trial request that ended without a verdict (the client left) frees the trial slot.
+        A trial that ended without a verdict (the client left) frees the trial slot.
         """
         member.in_flight -= 1
-        if member.half_open:
-            member.trial_in_flight = False
+        outlier.end_trial(member, trial)
 
-    def record_success(self, member: MemberState, latency: float, now: float) -> None:
+    def record_success(
+        self, member: MemberState, latency: float, now: float, trial: bool = False
+    ) -> None:
         """The member answered usefully."""
-        outlier.record_success(member, latency, now, self.spec.outlierDetection)
+        outlier.record_success(member, latency, now, self.spec.outlierDetection, trial)
 
-    def record_failure(self, member: MemberState, reason: str, now: float) -> bool:
+    def record_failure(
+        self, member: MemberState, reason: str, now: float, trial: bool = False
+    ) -> bool:
         """The member failed a request; True when that ejected it."""
-        return outlier.record_failure(member, reason, now, self.members, self.spec.outlierDetection)
+        return outlier.record_failure(
+            member, reason, now, self.members, self.spec.outlierDetection, trial
+        )
 
     def record_rate_limited(
-        self, member: MemberState, now: float, retry_after: float | None
+        self, member: MemberState, now: float, retry_after: float | None, trial: bool = False
     ) -> None:
         """The member answered 429."""
-        outlier.record_rate_limited(member, now, retry_after, self.spec.outlierDetection)
+        outlier.record_rate_limited(member, now, retry_after, self.spec.outlierDetection, trial)
 
-    def record_auth_error(self, member: MemberState, status: int) -> None:
+    def record_auth_error(self, member: MemberState, status: int, trial: bool = False) -> None:
         """The member answered 401 or 403."""
-        outlier.record_auth_error(member, status)
+        outlier.record_auth_error(member, status, trial)
 
 
 class ProbeTarget(Protocol):

@@ -10,6 +10,8 @@ from .member import MemberState
 
 # A latency estimate older than this many seconds counts half as much as a fresh one.
 LATENCY_HALF_LIFE_SECONDS = 10.0
+# An estimate older than this is no estimate: the member is measured again.
+LATENCY_FORGET_SECONDS = 6 * LATENCY_HALF_LIFE_SECONDS
 
 
 class RoundRobinCursor:
@@ -84,11 +86,12 @@ def power_of_two_choices(candidates: Sequence[MemberState], rng: random.Random) 
 def latency_estimate(member: MemberState, fallback: float, now: float) -> float:
     """The member's latency average, drifting back to the pool's typical value when stale.
 
-    Without the drift a member that was slow once would never be tried again.
+    Without the drift a member that was slow once would never be tried again; past
+    LATENCY_FORGET_SECONDS the estimate is dropped and the member counts as unmeasured.
     """
-    if member.ewma_latency is None:
-        return 0.0
     age = max(0.0, now - member.last_latency_at)
+    if member.ewma_latency is None or age > LATENCY_FORGET_SECONDS:
+        return 0.0
     keep = 0.5 ** (age / LATENCY_HALF_LIFE_SECONDS)
     return keep * member.ewma_latency + (1.0 - keep) * fallback
 
@@ -99,7 +102,7 @@ def lowest_latency(candidates: Sequence[MemberState], now: float) -> MemberState
     Members without a latency sample score zero so they get measured first.
     """
     known = sorted(m.ewma_latency for m in candidates if m.ewma_latency is not None)
-    typical = known[len(known) // 2] if known else 0.0
+    typical = known[(len(known) - 1) // 2] if known else 0.0  # the lower median
     best = candidates[0]
     best_score = float("inf")
     for member in candidates:

@@ -1,0 +1,1 @@
+"""servicepool operator: reconciles ServicePools into running, health-checked pools."""

@@ -1,0 +1,82 @@
+"""`servicepool-operator`: run the ServicePool operator (kopf with the right settings)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import kopf
+
+from .handlers import LEADER_NAME_ENV, LEADER_NAMESPACE_ENV
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="servicepool-operator",
+        description="Reconcile ServicePools: proxies, live membership, health and status.",
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch this namespace (repeat for several; globs allowed)",
+    )
+    scope.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="watch every namespace (the default when no --namespace)",
+    )
+    parser.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get(LEADER_NAMESPACE_ENV),
+        help="namespace of the Lease that lets one replica act at a time "
+        "(no leader election without it)",
+    )
+    parser.add_argument(
+        "--leader-election-name", default="servicepool-operator", help="name of that Lease"
+    )
+    parser.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8081/healthz",
+        help="liveness endpoint URL ('' to disable)",
+    )
+    parser.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--debug", action="store_true")
+    return parser  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.leader_election_namespace:
+        os.environ[LEADER_NAMESPACE_ENV] = args.leader_election_namespace
+        os.environ[LEADER_NAME_ENV] = args.leader_election_name
+    kopf.configure(
+        debug=args.debug,
+        verbose=args.verbose,
+        log_format={"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL,
+                    "json": kopf.LogFormat.JSON}[args.log_format],
+    )  # fmt: skip
+    from . import handlers  # noqa: F401 - registers the handlers with kopf
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=True,
+        liveness_endpoint=args.liveness or None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

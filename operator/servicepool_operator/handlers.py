@@ -1,0 +1,185 @@
+"""kopf wiring: watches and indexes feed one PoolController task per ServicePool."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import kopf
+from kubernetes import client, config
+
+from . import names
+from .controller import ClusterView, PoolController
+from .kube import KubeClient
+from .leader import LeaderElector
+from .membership import PodInfo
+from .tasks_registry import PoolTasks
+
+log = logging.getLogger("servicepool.operator")
+
+LEADER_NAMESPACE_ENV = "SERVICEPOOL_LEADER_ELECTION_NAMESPACE"
+LEADER_NAME_ENV = "SERVICEPOOL_LEADER_ELECTION_NAME"
+
+
+def load_api_client() -> client.ApiClient:
+    """In-cluster credentials when running in a Pod, else the kubeconfig ($KUBECONFIG)."""
+    try:
+        config.load_incluster_config()
+        return client.ApiClient()
+    except config.ConfigException:
+        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+
+
+def plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A detached plain-dict copy of a kopf body."""
+    return {key: body[key] for key in body}
+
+
+def emit_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+    """Record a Kubernetes Event on the pool."""
+    kopf.event(dict(body), type=type_, reason=reason, message=message[:1024])
+
+
+@dataclass
+class OperatorState:
+    """Everything the handlers share; lives in kopf's memo."""
+
+    kube: KubeClient
+    session: aiohttp.ClientSession
+    tasks: PoolTasks
+    leader: LeaderElector | None
+    view: ClusterView | None = None
+    background: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Connect, configure kopf, and start leader election if asked to."""
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.reconnect_backoff = 1.0
+    settings.networking.request_timeout = 30
+    api_client = load_api_client()
+    kube = KubeClient(api_client)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(force_close=True, limit=256),
+        cookie_jar=aiohttp.DummyCookieJar(),
+    )
+    leader = None
+    lease_namespace = os.environ.get(LEADER_NAMESPACE_ENV)
+    if lease_namespace:
+        identity = f"{socket.gethostname()}-{os.getpid()}"
+        leader = LeaderElector(
+            kube.coordination, lease_namespace,
+            os.environ.get(LEADER_NAME_ENV, "servicepool-operator"), identity,
+        )  # fmt: skip
+    state = OperatorState(kube, session, PoolTasks(), leader)
+    memo["state"] = state
+    if leader is not None:
+        state.background.append(asyncio.create_task(leader.run(), name="leader-election"))
+        state.background.append(asyncio.create_task(_follow_leadership(state)))
+
+
+async def _follow_leadership(state: OperatorState) -> None:
+    assert state.leader is not None
+    while True:
+        await state.leader.changed.wait()
+        state.leader.changed.clear()
+        if state.leader.is_leader:
+            state.tasks.start_all(lambda body: _new_controller(state, body))
+        else:
+            await state.tasks.stop_all()
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    """Stop every pool loop, give up the lease, close connections."""
+    state: OperatorState | None = memo.get("state")
+    if state is None:
+        return
+    await state.tasks.stop_all()
+    for task in state.background:
+        task.cancel()
+    if state.leader is not None:
+        await state.leader.release()
+    await state.session.close()
+
+
+@kopf.index("", "v1", "pods")
+def pods_by_namespace(namespace: str, body: kopf.Body, **_: Any) -> dict[str, PodInfo]:
+    """Pods of every watched namespace, reduced to what membership needs."""
+    return {namespace: PodInfo.from_body(body)}
+
+
+@kopf.index("", "v1", "services")
+def services_by_namespace(namespace: str, name: str, **_: Any) -> dict[str, str]:
+    """Names of the Services of every watched namespace."""
+    return {namespace: name}
+
+
+def make_view(
+    pods_index: kopf.Index[str, PodInfo], services_index: kopf.Index[str, str]
+) -> ClusterView:
+    """Read the live kopf indexes of Pods and Services."""
+
+    def services(namespace: str) -> Iterable[str]:
+        return list(services_index.get(namespace, ()))
+
+    def pods(namespace: str) -> Iterable[PodInfo]:
+        return list(pods_index.get(namespace, ()))
+
+    return ClusterView(services=services, pods=pods)
+
+
+def _new_controller(state: OperatorState, body: Mapping[str, Any]) -> PoolController:
+    assert state.view is not None
+    return PoolController(state.kube, state.view, state.session, emit_event, body)
+
+
+def _may_act(state: OperatorState) -> bool:
+    return state.leader is None or state.leader.is_leader
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.PLURAL)
+async def pool_event(
+    type: str | None,
+    body: kopf.Body,
+    memo: kopf.Memo,
+    pods_by_namespace: kopf.Index[str, PodInfo],
+    services_by_namespace: kopf.Index[str, str],
+    **_: Any,
+) -> None:
+    """Every change of a ServicePool: start, update or stop its loop."""
+    state: OperatorState = memo["state"]
+    if state.view is None:
+        state.view = make_view(pods_by_namespace, services_by_namespace)
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    if type == "DELETED":
+        await state.tasks.forget(key)
+        return
+    state.tasks.remember(key, plain(body))
+    if _may_act(state):
+        state.tasks.ensure(key, lambda b: _new_controller(state, b))
+
+
+@kopf.on.event("", "v1", "pods")
+async def pod_event(namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    """Pods come and go: pools with a selector in that namespace look again."""
+    state: OperatorState | None = memo.get("state")
+    if state is not None:
+        state.tasks.wake_namespace(namespace, selector_only=True)
+
+
+@kopf.on.event("", "v1", "services")
+async def service_event(namespace: str, memo: kopf.Memo, **_: Any) -> None:
+    """A Service appeared or left: pools in that namespace look again."""
+    state: OperatorState | None = memo.get("state")
+    if state is not None:
+        state.tasks.wake_namespace(namespace, selector_only=False)

@@ -1,0 +1,120 @@
+"""Kubernetes API calls the operator makes; blocking client calls run in threads."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from . import names
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What applying one object did: created, updated, unchanged, or a conflict."""
+
+    action: str
+    message: str = ""
+
+    @property
+    def conflict(self) -> bool:
+        return self.action == "conflict"
+
+
+def is_subset(desired: Any, actual: Any) -> bool:
+    """True when every field we set has the value we want (server defaults are ignored)."""
+    if isinstance(desired, Mapping):
+        if not isinstance(actual, Mapping):
+            return False
+        return all(
+            key in actual and is_subset(value, actual[key]) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        if not isinstance(actual, list) or len(desired) != len(actual):
+            return False
+        return all(is_subset(d, a) for d, a in zip(desired, actual, strict=True))
+    return bool(desired == actual)
+
+
+def owned_by(actual: Mapping[str, Any], uid: str) -> bool:
+    """True when the object's owner references name the pool."""
+    owners = (actual.get("metadata") or {}).get("ownerReferences") or []
+    return any(owner.get("uid") == uid for owner in owners)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    read: Callable[..., Any]
+    create: Callable[..., Any]
+    patch: Callable[..., Any]
+
+
+class KubeClient:
+    """The handful of API operations the operator needs."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.rbac = client.RbacAuthorizationV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.coordination = client.CoordinationV1Api(api_client)
+        self._kinds = {
+            "ConfigMap": _Kind(self.core.read_namespaced_config_map,
+                               self.core.create_namespaced_config_map,
+                               self.core.patch_namespaced_config_map),
+            "Service": _Kind(self.core.read_namespaced_service,
+                             self.core.create_namespaced_service,
+                             self.core.patch_namespaced_service),
+            "ServiceAccount": _Kind(self.core.read_namespaced_service_account,
+                                    self.core.create_namespaced_service_account,
+                                    self.core.patch_namespaced_service_account),
+            "Deployment": _Kind(self.apps.read_namespaced_deployment,
+                                self.apps.create_namespaced_deployment,
+                                self.apps.patch_namespaced_deployment),
+            "Role": _Kind(self.rbac.read_namespaced_role,
+                          self.rbac.create_namespaced_role,
+                          self.rbac.patch_namespaced_role),
+            "RoleBinding": _Kind(self.rbac.read_namespaced_role_binding,
+                                 self.rbac.create_namespaced_role_binding,
+                                 self.rbac.patch_namespaced_role_binding),
+        }  # fmt: skip
+
+    def _apply_sync(self, manifest: Mapping[str, Any], owner_uid: str) -> ApplyResult:
+        kind = self._kinds[manifest["kind"]]
+        name = manifest["metadata"]["name"]
+        namespace = manifest["metadata"]["namespace"]
+        try:
+            raw = kind.read(name, namespace, _preload_content=False)
+            actual = json.loads(raw.data)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            kind.create(namespace, manifest)
+            return ApplyResult("created")
+        if not owned_by(actual, owner_uid):
+            return ApplyResult(
+                "conflict",
+                f"{manifest['kind']} {name!r} already exists and is not owned by this pool; "
+                "rename or delete it",
+            )
+        if is_subset(manifest, actual):
+            return ApplyResult("unchanged")
+        kind.patch(name, namespace, manifest)
+        return ApplyResult("updated")
+
+    async def apply_owned(self, manifest: Mapping[str, Any], owner_uid: str) -> ApplyResult:
+        """Create or update an object the pool owns; never touch one it does not own."""
+        return await asyncio.to_thread(self._apply_sync, manifest, owner_uid)
+
+    async def patch_pool_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch the pool's status subresource."""
+        await asyncio.to_thread(
+            self.custom.patch_namespaced_custom_object_status,
+            names.GROUP, names.VERSION, namespace, names.PLURAL, name, {"status": status},
+        )  # fmt: skip

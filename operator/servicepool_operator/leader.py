@@ -1,0 +1,126 @@
+"""Leader election on a coordination.k8s.io Lease: one operator replica acts at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+log = logging.getLogger("servicepool.operator")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LeaderElector:
+    """Holds (or waits for) a Lease; `is_leader` tells whether this replica may act."""
+
+    def __init__(
+        self,
+        api: client.CoordinationV1Api,
+        namespace: str,
+        name: str,
+        identity: str,
+        lease_seconds: int = 15,
+        renew_seconds: float = 5.0,
+    ) -> None:
+        self.api = api
+        self.namespace = namespace
+        self.name = name
+        self.identity = identity
+        self.lease_seconds = lease_seconds
+        self.renew_seconds = renew_seconds
+        self.is_leader = False
+        self.changed = asyncio.Event()
+
+    def _try_acquire(self) -> bool:
+        now = _now()
+        spec = client.V1LeaseSpec(
+            holder_identity=self.identity,
+            lease_duration_seconds=self.lease_seconds,
+            acquire_time=now,
+            renew_time=now,
+        )
+        try:
+            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            body = client.V1Lease(
+                metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace), spec=spec
+            )
+            try:
+                self.api.create_namespaced_lease(self.namespace, body)
+            except ApiException as create_exc:
+                if create_exc.status == 409:  # someone else was faster
+                    return False
+                raise
+            return True
+        current = lease.spec
+        holder = current.holder_identity if current else None
+        renewed = current.renew_time if current else None
+        duration = (current.lease_duration_seconds if current else None) or self.lease_seconds
+        expired = renewed is None or renewed + timedelta(seconds=duration) < now
+        if holder != self.identity and not expired:
+            return False
+        if holder == self.identity and current is not None and current.acquire_time:
+            spec.acquire_time = current.acquire_time
+        lease.spec = spec
+        try:
+            # resourceVersion in the body makes this a compare-and-swap.
+            self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    def _set(self, leader: bool) -> None:
+        if leader != self.is_leader:
+            self.is_leader = leader
+            log.info(
+                "leader election: %s %s lease %s/%s",
+                self.identity,
+                "holds" if leader else "lost",
+                self.namespace,
+                self.name,
+            )
+            self.changed.set()
+
+    async def run(self) -> None:
+        """Acquire and renew forever; a failed renewal past the lease time gives up leadership."""
+        last_success = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                acquired = await asyncio.to_thread(self._try_acquire)
+                if acquired:
+                    last_success = loop.time()
+                self._set(acquired)
+            except Exception as exc:  # API down: keep leading only while the lease holds
+                log.warning("leader election: cannot reach the lease: %s", exc)
+                if loop.time() - last_success > self.lease_seconds:
+                    self._set(False)
+            await asyncio.sleep(self.renew_seconds)
+
+    async def release(self) -> None:
+        """Give the lease up on shutdown so another replica takes over at once."""
+        if not self.is_leader:
+            return
+
+        def _release() -> None:
+            lease = self.api.read_namespaced_lease(self.name, self.namespace)
+            if lease.spec and lease.spec.holder_identity == self.identity:
+                lease.spec.holder_identity = None
+                lease.spec.renew_time = None
+                self.api.replace_namespaced_lease(self.name, self.namespace, lease)
+
+        try:
+            await asyncio.to_thread(_release)
+        except Exception as exc:
+            log.warning("leader election: could not release the lease: %s", exc)
+        self._set(False)

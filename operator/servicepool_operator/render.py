@@ -1,0 +1,199 @@
+"""Render the objects a pool owns: proxy config, ConfigMap, Deployment, Service, RBAC (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import yaml
+
+from servicepool_proxy.spec import Member, PoolSpec
+
+from . import names
+
+Manifest = dict[str, Any]
+
+
+def owner_reference(pool: str, uid: str) -> dict[str, Any]:
+    """The reference that ties an object's life to the pool."""
+    return {
+        "apiVersion": names.API_VERSION_FULL,
+        "kind": names.POOL_KIND,
+        "name": pool,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(pool: str, namespace: str, name: str, uid: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "labels": names.labels(pool),
+        "ownerReferences": [owner_reference(pool, uid)],
+    }
+
+
+def routed_members(members: list[Member], unhealthy: Collection[str]) -> list[Member]:
+    """Members the proxies should use: all but the unhealthy ones, or all if none is healthy.
+
+    With every member down the proxies keep the full list, so their own passive health
+    and error messages say what is wrong instead of an empty pool.
+    """
+    healthy = [m for m in members if m.name not in unhealthy]
+    return healthy or list(members)
+
+
+def render_proxy_config(pool: str, namespace: str, spec: PoolSpec, members: list[Member]) -> str:
+    """The pool file the proxies read: the spec with every member as a URL."""
+    resolved = spec.model_copy(update={"members": members, "memberSelector": None})
+    document = {
+        "apiVersion": names.API_VERSION_FULL,
+        "kind": names.POOL_KIND,
+        "metadata": {"name": pool, "namespace": namespace},
+        "spec": resolved.model_dump(mode="json", exclude_none=True, exclude={"proxy"}),
+    }
+    return yaml.safe_dump(document, sort_keys=False)
+
+
+def render_config_map(pool: str, namespace: str, uid: str, config: str) -> Manifest:
+    """The ConfigMap holding the rendered proxy config."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(pool, namespace, names.proxy_name(pool), uid),
+        "data": {names.CONFIG_KEY: config},
+    }
+
+
+def proxy_args(pool: str, namespace: str) -> list[str]:
+    """The proxy's command line in the Deployment."""
+    return [
+        "--pool", f"{names.CONFIG_MOUNT}/{names.CONFIG_KEY}",
+        "--configmap", f"{namespace}/{names.proxy_name(pool)}",
+        "--listen", f"0.0.0.0:{names.PROXY_PORT}",
+        "--admin", f"0.0.0.0:{names.ADMIN_PORT}",
+        "--no-active-health",
+    ]  # fmt: skip
+
+
+def render_deployment(pool: str, namespace: str, uid: str, spec: PoolSpec) -> Manifest:
+    """The proxy Deployment: hardened, probed on the admin port, config mounted read-only."""
+    shape = spec.proxy
+    name = names.proxy_name(pool)
+    container = {
+        "name": "proxy",
+        "image": shape.image,
+        "imagePullPolicy": shape.imagePullPolicy,
+        "command": ["servicepool-proxy"],
+        "args": proxy_args(pool, namespace),
+        "ports": [
+            {"name": "http", "containerPort": names.PROXY_PORT, "protocol": "TCP"},
+            {"name": "admin", "containerPort": names.ADMIN_PORT, "protocol": "TCP"},
+        ],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "admin"},
+            "periodSeconds": 2,
+            "failureThreshold": 2,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "admin"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
+        "resources": shape.resources.model_dump(mode="json"),
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "config", "mountPath": names.CONFIG_MOUNT, "readOnly": True}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(pool, namespace, name, uid),
+        "spec": {
+            "replicas": shape.replicas,
+            "selector": {"matchLabels": names.selector_labels(pool)},
+            "template": {
+                "metadata": {"labels": names.labels(pool)},
+                "spec": {
+                    "serviceAccountName": name,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "terminationGracePeriodSeconds": 40,
+                    "containers": [container],
+                    "volumes": [{"name": "config", "configMap": {"name": name}}],
+                },
+            },
+        },
+    }
+
+
+def render_service(pool: str, namespace: str, uid: str, spec: PoolSpec) -> Manifest:
+    """The Service named after the pool: the stable name clients call."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(pool, namespace, names.service_name(pool), uid),
+        "spec": {
+            "selector": names.selector_labels(pool),
+            "ports": [
+                {"name": "http", "port": spec.proxy.port, "targetPort": "http",
+                 "protocol": "TCP"},
+            ],
+        },
+    }  # fmt: skip
+
+
+def render_service_account(pool: str, namespace: str, uid: str) -> Manifest:
+    """The identity of the proxy Pods."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _metadata(pool, namespace, names.proxy_name(pool), uid),
+    }
+
+
+def render_role(pool: str, namespace: str, uid: str) -> Manifest:
+    """The proxy may read and watch its own ConfigMap, nothing else."""
+    name = names.proxy_name(pool)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _metadata(pool, namespace, name, uid),
+        "rules": [
+            {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [name],
+             "verbs": ["get", "list", "watch"]},
+        ],
+    }  # fmt: skip
+
+
+def render_role_binding(pool: str, namespace: str, uid: str) -> Manifest:
+    """Grants the proxy's Role to its ServiceAccount."""
+    name = names.proxy_name(pool)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _metadata(pool, namespace, name, uid),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+    }
+
+
+def render_static_objects(pool: str, namespace: str, uid: str, spec: PoolSpec) -> list[Manifest]:
+    """Everything but the ConfigMap, in the order they should be applied."""
+    return [
+        render_service_account(pool, namespace, uid),
+        render_role(pool, namespace, uid),
+        render_role_binding(pool, namespace, uid),
+        render_deployment(pool, namespace, uid, spec),
+        render_service(pool, namespace, uid, spec),
+    ]

@@ -1,0 +1,127 @@
+"""Pure operator logic: member resolution and rendering of owned objects."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from servicepool_operator import names, render
+from servicepool_operator.membership import (
+    MembershipError,
+    PodInfo,
+    check_not_empty,
+    resolve_members,
+)
+from servicepool_proxy.loader import parse_pool_text
+from servicepool_proxy.spec import PoolSpec
+
+
+def pod(name: str, ip: str | None = "10.0.0.1", ready: bool = True, **labels: str) -> PodInfo:
+    return PodInfo(name=name, labels=labels or {"app": "worker"}, ip=ip, ready=ready,
+                   terminating=False)  # fmt: skip
+
+
+def spec(**fields: object) -> PoolSpec:
+    return PoolSpec.model_validate(fields)
+
+
+def test_url_service_and_selector_members_mix():
+    pool = spec(
+        members=[
+            {"name": "static", "url": "http://10.9.9.9:80"},
+            {"name": "svc", "service": {"name": "backend", "port": 8000}},
+        ],
+        memberSelector={"matchLabels": {"app": "worker"}, "port": 9000, "weight": 3},
+    )
+    pods = [
+        pod("w-2", "10.0.0.2"),
+        pod("w-1", "10.0.0.1"),
+        pod("w-notready", "10.0.0.3", ready=False),
+        pod("w-noip", None),
+        pod("other", "10.0.0.4", app="other"),
+        PodInfo("w-gone", {"app": "worker"}, "10.0.0.5", True, terminating=True),
+        pod("w-v6", "fd00::7"),
+    ]
+    members = resolve_members(pool, "ns", ["backend"], pods)
+    assert [(m.name, m.url, m.weight) for m in members] == [
+        ("static", "http://10.9.9.9:80", 1),
+        ("svc", "http://backend.ns.svc:8000", 1),
+        ("w-1", "http://10.0.0.1:9000", 3),
+        ("w-2", "http://10.0.0.2:9000", 3),
+        ("w-v6", "http://[fd00::7]:9000", 3),
+    ]
+
+
+def test_missing_service_names_the_field():
+    pool = spec(members=[{"name": "a", "url": "http://x:1"},
+                         {"name": "b", "service": {"name": "nope", "port": 80}}])  # fmt: skip
+    with pytest.raises(MembershipError, match=r"spec\.members\[1\]\.service\.name: Service 'nope'"):
+        resolve_members(pool, "ns", ["other"], [])
+
+
+def test_empty_pool_is_invalid():
+    with pytest.raises(MembershipError, match=r"^spec\.members: the pool has no members"):
+        check_not_empty(spec())
+    check_not_empty(spec(memberSelector={"matchLabels": {"a": "b"}, "port": 1}))
+
+
+def test_pod_info_from_body_reads_readiness():
+    body = {
+        "metadata": {"name": "p", "labels": {"app": "w"}},
+        "status": {"podIP": "10.1.1.1",
+                   "conditions": [{"type": "Ready", "status": "True"}]},
+    }  # fmt: skip
+    info = PodInfo.from_body(body)
+    assert info.ready and info.ip == "10.1.1.1" and not info.terminating
+    body["status"]["conditions"][0]["status"] = "False"
+    assert not PodInfo.from_body(body).ready
+
+
+def test_rendered_proxy_config_is_a_valid_url_only_pool():
+    pool = spec(
+        strategy="leastInFlight",
+        members=[{"name": "a", "url": "http://a:1"}, {"name": "b", "url": "http://b:1"}],
+        memberSelector={"matchLabels": {"x": "y"}, "port": 80},
+    )
+    members = resolve_members(pool, "ns", [], [])
+    text = render.render_proxy_config("demo", "ns", pool, render.routed_members(members, {"b"}))
+    parsed = parse_pool_text(text)  # the proxy's own loader accepts it
+    assert [m.name for m in parsed.spec.members] == ["a"]
+    assert parsed.spec.strategy.value == "leastInFlight"
+    assert parsed.metadata.name == "demo"
+    assert "proxy" not in yaml.safe_load(text)["spec"]
+    # Deterministic: same input, same text (no needless ConfigMap writes).
+    assert text == render.render_proxy_config("demo", "ns", pool, members[:1])
+
+
+def test_all_unhealthy_routes_everyone():
+    members = resolve_members(spec(members=[{"name": "a", "url": "http://a:1"}]), "ns", [], [])
+    assert render.routed_members(members, {"a"}) == members
+
+
+def test_owned_objects_carry_owner_and_labels():
+    pool = spec(members=[{"name": "a", "url": "http://a:1"}],
+                proxy={"replicas": 2, "image": "img:1", "port": 8000})  # fmt: skip
+    objects = render.render_static_objects("demo", "ns", "uid-1", pool)
+    assert [o["kind"] for o in objects] == [
+        "ServiceAccount", "Role", "RoleBinding", "Deployment", "Service",
+    ]  # fmt: skip
+    for obj in objects:
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+        assert obj["metadata"]["ownerReferences"][0]["controller"] is True
+        assert obj["metadata"]["labels"][names.POOL_LABEL] == "demo"
+    deployment = objects[3]
+    assert deployment["spec"]["replicas"] == 2
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "img:1"
+    assert container["args"][container["args"].index("--configmap") + 1] == "ns/demo-proxy"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    service = objects[4]
+    assert service["metadata"]["name"] == "demo"
+    assert service["spec"]["ports"][0]["port"] == 8000
+    role = objects[1]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["demo-proxy"],
+         "verbs": ["get", "list", "watch"]},
+    ]  # fmt: skip

@@ -1,0 +1,92 @@
+"""Pure operator logic: status, conditions and when a status write is worth it."""
+
+from __future__ import annotations
+
+from servicepool_operator.status import (
+    LATENCY_REFRESH_SECONDS,
+    MemberRecord,
+    Problem,
+    build_status,
+    needs_write,
+)
+from servicepool_proxy.balancer.member import Health
+
+
+def records(*states: Health) -> list[MemberRecord]:
+    return [
+        MemberRecord(name=f"m{i}", url=f"http://m{i}:1", health=state, latency_ms=10.0)
+        for i, state in enumerate(states)
+    ]
+
+
+def status(recs, problem=None, previous=None, now="2026-01-01T00:00:00Z", generation=3):
+    return build_status(generation=generation, endpoint="http://p.ns.svc:80", records=recs,
+                        problem=problem, previous=previous or {}, now=now)  # fmt: skip
+
+
+def condition(st, type_):
+    return next(c for c in st["conditions"] if c["type"] == type_)
+
+
+def test_all_healthy_is_ready_not_degraded():
+    st = status(records(Health.HEALTHY, Health.HEALTHY))
+    assert st["ready"] == "2/2" and st["readyMembers"] == 2 and st["totalMembers"] == 2
+    ready = condition(st, "Ready")
+    assert (ready["status"], ready["reason"], ready["observedGeneration"]) == (
+        "True", "AllMembersHealthy", 3)  # fmt: skip
+    assert condition(st, "Degraded")["status"] == "False"
+
+
+def test_partial_and_none_healthy():
+    st = status(records(Health.HEALTHY, Health.UNHEALTHY))
+    assert condition(st, "Ready")["reason"] == "SomeMembersHealthy"
+    degraded = condition(st, "Degraded")
+    assert degraded["status"] == "True" and "m1" in degraded["message"]
+    st = status(records(Health.UNHEALTHY))
+    assert condition(st, "Ready")["status"] == "False"
+    assert condition(st, "Ready")["reason"] == "NoHealthyMembers"
+
+
+def test_problem_wins_and_is_named():
+    problem = Problem("InvalidSpec", "spec.members[1].name: duplicate member name 'a'")
+    st = status(records(Health.HEALTHY), problem=problem)
+    ready = condition(st, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert "spec.members[1].name" in ready["message"]
+
+
+def test_transition_time_moves_only_on_flips():
+    first = status(records(Health.HEALTHY), now="2026-01-01T00:00:00Z")
+    same = status(records(Health.HEALTHY), previous=first, now="2026-01-01T01:00:00Z")
+    assert condition(same, "Ready")["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    flipped = status(records(Health.UNHEALTHY), previous=same, now="2026-01-01T02:00:00Z")
+    assert condition(flipped, "Ready")["lastTransitionTime"] == "2026-01-01T02:00:00Z"
+
+
+def test_needs_write_ignores_probe_noise_but_not_changes():
+    base = status(records(Health.HEALTHY, Health.HEALTHY))
+    noisy_records = records(Health.HEALTHY, Health.HEALTHY)
+    for record in noisy_records:
+        record.latency_ms = 11.0
+        record.last_probe_time = "2026-01-01T00:00:05Z"
+    noisy = status(noisy_records, previous=base)
+    assert not needs_write(base, noisy, seconds_since_write=1)
+    assert not needs_write(base, noisy, seconds_since_write=LATENCY_REFRESH_SECONDS + 1)
+    noisy_records[0].latency_ms = 80.0
+    moved = status(noisy_records, previous=base)
+    assert not needs_write(base, moved, seconds_since_write=5)
+    assert needs_write(base, moved, seconds_since_write=LATENCY_REFRESH_SECONDS + 1)
+    changed = status(records(Health.HEALTHY, Health.UNHEALTHY), previous=base)
+    assert needs_write(base, changed, seconds_since_write=0)
+    assert needs_write(base, status(records(Health.HEALTHY, Health.HEALTHY), generation=4), 0)
+
+
+def test_record_round_trips_through_status():
+    record = MemberRecord(name="a", url="http://a:1", health=Health.UNHEALTHY,
+                          probe_failures=3, probe_message="probe /healthz timed out",
+                          last_transition_time="2026-01-01T00:00:00Z")  # fmt: skip
+    again = MemberRecord.from_status(record.to_status())
+    assert again.health is Health.UNHEALTHY
+    assert again.probe_failures == 3
+    assert again.last_transition_time == "2026-01-01T00:00:00Z"
+    assert again.probe_message == "probe /healthz timed out"

@@ -1,0 +1,74 @@
+"""Helpers shared by the test suites: real member processes and polling."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from servicepool_proxy.server import free_port
+
+
+@dataclass
+class MemberProcess:
+    """A member server in its own process, so it can be killed for real."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    host: str = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(5)
+
+
+def wait_for_port(host: str, port: int, seconds: float, process: subprocess.Popen[bytes]) -> None:
+    """Block until something accepts connections on host:port."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"process exited with {process.returncode}") from None
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {host}:{port} after {seconds}s")
+
+
+def start_member_process(
+    name: str, port: int | None = None, delay: float = 0.0, host: str = "127.0.0.1"
+) -> MemberProcess:
+    """Start `servicepool-sample-member` and wait until it accepts connections."""
+    port = port or free_port(host)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "servicepool_proxy.samplemember", "--name", name,
+         "--host", host, "--port", str(port), "--delay", str(delay)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port(host, port, 15, process)
+    except RuntimeError:
+        process.kill()
+        raise
+    return MemberProcess(name, port, process, host)
+
+
+def eventually(predicate: Callable[[], object], seconds: float, step: float = 0.1) -> object:
+    """Poll a condition (synchronously) until it is truthy; return its last value."""
+    deadline = time.monotonic() + seconds
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(step)
+        value = predicate()
+    return value
