@@ -61,7 +61,10 @@ class OperatorState:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Connect, configure kopf, and start leader election if asked to."""
-    settings.posting.level = logging.INFO
+    # Our own Events (member state, invalid spec) are posted explicitly; kopf's per-handler
+    # chatter ("Handler ... succeeded" for every Pod change) stays out of the log and the API.
+    settings.posting.level = logging.WARNING
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.reconnect_backoff = 1.0

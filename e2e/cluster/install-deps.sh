@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Install the Debian packages the local control plane (and the benchmarks) need.
+# Idempotent and non-interactive; skips apt entirely when everything is present.
+set -euo pipefail
+
+PACKAGES=(etcd-server golang-go rsync jq dpkg-dev golang-github-modern-go-reflect2-dev openssl
+          nginx haproxy wrk)
+SUDO=""
+[[ $(id -u) -eq 0 ]] || SUDO="sudo"
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$package")
+done
+needs_src=1
+grep -rqs "deb-src" /etc/apt/sources.list /etc/apt/sources.list.d/ && needs_src=0 || true
+grep -rqs "^Types:.*deb-src" /etc/apt/sources.list.d/ && needs_src=0 || true
+[[ -x "${SERVICEPOOL_K8S_CACHE:-$HOME/.cache/servicepool/kubernetes-v1.20.2}/kube-apiserver" ]] && needs_src=0
+
+if [[ ${#missing[@]} -eq 0 && $needs_src -eq 0 ]]; then
+  echo "install-deps.sh: all packages present"
+  exit 0
+fi
+
+if [[ $needs_src -eq 1 ]]; then
+  if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
+    uri=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources)
+    $SUDO tee -a /etc/apt/sources.list.d/debian.sources >/dev/null <<SRC
+
+Types: deb-src
+URIs: ${uri:-http://deb.debian.org/debian}
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  else
+    echo "deb-src http://deb.debian.org/debian bookworm main" | $SUDO tee /etc/apt/sources.list.d/servicepool-src.list >/dev/null
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "install-deps.sh: installing ${missing[*]}"
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts these services on install; the tests start their own instances.
+for service in nginx haproxy etcd; do
+  $SUDO service "$service" stop >/dev/null 2>&1 || true
+done
+echo "install-deps.sh: done"

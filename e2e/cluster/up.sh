@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Start a fresh local Kubernetes control plane (etcd + kube-apiserver +
+# kube-controller-manager v1.20.2) on free loopback ports, with its state under DIR.
+# Writes DIR/kubeconfig and prints its path as the last line. No container engine needed.
+# Several control planes can run side by side; stop one with `down.sh DIR`.
+set -euo pipefail
+
+DIR="${1:?usage: up.sh DIR}"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+mkdir -p "$DIR"
+DIR="$(cd "$DIR" && pwd)"
+if [[ -f "$DIR/pids" ]]; then
+  echo "up.sh: $DIR already holds a control plane; run down.sh $DIR first" >&2
+  exit 1
+fi
+
+BIN="$("$HERE/build.sh" | tail -n 1)"
+ETCD="$(command -v etcd || echo /usr/bin/etcd)"
+[[ -x "$ETCD" ]] || { echo "up.sh: etcd missing; run e2e/cluster/install-deps.sh" >&2; exit 1; }
+
+read -r ETCD_PORT PEER_PORT API_PORT < <(python3 - <<'PY'
+import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+for s in socks:
+    s.close()
+PY
+)
+
+# A non-loopback address to advertise (a loopback one only fills the log with endpoint errors).
+ADVERTISE="$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -v '^127\.' | grep -v ':' | head -n 1 || true)"
+ADVERTISE="${ADVERTISE:-192.0.2.1}"
+
+TOKEN="$(openssl rand -hex 16)"
+echo "$TOKEN,admin,admin,system:masters" > "$DIR/tokens.csv"
+openssl genrsa -out "$DIR/sa.key" 2048 2>/dev/null
+openssl rsa -in "$DIR/sa.key" -pubout -out "$DIR/sa.pub" 2>/dev/null
+mkdir -p "$DIR/certs" "$DIR/etcd"
+
+start() {  # name, command...: detached, logged, pid recorded
+  local name="$1"; shift
+  setsid nohup "$@" > "$DIR/$name.log" 2>&1 < /dev/null &
+  echo "$name $!" >> "$DIR/pids"
+}
+
+fail() {
+  echo "up.sh: $1" >&2
+  for log in "$DIR"/*.log; do
+    echo "--- tail of $log" >&2
+    tail -n 25 "$log" >&2 || true
+  done
+  "$HERE/down.sh" "$DIR" >/dev/null 2>&1 || true
+  exit 1
+}
+
+start etcd "$ETCD" --name default --data-dir "$DIR/etcd" \
+  --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
+  --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+  --listen-peer-urls "http://127.0.0.1:$PEER_PORT" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$PEER_PORT" \
+  --initial-cluster "default=http://127.0.0.1:$PEER_PORT" \
+  --unsafe-no-fsync
+
+start kube-apiserver "$BIN/kube-apiserver" \
+  --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+  --bind-address 127.0.0.1 --secure-port "$API_PORT" --insecure-port 0 \
+  --advertise-address "$ADVERTISE" \
+  --cert-dir "$DIR/certs" \
+  --token-auth-file "$DIR/tokens.csv" \
+  --authorization-mode RBAC \
+  --service-account-issuer https://kubernetes.default.svc \
+  --service-account-key-file "$DIR/sa.pub" \
+  --service-account-signing-key-file "$DIR/sa.key" \
+  --service-cluster-ip-range 10.96.0.0/16 \
+  --allow-privileged=true \
+  --enable-priority-and-fairness=false
+
+deadline=$((SECONDS + 60))
+until curl -ksf -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1; do
+  (( SECONDS < deadline )) || fail "kube-apiserver not ready after 60 s"
+  sleep 0.3
+done
+
+# The apiserver's self-signed certificate names 127.0.0.1: clients can verify it.
+cat > "$DIR/kubeconfig" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority-data: $(base64 -w0 < "$DIR/certs/apiserver.crt")
+users:
+- name: admin
+  user:
+    token: $TOKEN
+contexts:
+- name: local
+  context: {cluster: local, user: admin, namespace: default}
+current-context: local
+KUBECONFIG
+
+start kube-controller-manager "$BIN/kube-controller-manager" \
+  --kubeconfig "$DIR/kubeconfig" \
+  --leader-elect=false \
+  --port 0 --secure-port 0 \
+  --service-account-private-key-file "$DIR/sa.key" \
+  --root-ca-file "$DIR/certs/apiserver.crt" \
+  --cluster-signing-duration 24h \
+  --controllers '*,-nodeipam,-nodelifecycle,-attachdetach,-persistentvolume-binder,-csrsigning,-ttl'
+
+# Pods can be created once the default ServiceAccount exists.
+deadline=$((SECONDS + 60))
+until curl -ksf -H "Authorization: Bearer $TOKEN" \
+    "https://127.0.0.1:$API_PORT/api/v1/namespaces/default/serviceaccounts/default" >/dev/null 2>&1; do
+  (( SECONDS < deadline )) || fail "the default ServiceAccount did not appear after 60 s"
+  sleep 0.3
+done
+echo "$DIR/kubeconfig"

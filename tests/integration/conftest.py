@@ -1,0 +1,48 @@
+"""Fixtures for tests that need a real Kubernetes API server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from .kube import cluster_kubeconfig
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> Iterator[str]:
+    """Path of a kubeconfig for a live cluster (see tests/integration/kube.py)."""
+    with cluster_kubeconfig() as path:
+        yield path
+
+
+@pytest.fixture(scope="session")
+def kube_api(kubeconfig: str) -> client.ApiClient:
+    """An API client for that cluster."""
+    return config.new_client_from_config(config_file=kubeconfig)
+
+
+@pytest.fixture
+def namespace(kube_api: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace, deleted afterwards."""
+    core = client.CoreV1Api(kube_api)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"servicepool.dev/test": "1"}}})
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise

@@ -1,0 +1,415 @@
+"""The operator against a real API server, with real members and a real proxy process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from servicepool_proxy.server import free_port
+
+from ..support import MemberProcess, eventually, start_member_process, wait_for_port
+from .crd_support import install_crd
+
+GROUP, VERSION, PLURAL = "servicepool.dev", "v1alpha1", "servicepools"
+
+
+@pytest.fixture(scope="module")
+def operator(kubeconfig: str, kube_api: client.ApiClient, tmp_path_factory) -> Iterator[Any]:
+    """One operator process for the module, watching every namespace."""
+    install_crd(kube_api)
+    log_dir = tmp_path_factory.mktemp("operator")
+    handle = OperatorProcess(kubeconfig, log_dir / "operator.log")
+    handle.start()
+    yield handle
+    handle.stop()
+
+
+class OperatorProcess:
+    """`servicepool-operator` as a local process, restartable."""
+
+    def __init__(self, kubeconfig: str, log_path: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self) -> None:
+        self.port = free_port()
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig}
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "servicepool_operator.cli", "--all-namespaces",
+             "--liveness", f"http://127.0.0.1:{self.port}/healthz", "--log-format", "plain"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_for_port("127.0.0.1", self.port, 30, self.process)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def member_procs() -> Iterator[Any]:
+    started: list[MemberProcess] = []
+
+    def start(name: str, host: str = "127.0.0.1", port: int | None = None) -> MemberProcess:
+        member = start_member_process(name, port=port, host=host)
+        started.append(member)
+        return member
+
+    yield start
+    for member in started:
+        member.kill()
+
+
+def pool_body(name: str, members: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    spec.setdefault("healthCheck", {"intervalSeconds": 1, "timeoutSeconds": 0.5,
+                                    "unhealthyThreshold": 2})  # fmt: skip
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ServicePool",
+        "metadata": {"name": name},
+        "spec": {"members": members, **spec},
+    }
+
+
+class Pools:
+    """Small wrapper over the custom objects API for one namespace."""
+
+    def __init__(self, api: client.ApiClient, namespace: str) -> None:
+        self.custom = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.apps = client.AppsV1Api(api)
+        self.namespace = namespace
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, body
+        )
+
+    def get(self, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace,
+                                                        PLURAL, name)  # fmt: skip
+
+    def patch(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, patch
+        )
+
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return self.get(name).get("status") or {}
+
+    def condition(self, name: str, type_: str) -> dict[str, Any]:
+        for condition in self.status(name).get("conditions") or []:
+            if condition["type"] == type_:
+                return condition
+        return {}
+
+    def member_states(self, name: str) -> dict[str, str]:
+        return {m["name"]: m["state"] for m in self.status(name).get("members") or []}
+
+    def config(self, name: str) -> dict[str, Any]:
+        import yaml
+
+        config_map = self.core.read_namespaced_config_map(f"{name}-proxy", self.namespace)
+        return yaml.safe_load(config_map.data["pool.yaml"])
+
+    def routed(self, name: str) -> list[str]:
+        return [m["name"] for m in self.config(name)["spec"]["members"]]
+
+    def events(self, reason: str) -> list[Any]:
+        events = self.core.list_namespaced_event(self.namespace).items
+        return [e for e in events if e.reason == reason]
+
+
+@pytest.fixture
+def pools(kube_api: client.ApiClient, namespace: str, operator: OperatorProcess) -> Pools:
+    return Pools(kube_api, namespace)
+
+
+def kubectl(kubeconfig: str, *args: str) -> str:
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", kubeconfig, *args],
+        check=True, capture_output=True, text=True, timeout=30,
+    ).stdout  # fmt: skip
+
+
+def test_pool_becomes_ready_with_owned_objects_and_columns(
+    pools: Pools, member_procs, kubeconfig: str, namespace: str
+) -> None:
+    members = [member_procs(n) for n in ("a", "b", "c")]
+    pools.create(pool_body("ready", [{"name": m.name, "url": m.url} for m in members],
+                           strategy="leastInFlight"))  # fmt: skip
+    started = time.monotonic()
+    assert eventually(lambda: pools.status("ready").get("ready") == "3/3", 10), pools.status(
+        "ready"
+    )
+    assert time.monotonic() - started < 10
+    body = pools.get("ready")
+    status = body["status"]
+    assert status["observedGeneration"] == body["metadata"]["generation"]
+    assert status["endpoint"] == f"http://ready.{namespace}.svc:80"
+    ready = pools.condition("ready", "Ready")
+    assert ready["status"] == "True" and ready["reason"] == "AllMembersHealthy"
+    assert ready["lastTransitionTime"] and ready["observedGeneration"] == 1
+    assert pools.condition("ready", "Degraded")["status"] == "False"
+    for member in status["members"]:
+        assert member["state"] == "Healthy" and member["lastProbeTime"]
+        assert member["latencyMs"] >= 0 and member["consecutiveFailures"] == 0
+
+    uid = body["metadata"]["uid"]
+    for read in (
+        lambda: pools.core.read_namespaced_config_map("ready-proxy", namespace),
+        lambda: pools.apps.read_namespaced_deployment("ready-proxy", namespace),
+        lambda: pools.core.read_namespaced_service("ready", namespace),
+        lambda: pools.core.read_namespaced_service_account("ready-proxy", namespace),
+    ):
+        obj = read()
+        assert obj.metadata.owner_references[0].uid == uid
+        assert obj.metadata.labels["servicepool.dev/pool"] == "ready"
+    assert pools.routed("ready") == ["a", "b", "c"]
+
+    table = kubectl(kubeconfig, "get", "sp", "-n", namespace)
+    header, row = table.splitlines()[0].split(), table.splitlines()[1].split()
+    assert header[:5] == ["NAME", "STRATEGY", "READY", "ENDPOINT", "STATUS"] or header[:4] == [
+        "NAME", "STRATEGY", "READY", "ENDPOINT"
+    ], table
+    assert "AGE" in header
+    assert row[:3] == ["ready", "leastInFlight", "3/3"], table
+
+
+def start_proxy_like_deployment(
+    pools: Pools, name: str, kubeconfig: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Run the proxy with exactly the Deployment's command line, plus a kubeconfig and
+    loopback ports (the mounted file is absent here: the proxy reads the ConfigMap)."""
+    deployment = pools.apps.read_namespaced_deployment(f"{name}-proxy", pools.namespace)
+    container = deployment.spec.template.spec.containers[0]
+    assert container.command == ["servicepool-proxy"]
+    port, admin = free_port(), free_port()
+    argv = [
+        sys.executable, "-m", "servicepool_proxy.cli", *container.args,
+        "--kubeconfig", kubeconfig,
+        "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
+    ]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port("127.0.0.1", port, 20, process)
+    return process, port
+
+
+def get_member(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/x", timeout=5) as response:
+        return response.headers["X-ServicePool-Member"]
+
+
+def test_killed_member_turns_unhealthy_and_leaves_the_proxy(
+    pools: Pools, member_procs, kubeconfig: str
+) -> None:
+    members = [member_procs(n) for n in ("a", "b", "c")]
+    pools.create(pool_body("kill", [{"name": m.name, "url": m.url} for m in members]))
+    assert eventually(lambda: pools.status("kill").get("ready") == "3/3", 10)
+    proxy, port = start_proxy_like_deployment(pools, "kill", kubeconfig)
+    try:
+        assert Counter(get_member(port) for _ in range(9)) == {"a": 3, "b": 3, "c": 3}
+        members[1].kill()
+        killed = time.monotonic()
+        assert eventually(lambda: pools.member_states("kill").get("b") == "Unhealthy", 5)
+        # Two probe intervals (1 s each) plus a probe timeout and one status round.
+        assert time.monotonic() - killed < 3.5
+        assert eventually(lambda: pools.routed("kill") == ["a", "c"], 2)
+        routed_at = time.monotonic()
+        # Within 2 s of the ConfigMap change the proxy no longer picks b at all.
+        time.sleep(max(0.0, 2.0 - (time.monotonic() - routed_at)))
+        assert set(Counter(get_member(port) for _ in range(20))) == {"a", "c"}
+        assert pools.status("kill")["ready"] == "2/3"
+        degraded = pools.condition("kill", "Degraded")
+        assert degraded["status"] == "True" and "b" in degraded["message"]
+        events = pools.events("MemberUnhealthy")
+        assert any("member b" in e.message for e in events), [e.message for e in events]
+    finally:
+        proxy.terminate()
+        proxy.wait(10)
+
+
+def test_spec_change_updates_objects_in_place(pools: Pools, member_procs, namespace: str) -> None:
+    a = member_procs("a")
+    pools.create(pool_body("change", [{"name": "a", "url": a.url}]))
+    assert eventually(lambda: pools.status("change").get("ready") == "1/1", 10)
+    before = pools.apps.read_namespaced_deployment("change-proxy", namespace)
+    pools.patch("change", {"spec": {"strategy": "powerOfTwoChoices",
+                                    "proxy": {"replicas": 3, "image": "example/proxy:2"}}})  # fmt: skip
+    generation = pools.get("change")["metadata"]["generation"]
+    assert generation == 2
+    assert eventually(lambda: pools.status("change").get("observedGeneration") == 2, 10)
+    assert pools.config("change")["spec"]["strategy"] == "powerOfTwoChoices"
+    after = pools.apps.read_namespaced_deployment("change-proxy", namespace)
+    assert after.metadata.uid == before.metadata.uid  # updated, not recreated
+    assert after.spec.replicas == 3
+    assert after.spec.template.spec.containers[0].image == "example/proxy:2"
+    assert pools.condition("change", "Ready")["observedGeneration"] == 2
+
+
+def set_pod_ready(core: client.CoreV1Api, namespace: str, name: str, ip: str, ready: bool) -> None:
+    """What a kubelet would do: report the Pod Running with an IP and a Ready condition."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    status = {
+        "phase": "Running",
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False",
+                        "lastTransitionTime": now}],
+    }  # fmt: skip
+    core.patch_namespaced_pod_status(name, namespace, {"status": status})
+
+
+def test_selector_members_follow_pods(pools: Pools, member_procs, namespace: str) -> None:
+    port = free_port("127.0.0.2")
+    hosts = ["127.0.0.2", "127.0.0.3"]
+    for host in hosts:
+        member_procs(f"w-{host}", host=host, port=port)
+    for index, _ in enumerate(hosts):
+        pools.core.create_namespaced_pod(namespace, {
+            "metadata": {"name": f"worker-{index}", "labels": {"app": "worker"}},
+            "spec": {"containers": [{"name": "w", "image": "example/worker:1"}]},
+        })  # fmt: skip
+    pools.create(pool_body("sel", [], memberSelector={"matchLabels": {"app": "worker"},
+                                                      "port": port}))  # fmt: skip
+    assert eventually(lambda: pools.condition("sel", "Ready").get("reason") == "NoMembers", 10)
+    set_pod_ready(pools.core, namespace, "worker-0", hosts[0], True)
+    assert eventually(lambda: pools.status("sel").get("ready") == "1/1", 5), pools.status("sel")
+    set_pod_ready(pools.core, namespace, "worker-1", hosts[1], True)
+    assert eventually(lambda: pools.status("sel").get("ready") == "2/2", 5)
+    assert sorted(pools.routed("sel")) == ["worker-0", "worker-1"]
+    assert pools.config("sel")["spec"]["members"][0]["url"] == f"http://{hosts[0]}:{port}"
+    set_pod_ready(pools.core, namespace, "worker-0", hosts[0], False)
+    assert eventually(lambda: pools.status("sel").get("ready") == "1/1", 5)
+    assert pools.routed("sel") == ["worker-1"]
+    pools.core.delete_namespaced_pod("worker-1", namespace, grace_period_seconds=0)
+    assert eventually(lambda: pools.status("sel").get("totalMembers") == 0, 5)
+
+
+def test_invalid_spec_is_reported_and_last_good_config_keeps_serving(
+    pools: Pools, member_procs
+) -> None:
+    a, b = member_procs("a"), member_procs("b")
+    pools.create(pool_body("bad", [{"name": "a", "url": a.url}, {"name": "b", "url": b.url}]))
+    assert eventually(lambda: pools.status("bad").get("ready") == "2/2", 10)
+    good_config = pools.config("bad")
+    pools.patch("bad", {"spec": {"members": [{"name": "a", "url": a.url},
+                                             {"name": "a", "url": b.url}]}})  # fmt: skip
+    assert eventually(lambda: pools.condition("bad", "Ready").get("reason") == "InvalidSpec", 10)
+    ready = pools.condition("bad", "Ready")
+    assert ready["status"] == "False"
+    assert "spec.members[1].name" in ready["message"] and "duplicate" in ready["message"]
+    assert ready["observedGeneration"] == 2
+    assert pools.status("bad")["observedGeneration"] == 2
+    assert eventually(lambda: pools.events("InvalidSpec"), 5)
+    time.sleep(1.5)
+    assert pools.config("bad") == good_config  # the proxies keep the last good config
+
+    pools.patch("bad", {"spec": {"members": [{"name": "a", "url": a.url},
+                                             {"name": "missing",
+                                              "service": {"name": "nope", "port": 80}}]}})  # fmt: skip
+    assert eventually(
+        lambda: "spec.members[1].service.name" in pools.condition("bad", "Ready").get("message", ""),
+        10,
+    )
+    pools.patch("bad", {"spec": {"members": [{"name": "a", "url": a.url}]}})
+    assert eventually(lambda: pools.condition("bad", "Ready").get("status") == "True", 10)
+    assert pools.routed("bad") == ["a"]
+
+
+def test_conflicting_object_is_reported_not_taken_over(
+    pools: Pools, member_procs, namespace: str
+) -> None:
+    a = member_procs("a")
+    pools.core.create_namespaced_service(namespace, {
+        "metadata": {"name": "taken"},
+        "spec": {"ports": [{"port": 80}], "selector": {"app": "someone-else"}},
+    })  # fmt: skip
+    pools.create(pool_body("taken", [{"name": "a", "url": a.url}]))
+    assert eventually(lambda: pools.condition("taken", "Ready").get("reason") == "Conflict", 10)
+    assert "Service 'taken' already exists" in pools.condition("taken", "Ready")["message"]
+    service = pools.core.read_namespaced_service("taken", namespace)
+    assert service.spec.selector == {"app": "someone-else"}
+    assert not service.metadata.owner_references
+
+
+def test_deleting_the_pool_removes_its_objects(pools: Pools, member_procs, namespace: str) -> None:
+    a = member_procs("a")
+    pools.create(pool_body("gone", [{"name": "a", "url": a.url}]))
+    assert eventually(lambda: pools.status("gone").get("ready") == "1/1", 10)
+    pools.delete("gone")
+
+    def all_gone() -> bool:
+        for read in (
+            lambda: pools.core.read_namespaced_config_map("gone-proxy", namespace),
+            lambda: pools.apps.read_namespaced_deployment("gone-proxy", namespace),
+            lambda: pools.core.read_namespaced_service("gone", namespace),
+        ):
+            try:
+                read()
+                return False
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        return True
+
+    assert eventually(all_gone, 30)
+    with pytest.raises(ApiException) as info:
+        pools.get("gone")
+    assert info.value.status == 404  # no finalizer held it back
+
+
+def test_operator_restart_creates_no_duplicates_and_no_flapping(
+    pools: Pools, member_procs, operator: OperatorProcess, namespace: str
+) -> None:
+    members = [member_procs(n) for n in ("a", "b")]
+    pools.create(pool_body("steady", [{"name": m.name, "url": m.url} for m in members]))
+    assert eventually(lambda: pools.status("steady").get("ready") == "2/2", 10)
+    time.sleep(2)
+    before = pools.get("steady")
+    uids = {
+        "cm": pools.core.read_namespaced_config_map("steady-proxy", namespace).metadata,
+        "deploy": pools.apps.read_namespaced_deployment("steady-proxy", namespace).metadata,
+    }
+    operator.stop()
+    operator.start()
+    time.sleep(6)
+    after = pools.get("steady")
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"], (
+        json.dumps(before["status"], indent=1),
+        json.dumps(after["status"], indent=1),
+    )
+    for key, read in (
+        ("cm", lambda: pools.core.read_namespaced_config_map("steady-proxy", namespace)),
+        ("deploy", lambda: pools.apps.read_namespaced_deployment("steady-proxy", namespace)),
+    ):
+        meta = read().metadata
+        assert meta.uid == uids[key].uid
+        assert meta.resource_version == uids[key].resource_version
+    deployments = pools.apps.list_namespaced_deployment(namespace).items
+    assert [d.metadata.name for d in deployments] == ["steady-proxy"]
