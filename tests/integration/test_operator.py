@@ -195,7 +195,10 @@ def test_pool_becomes_ready_with_owned_objects_and_columns(
     table = kubectl(kubeconfig, "get", "sp", "-n", namespace)
     header, row = table.splitlines()[0].split(), table.splitlines()[1].split()
     assert header[:5] == ["NAME", "STRATEGY", "READY", "ENDPOINT", "STATUS"] or header[:4] == [
-        "NAME", "STRATEGY", "READY", "ENDPOINT"
+        "NAME",
+        "STRATEGY",
+        "READY",
+        "ENDPOINT",
     ], table
     assert "AGE" in header
     assert row[:3] == ["ready", "leastInFlight", "3/3"], table
@@ -259,8 +262,15 @@ def test_spec_change_updates_objects_in_place(pools: Pools, member_procs, namesp
     pools.create(pool_body("change", [{"name": "a", "url": a.url}]))
     assert eventually(lambda: pools.status("change").get("ready") == "1/1", 10)
     before = pools.apps.read_namespaced_deployment("change-proxy", namespace)
-    pools.patch("change", {"spec": {"strategy": "powerOfTwoChoices",
-                                    "proxy": {"replicas": 3, "image": "example/proxy:2"}}})  # fmt: skip
+    pools.patch(
+        "change",
+        {
+            "spec": {
+                "strategy": "powerOfTwoChoices",
+                "proxy": {"replicas": 3, "image": "example/proxy:2"},
+            }
+        },
+    )
     generation = pools.get("change")["metadata"]["generation"]
     assert generation == 2
     assert eventually(lambda: pools.status("change").get("observedGeneration") == 2, 10)
@@ -330,13 +340,23 @@ def test_invalid_spec_is_reported_and_last_good_config_keeps_serving(
     time.sleep(1.5)
     assert pools.config("bad") == good_config  # the proxies keep the last good config
 
-    pools.patch("bad", {"spec": {"members": [{"name": "a", "url": a.url},
-                                             {"name": "missing",
-                                              "service": {"name": "nope", "port": 80}}]}})  # fmt: skip
-    assert eventually(
-        lambda: "spec.members[1].service.name" in pools.condition("bad", "Ready").get("message", ""),
-        10,
+    pools.patch(
+        "bad",
+        {
+            "spec": {
+                "members": [
+                    {"name": "a", "url": a.url},
+                    {"name": "missing", "service": {"name": "nope", "port": 80}},
+                ]
+            }
+        },
     )
+
+    def names_missing_service() -> bool:
+        message = pools.condition("bad", "Ready").get("message", "")
+        return "spec.members[1].service.name" in message
+
+    assert eventually(names_missing_service, 10)
     pools.patch("bad", {"spec": {"members": [{"name": "a", "url": a.url}]}})
     assert eventually(lambda: pools.condition("bad", "Ready").get("status") == "True", 10)
     assert pools.routed("bad") == ["a"]
@@ -378,7 +398,7 @@ def test_deleting_the_pool_removes_its_objects(pools: Pools, member_procs, names
                     raise
         return True
 
-    assert eventually(all_gone, 30)
+    assert eventually(all_gone, 90)  # GC learns new kinds on its 30 s discovery resync
     with pytest.raises(ApiException) as info:
         pools.get("gone")
     assert info.value.status == 404  # no finalizer held it back
