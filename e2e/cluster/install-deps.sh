@@ -9,6 +9,7 @@ SUDO=""
 [[ $(id -u) -eq 0 ]] || SUDO="sudo"
 
 missing=()
+command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
 for package in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
     || missing+=("$package")

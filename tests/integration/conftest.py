@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from ..support import MemberProcess, start_member_process
 from .kube import cluster_kubeconfig
 
 HERE = Path(__file__).resolve().parent
@@ -46,3 +47,18 @@ def namespace(kube_api: client.ApiClient) -> Iterator[str]:
     except ApiException as exc:
         if exc.status != 404:
             raise
+
+
+@pytest.fixture
+def member_procs() -> Iterator[Callable[..., MemberProcess]]:
+    """Factory for member processes on loopback addresses; all are killed afterwards."""
+    started: list[MemberProcess] = []
+
+    def start(name: str, host: str = "127.0.0.1", port: int | None = None) -> MemberProcess:
+        member = start_member_process(name, port=port, host=host)
+        started.append(member)
+        return member
+
+    yield start
+    for member in started:
+        member.kill()

@@ -19,7 +19,7 @@ from kubernetes.client.rest import ApiException
 
 from servicepool_proxy.server import free_port
 
-from ..support import MemberProcess, eventually, start_member_process, wait_for_port
+from ..support import eventually, wait_for_port
 from .crd_support import install_crd
 
 GROUP, VERSION, PLURAL = "servicepool.dev", "v1alpha1", "servicepools"
@@ -39,9 +39,10 @@ def operator(kubeconfig: str, kube_api: client.ApiClient, tmp_path_factory) -> I
 class OperatorProcess:
     """`servicepool-operator` as a local process, restartable."""
 
-    def __init__(self, kubeconfig: str, log_path: Path) -> None:
+    def __init__(self, kubeconfig: str, log_path: Path, extra: list[str] | None = None) -> None:
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.extra = extra or ["--all-namespaces"]
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
@@ -50,7 +51,7 @@ class OperatorProcess:
         env = {**os.environ, "KUBECONFIG": self.kubeconfig}
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "servicepool_operator.cli", "--all-namespaces",
+            [sys.executable, "-m", "servicepool_operator.cli", *self.extra,
              "--liveness", f"http://127.0.0.1:{self.port}/healthz", "--log-format", "plain"],
             env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -66,20 +67,6 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-
-@pytest.fixture
-def member_procs() -> Iterator[Any]:
-    started: list[MemberProcess] = []
-
-    def start(name: str, host: str = "127.0.0.1", port: int | None = None) -> MemberProcess:
-        member = start_member_process(name, port=port, host=host)
-        started.append(member)
-        return member
-
-    yield start
-    for member in started:
-        member.kill()
 
 
 def pool_body(name: str, members: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
