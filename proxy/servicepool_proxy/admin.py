@@ -37,6 +37,24 @@ def member_status(member: MemberState, now: float) -> dict[str, Any]:
         ),
         "lastError": member.last_error,
         "probeMessage": member.probe_message,
+        "authFailed": member.auth_failed,
+        "models": sorted(member.models()),
+        "capacity": capacity_status(member, now),
+        **member.stats.to_status(),
+    }
+
+
+def capacity_status(member: MemberState, now: float) -> dict[str, Any] | None:
+    """The member's last load report, if it ever sent one."""
+    if member.reported_at <= 0:
+        return {"error": member.report_error} if member.report_error else None
+    return {
+        "queued": member.reported_queued,
+        "running": member.reported_running,
+        "workers": member.reported_workers,
+        "cacheUsage": member.reported_cache_usage,
+        "ageSeconds": round(now - member.reported_at, 3),
+        "error": member.report_error,
     }
 
 

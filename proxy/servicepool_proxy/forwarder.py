@@ -7,6 +7,8 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -23,7 +25,9 @@ from .headers import (
     upstream_request_headers,
 )
 from .metrics import ProxyMetrics
+from .routing_keys import RoutingKeys, body_limit, needs_json_body, routing_keys
 from .runtime import PoolRuntime
+from .signals import find_usage_in_json, find_usage_in_sse
 
 log = logging.getLogger("servicepool.proxy")
 
@@ -35,6 +39,8 @@ BUFFERED_RESPONSE_LIMIT = 256 * 1024
 SKIP_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 NO_BODY_STATUSES = frozenset({204, 304})
 
+NO_KEYS = RoutingKeys()
+
 _RESET_ERRORS = (
     aiohttp.ServerDisconnectedError,
     aiohttp.ClientOSError,
@@ -42,6 +48,15 @@ _RESET_ERRORS = (
     aiohttp.ClientResponseError,
     ConnectionResetError,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """When the request arrived, when this try was sent, when its first byte came back."""
+
+    start: float
+    sent: float
+    first_byte: float
 
 
 class AttemptFailed(Exception):
@@ -97,11 +112,23 @@ class Forwarder:
         )
         body: bytes | StreamedBody | None = None
         if request.body_exists:
-            body = await read_body(
-                request.content, request.content_length, spec.retries.bufferBytes
-            )
+            body = await read_body(request.content, request.content_length, body_limit(spec))
             if isinstance(body, StreamedBody) and request.content_length is not None:
                 headers["Content-Length"] = str(request.content_length)
+        keys = NO_KEYS
+        if spec.models is not None or spec.affinity is not None:
+            if (
+                spec.models is not None
+                and request.method == "GET"
+                and (request.path == spec.models.path)
+            ):
+                return self._model_listing()
+            readable = body if isinstance(body, bytes) else None
+            if readable is not None and not needs_json_body(
+                spec, request.headers.get("Content-Type", "")
+            ):
+                readable = None
+            keys = routing_keys(spec, request.headers, readable)
         idempotent = request.method in IDEMPOTENT_METHODS or "Idempotency-Key" in headers
         target = request.rel_url.raw_path_qs
         max_tries = 1 + spec.retries.attempts
@@ -110,7 +137,7 @@ class Forwarder:
         last: AttemptFailed | None = None
 
         for attempt in range(max_tries):
-            member = await self._admit(runtime, tried, start)
+            member = await self._admit(runtime, tried, start, keys)
             if isinstance(member, web.Response):
                 if last is None:
                     return member
@@ -127,9 +154,12 @@ class Forwarder:
                     headers,
                     body,
                     start,
-                    allow_status_retry=idempotent
-                    and attempt + 1 < max_tries
-                    and not isinstance(body, StreamedBody),
+                    # A 429 means the member did not take the request: safe for any method.
+                    may_retry_status=lambda status, last=attempt + 1 >= max_tries: (
+                        not last
+                        and not isinstance(body, StreamedBody)
+                        and (idempotent or status == 429)
+                    ),
                 )
             except AttemptFailed as failure:
                 last = failure
@@ -174,19 +204,30 @@ class Forwarder:
             return False
         return idempotent or failure.kind == "connect-failure"
 
+    def _model_listing(self) -> web.Response:
+        """GET /v1/models on the pool: the union of what its members serve."""
+        models = sorted(self.runtime.balancer.served_models())
+        return web.json_response({
+            "object": "list",
+            "data": [{"id": m, "object": "model", "owned_by": self.runtime.name} for m in models],
+        })  # fmt: skip
+
     async def _admit(
-        self, runtime: PoolRuntime, tried: list[MemberState], start: float
+        self, runtime: PoolRuntime, tried: list[MemberState], start: float, keys: RoutingKeys
     ) -> MemberState | web.Response:
         """A member for this try, waiting in the bounded queue while all are busy."""
         deadline = start + runtime.spec.queue.timeoutSeconds
         waited = False
         while True:
             now = self.clock()
-            choice = runtime.balancer.choose(now, tried)
+            choice = runtime.balancer.choose(now, tried, keys.model, keys.affinity_key)
             if isinstance(choice, MemberState):
                 if waited:
                     self.metrics.queue_wait.labels(runtime.name).observe(now - start)
                 return choice
+            if choice.unknown_model is not None:
+                self.metrics.rejected.labels(runtime.name, "unknown-model").inc()
+                return error_response(404, runtime.name, "unknown-model", choice.detail)
             if not choice.saturated:
                 self.metrics.rejected.labels(runtime.name, "no-member").inc()
                 return error_response(503, runtime.name, "no-member", choice.detail)
@@ -208,11 +249,12 @@ class Forwarder:
         headers: aiohttp.typedefs.LooseHeaders,
         body: bytes | StreamedBody | None,
         start: float,
-        allow_status_retry: bool,
+        may_retry_status: Callable[[int], bool],
     ) -> web.StreamResponse:
         runtime = self.runtime
         balancer = runtime.balancer
         data = body.chunks() if isinstance(body, StreamedBody) else body
+        sent = self.clock()
         try:
             upstream = await self.session.request(
                 request.method,
@@ -237,19 +279,35 @@ class Forwarder:
             elif status in (401, 403):
                 balancer.record_auth_error(member, status, trial)
             else:
-                balancer.record_success(member, first_byte - start, first_byte, trial)
-            if allow_status_retry and str(status) in runtime.retry_on:
+                balancer.record_success(member, first_byte - sent, first_byte, trial)
+            if str(status) in runtime.retry_on and may_retry_status(status):
                 raise AttemptFailed("status", f"HTTP {status}")
-            return await self._relay(request, upstream, member, start)
+            member.stats.first_byte.add(first_byte - sent)
+            return await self._relay(request, upstream, member, Timing(start, sent, first_byte))
         finally:
             upstream.release()
+
+    def _finish(
+        self,
+        member: MemberState,
+        status: int,
+        timing: Timing,
+        usage: dict[str, Any] | None,
+        streamed: bool,
+    ) -> None:
+        now = self.clock()
+        member.stats.latency.add(now - timing.sent)
+        if usage is not None:
+            generating = now - (timing.first_byte if streamed else timing.sent)
+            member.stats.record_usage(usage, generating)
+        self.metrics.observe_response(member.name, status, now - timing.start)
 
     async def _relay(
         self,
         request: web.Request,
         upstream: aiohttp.ClientResponse,
         member: MemberState,
-        start: float,
+        timing: Timing,
     ) -> web.StreamResponse:
         status = upstream.status
         length = upstream.content_length
@@ -267,17 +325,22 @@ class Forwarder:
             response = web.Response(
                 status=status, reason=upstream.reason, headers=headers, body=payload
             )
-            self.metrics.observe_response(member.name, status, self.clock() - start)
+            usage = find_usage_in_json(payload) if "json" in upstream.content_type else None
+            self._finish(member, status, timing, usage, streamed=False)
             return response
 
         response = web.StreamResponse(status=status, reason=upstream.reason, headers=headers)
         if length is not None and not no_body:
             response.content_length = length
         await response.prepare(request)
+        usage = None
         if not no_body:
+            scan = upstream.content_type == "text/event-stream"
             try:
                 async for chunk in upstream.content.iter_any():
                     await response.write(chunk)
+                    if scan:
+                        usage = find_usage_in_sse(chunk) or usage
             except (ConnectionResetError, aiohttp.ClientConnectionResetError):
                 raise  # the client went away; nothing to tell it
             except Exception as exc:
@@ -290,13 +353,13 @@ class Forwarder:
                 self.metrics.upstream_errors.labels(
                     self.runtime.name, member.name, "midstream-" + failure.kind
                 ).inc()
-                self.metrics.observe_response(member.name, status, self.clock() - start)
+                self._finish(member, status, timing, None, streamed=True)
                 # Headers are out: the only honest signal left is an unterminated stream.
                 if request.transport is not None:
                     request.transport.close()
                 return response
         await response.write_eof()
-        self.metrics.observe_response(member.name, status, self.clock() - start)
+        self._finish(member, status, timing, usage, streamed=True)
         return response
 
     def _note_ejection(self, member: MemberState) -> None:

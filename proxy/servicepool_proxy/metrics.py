@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .balancer.member import MemberState
@@ -30,7 +30,15 @@ LATENCY_BUCKETS = (
     60,
     300,
 )
-MEMBER_STATES = ("Healthy", "Unknown", "Unhealthy", "Ejected", "RateLimited", "HalfOpen")
+MEMBER_STATES = (
+    "Healthy",
+    "Unknown",
+    "Unhealthy",
+    "Ejected",
+    "RateLimited",
+    "HalfOpen",
+    "AuthFailed",
+)
 
 
 class MemberStateCollector(Collector):
@@ -40,7 +48,7 @@ class MemberStateCollector(Collector):
         self._pool = pool
         self._members = members
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now = time.monotonic()
         in_flight = GaugeMetricFamily(
             "servicepool_member_in_flight",
@@ -57,7 +65,46 @@ class MemberStateCollector(Collector):
             "Moving average of member latency",
             labels=["pool", "member"],
         )
+        windows = {
+            "latency": GaugeMetricFamily(
+                "servicepool_member_latency_quantile_seconds",
+                "Member latency percentiles over the last 1024 answers",
+                labels=["pool", "member", "quantile"],
+            ),
+            "first_byte": GaugeMetricFamily(
+                "servicepool_member_first_byte_quantile_seconds",
+                "Time to first byte (TTFT for streams) percentiles over the last 1024 answers",
+                labels=["pool", "member", "quantile"],
+            ),
+        }
+        tokens = CounterMetricFamily(
+            "servicepool_member_tokens",
+            "Tokens reported in OpenAI-style usage blocks",
+            labels=["pool", "member", "kind"],
+        )
+        rate = GaugeMetricFamily(
+            "servicepool_member_tokens_per_second",
+            "Moving average of completion tokens/s",
+            labels=["pool", "member"],
+        )
+        reported = GaugeMetricFamily(
+            "servicepool_member_reported_load",
+            "The member's own last load report",
+            labels=["pool", "member", "kind"],
+        )
         for member in self._members():
+            labels = [self._pool, member.name]
+            for key, family in windows.items():
+                summary = getattr(member.stats, key).summary()
+                for quantile, millis in (summary or {}).items():
+                    family.add_metric([*labels, quantile.replace("p", "0.")], millis / 1e3)
+            tokens.add_metric([*labels, "prompt"], member.stats.prompt_tokens)
+            tokens.add_metric([*labels, "completion"], member.stats.completion_tokens)
+            if member.stats.tokens_per_second is not None:
+                rate.add_metric(labels, member.stats.tokens_per_second)
+            if member.reported_at > 0:
+                reported.add_metric([*labels, "queued"], member.reported_queued)
+                reported.add_metric([*labels, "running"], member.reported_running)
             in_flight.add_metric([self._pool, member.name], member.in_flight)
             current = member.state_label(now)
             for name in MEMBER_STATES:
@@ -67,6 +114,10 @@ class MemberStateCollector(Collector):
         yield in_flight
         yield state
         yield latency
+        yield from windows.values()
+        yield tokens
+        yield rate
+        yield reported
 
 
 class ProxyMetrics:

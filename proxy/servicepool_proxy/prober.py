@@ -1,4 +1,4 @@
-"""Active health: probe every member's healthCheck.path on an interval."""
+"""Background polling of members: active health probes, capacity reports, model lists."""
 
 from __future__ import annotations
 
@@ -6,15 +6,26 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from .balancer.member import MemberState
 from .balancer.pool import apply_probe
 from .metrics import ProxyMetrics
 from .runtime import PoolRuntime
+from .signals import (
+    SignalError,
+    parse_metrics_report,
+    parse_model_list,
+    parse_status_report,
+)
 from .tasks import cancel_and_wait
 
 log = logging.getLogger("servicepool.proxy")
+
+# A check looks at one member and says whether routing-relevant state changed.
+Check = Callable[[aiohttp.ClientSession, MemberState], Awaitable[bool]]
 
 
 async def probe_once(
@@ -28,6 +39,8 @@ async def probe_once(
             allow_redirects=False,
         ) as response:
             await response.read()
+            if response.status in (401, 403):
+                return False, f"probe {path} returned HTTP {response.status} (auth-failed)"
             if 200 <= response.status < 400:
                 return True, ""
             return False, f"probe {path} returned HTTP {response.status}"
@@ -37,64 +50,141 @@ async def probe_once(
         return False, f"probe {path} failed: {exc}"
 
 
-class ActiveProber:
-    """Probes all current members each interval and folds the results into their health."""
+async def fetch(session: aiohttp.ClientSession, url: str, limit_seconds: float) -> bytes:
+    """GET a URL and return the body; raises SignalError on any failure."""
+    try:
+        async with session.get(
+            url, timeout=aiohttp.ClientTimeout(total=limit_seconds), allow_redirects=False
+        ) as response:
+            body = await response.read()
+            if response.status != 200:
+                raise SignalError(f"GET {url} returned HTTP {response.status}")
+            return body
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise SignalError(f"GET {url} failed: {exc or type(exc).__name__}") from None
 
-    def __init__(self, runtime: PoolRuntime, metrics: ProxyMetrics) -> None:
+
+class MemberPoller:
+    """Runs one check on every current member each interval, in the background."""
+
+    def __init__(
+        self,
+        name: str,
+        runtime: PoolRuntime,
+        interval: Callable[[], float | None],
+        check: Check,
+    ) -> None:
+        self.name = name
         self.runtime = runtime
-        self.metrics = metrics
+        self.interval = interval  # None: this poller is off under the current spec
+        self.check = check
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
 
     def start(self) -> None:
-        """Begin probing in the background."""
-        connector = aiohttp.TCPConnector(force_close=True, limit=0)
+        """Begin polling in the background."""
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
         self._session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar()
         )
-        self._task = asyncio.create_task(self._run(), name="active-prober")
+        self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        """Stop probing and close the probe session."""
+        """Stop polling and close the session."""
         await cancel_and_wait(self._task)
         if self._session is not None:
             await self._session.close()
 
-    async def probe_all(self) -> None:
-        """One round of probes over the current members."""
+    async def poll_all(self) -> None:
+        """One round over the current members."""
         assert self._session is not None
-        runtime = self.runtime
-        check = runtime.spec.healthCheck
-        members = list(runtime.members)
-        results = await asyncio.gather(
-            *(probe_once(self._session, m.url, check.path, check.timeoutSeconds) for m in members)
-        )
-        changed = False
-        for member, (ok, message) in zip(members, results, strict=True):
-            self.metrics.probes.labels(runtime.name, member.name, "ok" if ok else "fail").inc()
-            if member.removed:
-                continue
-            if apply_probe(member, ok, message, check):
-                changed = True
-                log.info(
-                    "pool %s: member %s is %s%s",
-                    runtime.name,
-                    member.name,
-                    member.health.value,
-                    f" ({message})" if message else "",
-                )
-        if changed:
-            runtime.queue.wake_all()
+        members = list(self.runtime.members)
+        changed = await asyncio.gather(*(self.check(self._session, m) for m in members))
+        if any(changed):
+            self.runtime.queue.wake_all()
 
     async def _run(self) -> None:
         while True:
-            check = self.runtime.spec.healthCheck
+            interval = self.interval()
             started = time.monotonic()
-            if check.enabled:
+            if interval is not None:
                 try:
-                    await self.probe_all()
-                except Exception:  # a probe round must never end probing
-                    log.exception("probe round failed")
+                    await self.poll_all()
+                except Exception:  # a round must never end polling
+                    log.exception("%s: round failed", self.name)
+            period = interval if interval is not None else 1.0
             elapsed = time.monotonic() - started
-            jitter = random.uniform(0, 0.05 * check.intervalSeconds)
-            await asyncio.sleep(max(0.0, check.intervalSeconds - elapsed) + jitter)
+            await asyncio.sleep(max(0.0, period - elapsed) + random.uniform(0, 0.05 * period))
+
+
+def health_poller(runtime: PoolRuntime, metrics: ProxyMetrics) -> MemberPoller:
+    """Active health: probe healthCheck.path; thresholds decide Healthy/Unhealthy."""
+
+    async def check(session: aiohttp.ClientSession, member: MemberState) -> bool:
+        spec = runtime.spec.healthCheck
+        ok, message = await probe_once(session, member.url, spec.path, spec.timeoutSeconds)
+        metrics.probes.labels(runtime.name, member.name, "ok" if ok else "fail").inc()
+        if member.removed or not apply_probe(member, ok, message, spec):
+            return False
+        log.info("pool %s: member %s is %s%s", runtime.name, member.name,
+                 member.health.value, f" ({message})" if message else "")  # fmt: skip
+        return True
+
+    def interval() -> float | None:
+        spec = runtime.spec.healthCheck
+        return spec.intervalSeconds if spec.enabled else None
+
+    return MemberPoller("active-health", runtime, interval, check)
+
+
+def capacity_poller(runtime: PoolRuntime) -> MemberPoller:
+    """Capacity signal: each member's status endpoint or metrics page, every interval."""
+
+    async def check(session: aiohttp.ClientSession, member: MemberState) -> bool:
+        policy = runtime.spec.capacity
+        if policy is None:
+            return False
+        try:
+            body = await fetch(session, member.url + policy.endpoint(), policy.intervalSeconds * 2)
+            if policy.source == "status":
+                report = parse_status_report(body, policy)
+            else:
+                report = parse_metrics_report(body.decode("utf-8", "replace"), policy)
+        except SignalError as exc:
+            member.report_error = str(exc)
+            return False
+        member.record_report(time.monotonic(), report.queued, report.running, report.workers,
+                             report.cache_usage)  # fmt: skip
+        return True
+
+    def interval() -> float | None:
+        policy = runtime.spec.capacity
+        return None if policy is None else policy.intervalSeconds
+
+    return MemberPoller("capacity", runtime, interval, check)
+
+
+def model_poller(runtime: PoolRuntime) -> MemberPoller:
+    """Model discovery: each member's model list (OpenAI shape), every interval."""
+
+    async def check(session: aiohttp.ClientSession, member: MemberState) -> bool:
+        routing = runtime.spec.models
+        if routing is None or not routing.discover:
+            return False
+        try:
+            models = parse_model_list(await fetch(session, member.url + routing.path, 5.0))
+        except SignalError as exc:
+            log.debug("pool %s: member %s: %s", runtime.name, member.name, exc)
+            return False
+        if models == member.discovered_models:
+            return False
+        member.discovered_models = models
+        log.info("pool %s: member %s serves %s", runtime.name, member.name,
+                 ", ".join(sorted(models)) or "no models")  # fmt: skip
+        return True
+
+    def interval() -> float | None:
+        routing = runtime.spec.models
+        return routing.intervalSeconds if routing is not None and routing.discover else None
+
+    return MemberPoller("model-discovery", runtime, interval, check)

@@ -27,10 +27,86 @@ class Behaviour:
     in_flight: int = 0
     max_in_flight_seen: int = 0
     seen_request_ids: list[str] = field(default_factory=list)
+    # Inference-server simulation: `workers` requests run at once, the rest queue.
+    workers: int = 0
+    service_time: float = 0.05
+    models: list[str] = field(default_factory=list)
+    queued: int = 0
+    running: int = 0
+    max_queued_seen: int = 0
+    rate_limited_until: float = 0.0
+    models_served: dict[str, int] = field(default_factory=dict)
 
 
 def make_member_app(behaviour: Behaviour) -> web.Application:
     """The member's aiohttp application."""
+
+    slots = asyncio.Semaphore(max(1, behaviour.workers))
+
+    async def status(_: web.Request) -> web.Response:
+        return web.json_response({
+            "queued": behaviour.queued,
+            "dispatched": behaviour.running,
+            "active_workers": behaviour.workers,
+        })  # fmt: skip
+
+    async def metrics(_: web.Request) -> web.Response:
+        lines = [
+            f'vllm:num_requests_waiting{{model_name="m"}} {behaviour.queued}',
+            f'vllm:num_requests_running{{model_name="m"}} {behaviour.running}',
+            f'vllm:gpu_cache_usage_perc{{model_name="m"}} '
+            f"{behaviour.running / max(1, behaviour.workers):.3f}",
+        ]
+        return web.Response(text="\n".join(lines) + "\n")
+
+    async def list_models(_: web.Request) -> web.Response:
+        return web.json_response(
+            {"object": "list", "data": [{"id": m, "object": "model"} for m in behaviour.models]}
+        )
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        model = body.get("model")
+        loop = asyncio.get_running_loop()
+        if behaviour.models and model not in behaviour.models:
+            return web.json_response({"error": f"model {model!r} not served"}, status=404)
+        if loop.time() < behaviour.rate_limited_until:
+            wait = behaviour.rate_limited_until - loop.time()
+            return web.Response(status=429, headers={"Retry-After": str(max(1, round(wait)))})
+        behaviour.requests += 1
+        behaviour.models_served[str(model)] = behaviour.models_served.get(str(model), 0) + 1
+        behaviour.queued += 1
+        behaviour.max_queued_seen = max(behaviour.max_queued_seen, behaviour.queued)
+        try:
+            await slots.acquire()
+        finally:
+            behaviour.queued -= 1
+        behaviour.running += 1
+        try:
+            tokens = int(body.get("max_tokens", 8))
+            usage = {"prompt_tokens": 5, "completion_tokens": tokens,
+                     "total_tokens": 5 + tokens}  # fmt: skip
+            if not body.get("stream"):
+                await asyncio.sleep(behaviour.service_time)
+                return web.json_response({
+                    "id": "cmpl", "object": "chat.completion", "model": model,
+                    "member": behaviour.name,
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}],
+                    "usage": usage,
+                })  # fmt: skip
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            for index in range(tokens):
+                await asyncio.sleep(behaviour.service_time / max(1, tokens))
+                chunk = {"choices": [{"index": 0, "delta": {"content": f"t{index} "}}]}
+                await response.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            final = {"choices": [], "usage": usage}
+            await response.write(f"data: {json.dumps(final)}\n\ndata: [DONE]\n\n".encode())
+            await response.write_eof()
+            return response
+        finally:
+            behaviour.running -= 1
+            slots.release()
 
     async def healthz(_: web.Request) -> web.Response:
         if behaviour.healthy:
@@ -49,6 +125,9 @@ def make_member_app(behaviour: Behaviour) -> web.Application:
             behaviour.healthy = False
         elif action == "delay":
             behaviour.delay = float(query.get("seconds", "0"))
+        elif action == "ratelimit":
+            seconds = float(query.get("seconds", "5"))
+            behaviour.rate_limited_until = asyncio.get_running_loop().time() + seconds
         elif action != "stats":
             raise web.HTTPNotFound(text=f"unknown control action {action!r}\n")
         return web.json_response(
@@ -112,6 +191,11 @@ def make_member_app(behaviour: Behaviour) -> web.Application:
     app.router.add_post("/control/{action}", control)
     app.router.add_get("/control/{action}", control)
     app.router.add_get("/stream", stream)
+    app.router.add_get("/v1/status", status)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/v1/chat/completions", completions)
+    app.router.add_post("/v1/completions", completions)
     app.router.add_route("*", "/{tail:.*}", answer)
     return app
 
@@ -122,6 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay", type=float, default=0.0, help="seconds added to every answer")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="completions served at once; the rest queue (inference simulation)",
+    )
+    parser.add_argument(
+        "--service-time", type=float, default=0.05, help="seconds one completion takes"
+    )
+    parser.add_argument("--models", default="", help="comma-separated models served")
     args = parser.parse_args(argv)
     try:
         import uvloop
@@ -129,7 +223,11 @@ def main(argv: list[str] | None = None) -> int:
         uvloop.install()
     except ImportError:
         pass
-    app = make_member_app(Behaviour(name=args.name, delay=args.delay))
+    behaviour = Behaviour(
+        name=args.name, delay=args.delay, workers=args.workers, service_time=args.service_time,
+        models=[m for m in args.models.split(",") if m],
+    )  # fmt: skip
+    app = make_member_app(behaviour)
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
     return 0
 

@@ -15,7 +15,7 @@ from .admin import make_admin_app
 from .forwarder import Forwarder
 from .kubesource import ConfigMapSource, make_core_api
 from .metrics import ProxyMetrics
-from .prober import ActiveProber
+from .prober import MemberPoller, capacity_poller, health_poller, model_poller
 from .runtime import PoolRuntime
 from .spec import ServicePool
 from .watcher import ConfigGate, PoolFileWatcher
@@ -63,7 +63,7 @@ class ProxyServer:
         self._runner: web.ServerRunner | None = None
         self._admin_runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
-        self._prober: ActiveProber | None = None
+        self._pollers: list[MemberPoller] = []
         self._watcher: PoolFileWatcher | None = None
         self._config_map: ConfigMapSource | None = None
 
@@ -110,9 +110,11 @@ class ProxyServer:
         await admin_site.start()
         self.admin_port = _bound_port(admin_site)
 
+        self._pollers = [capacity_poller(self.runtime), model_poller(self.runtime)]
         if options.active_health:
-            self._prober = ActiveProber(self.runtime, self.metrics)
-            self._prober.start()
+            self._pollers.append(health_poller(self.runtime, self.metrics))
+        for poller in self._pollers:
+            poller.start()
         if options.config_map is not None:
             namespace, name = options.config_map
             api = make_core_api(options.kubeconfig)
@@ -148,8 +150,8 @@ class ProxyServer:
             await self._config_map.stop()
         if self._runner is not None:
             await self._runner.cleanup()
-        if self._prober is not None:
-            await self._prober.stop()
+        for poller in self._pollers:
+            await poller.stop()
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
         if self._session is not None:

@@ -32,6 +32,7 @@ class Strategy(StrEnum):
     LEAST_IN_FLIGHT = "leastInFlight"
     POWER_OF_TWO_CHOICES = "powerOfTwoChoices"
     LATENCY = "latency"
+    CAPACITY = "capacity"
 
 
 class SpecModel(BaseModel):
@@ -70,6 +71,9 @@ class Member(SpecModel):
     )
     maxInFlight: int = Field(
         0, ge=0, description="Most concurrent requests sent to this member; 0 means no limit."
+    )
+    models: list[str] = Field(
+        default_factory=list, description="Models this member serves (model-aware routing)."
     )
 
     @field_validator("url")
@@ -196,6 +200,9 @@ class MemberSelector(SpecModel):
     weight: int = Field(1, ge=1, le=1000, description="Weight of every discovered member.")
     priority: int = Field(0, ge=0, le=100, description="Tier of every discovered member.")
     maxInFlight: int = Field(0, ge=0, description="Limit of every discovered member.")
+    models: list[str] = Field(
+        default_factory=list, description="Models every discovered member serves."
+    )
 
 
 Quantity = Annotated[
@@ -225,6 +232,88 @@ class ProxyDeployment(SpecModel):
     port: int = Field(80, ge=1, le=65535, description="Port of the pool's Service.")
 
 
+class CapacityFields(SpecModel):
+    """Where the load numbers sit in a JSON status document (dotted paths)."""
+
+    queued: str = Field("queued", min_length=1, description="Requests waiting.")
+    running: str = Field("dispatched", min_length=1, description="Requests being served.")
+    workers: str = Field(
+        "active_workers", min_length=1, description="Requests the member can serve at once."
+    )
+
+
+class CapacityMetrics(SpecModel):
+    """Prometheus metric names carrying the load numbers (vLLM's by default)."""
+
+    queued: str = Field("vllm:num_requests_waiting", min_length=1)
+    running: str = Field("vllm:num_requests_running", min_length=1)
+    workers: str | None = Field(None, description="Metric with the concurrent capacity.")
+    cacheUsage: str | None = Field(
+        "vllm:gpu_cache_usage_perc", description="Metric with KV-cache usage (0-1)."
+    )
+
+
+class Capacity(SpecModel):
+    """Capacity signal: the proxy polls each member's own view of its load."""
+
+    source: Literal["status", "metrics"] = Field(
+        "status", description="A JSON status endpoint, or a Prometheus metrics endpoint."
+    )
+    path: str | None = Field(
+        None, pattern=r"^/", description="Defaults to /v1/status (status) or /metrics."
+    )
+    intervalSeconds: float = Field(1, ge=0.05, le=60, description="Polling interval.")
+    staleAfterSeconds: float = Field(
+        3, gt=0, le=600, description="A report older than this is ignored."
+    )
+    fields: CapacityFields = Field(default_factory=CapacityFields)
+    metrics: CapacityMetrics = Field(default_factory=CapacityMetrics)
+    maxCacheUsage: float = Field(
+        0.98, gt=0, le=1, description="KV-cache usage at which a member counts as full."
+    )
+
+    def endpoint(self) -> str:
+        """The path polled on every member."""
+        return self.path or ("/v1/status" if self.source == "status" else "/metrics")
+
+
+class ModelRouting(SpecModel):
+    """Send a request only to members serving the model it names."""
+
+    discover: bool = Field(
+        True, description="Learn each member's models from GET {path} (OpenAI shape)."
+    )
+    path: str = Field("/v1/models", pattern=r"^/", description="Model listing path.")
+    intervalSeconds: float = Field(30, ge=1, le=3600, description="Re-discovery interval.")
+    requestField: str = Field(
+        "model", min_length=1, description="JSON body field naming the model (dotted path)."
+    )
+    maxBodyBytes: int = Field(
+        1 << 20, ge=1024, le=64 << 20, description="Largest body read to find the model."
+    )
+
+
+class Affinity(SpecModel):
+    """Keep requests with the same key on the same member (consistent hashing)."""
+
+    source: Literal["header", "cookie", "body"] = Field(description="Where the key comes from.")
+    name: str = Field(
+        min_length=1, description="Header name, cookie name, or JSON body field (dotted path)."
+    )
+    loadFactor: float = Field(
+        1.25,
+        ge=1,
+        le=10,
+        description="Bounded load: a member takes at most this times the mean in-flight.",
+    )
+    ttlSeconds: float = Field(
+        0, ge=0, le=86400, description="Remember key-to-member choices this long; 0 = off."
+    )
+    maxBodyBytes: int = Field(
+        1 << 20, ge=1024, le=64 << 20, description="Largest body read to find a body key."
+    )
+
+
 class PoolSpec(SpecModel):
     """The desired state of a pool."""
 
@@ -241,6 +330,9 @@ class PoolSpec(SpecModel):
     memberHeader: bool = Field(
         True, description="Add X-ServicePool-Member: <name> to every response."
     )
+    capacity: Capacity | None = Field(None, description="Poll members for their load.")
+    models: ModelRouting | None = Field(None, description="Model-aware routing.")
+    affinity: Affinity | None = Field(None, description="Session affinity.")
     proxy: ProxyDeployment = Field(default_factory=ProxyDeployment)
 
     @model_validator(mode="after")

@@ -36,8 +36,8 @@ async def members() -> AsyncIterator[Callable[..., Any]]:
     """Factory: `await members("a", delay=0.1)` starts an in-process member."""
     started: list[RunningMember] = []
 
-    async def start(name: str, delay: float = 0.0, port: int = 0) -> RunningMember:
-        behaviour = Behaviour(name=name, delay=delay)
+    async def start(name: str, delay: float = 0.0, port: int = 0, **fields: Any) -> RunningMember:
+        behaviour = Behaviour(name=name, delay=delay, **fields)
         runner = web.AppRunner(make_member_app(behaviour), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", port)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ..spec import Member
+from .stats import MemberStats
 
 
 class Health(StrEnum):
@@ -49,6 +50,21 @@ class MemberState:
     last_latency_at: float = 0.0
     current_weight: int = 0
     removed: bool = field(default=False)
+    auth_failed: bool = False
+
+    declared_models: frozenset[str] = frozenset()
+    discovered_models: frozenset[str] = frozenset()
+
+    # The member's own report of its load (capacity signal).
+    reported_at: float = 0.0
+    reported_queued: float = 0.0
+    reported_running: float = 0.0
+    reported_workers: float | None = None
+    reported_cache_usage: float | None = None
+    in_flight_at_report: int = 0
+    report_error: str = ""
+
+    stats: MemberStats = field(default_factory=MemberStats)
 
     @classmethod
     def from_spec(cls, member: Member) -> MemberState:
@@ -59,6 +75,7 @@ class MemberState:
             weight=member.weight,
             priority=member.priority,
             max_in_flight=member.maxInFlight,
+            declared_models=frozenset(member.models),
         )
 
     def update_from_spec(self, member: Member) -> None:
@@ -66,6 +83,36 @@ class MemberState:
         self.weight = member.weight
         self.priority = member.priority
         self.max_in_flight = member.maxInFlight
+        self.declared_models = frozenset(member.models)
+
+    def serves(self, model: str) -> bool:
+        """True when the member declared or reported the model."""
+        return model in self.declared_models or model in self.discovered_models
+
+    def models(self) -> frozenset[str]:
+        """Every model the member is known to serve."""
+        return self.declared_models | self.discovered_models
+
+    def record_report(
+        self,
+        now: float,
+        queued: float,
+        running: float,
+        workers: float | None,
+        cache_usage: float | None,
+    ) -> None:
+        """A fresh load report from the member itself."""
+        self.reported_at = now
+        self.reported_queued = queued
+        self.reported_running = running
+        self.reported_workers = workers
+        self.reported_cache_usage = cache_usage
+        self.in_flight_at_report = self.in_flight
+        self.report_error = ""
+
+    def report_fresh(self, now: float, stale_after: float) -> bool:
+        """True when the last load report is recent enough to trust."""
+        return self.reported_at > 0 and now - self.reported_at <= stale_after
 
     def saturated(self) -> bool:
         """True when the member is at its concurrency limit."""
@@ -93,4 +140,6 @@ class MemberState:
             return "RateLimited"
         if self.half_open:
             return "HalfOpen"
+        if self.auth_failed:
+            return "AuthFailed"
         return self.health.value

@@ -34,6 +34,7 @@ def record_success(
     last ejection ended.
     """
     update_latency(member, latency, now)
+    member.auth_failed = False
     if member.half_open:
         if trial:
             member.half_open = False
@@ -123,5 +124,6 @@ def record_rate_limited(
 def record_auth_error(member: MemberState, status: int, trial: bool = False) -> None:
     """A 401/403: the credential is wrong, the host is not broken; count, never eject."""
     member.auth_errors += 1
+    member.auth_failed = True
     member.last_error = f"HTTP {status} (authentication/authorization)"
     end_trial(member, trial)

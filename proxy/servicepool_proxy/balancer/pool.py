@@ -9,16 +9,21 @@ from typing import Protocol
 
 from ..spec import HealthCheck, PoolSpec
 from . import outlier
+from .affinity import AffinityTable, HashRing, pick_affine
 from .member import Health, MemberState
 from .strategies import make_picker
 
 
 @dataclass(frozen=True, slots=True)
 class Unavailable:
-    """No member can take the request now; saturated means waiting may help."""
+    """No member can take the request now; saturated means waiting may help.
+
+    unknown_model is set when no member of the pool serves the requested model.
+    """
 
     saturated: bool
     detail: str
+    unknown_model: str | None = None
 
 
 class Balancer:
@@ -28,6 +33,8 @@ class Balancer:
         self._rng = rng or random.Random()
         self.members: list[MemberState] = []
         self._tiers: list[list[MemberState]] = []
+        self._ring: HashRing | None = None
+        self._table: AffinityTable | None = None
         self.apply(spec)
 
     def apply(self, spec: PoolSpec) -> list[MemberState]:
@@ -55,36 +62,80 @@ class Balancer:
         self.by_name = {m.name: m for m in members}
         priorities = sorted({m.priority for m in members})
         self._tiers = [[m for m in members if m.priority == p] for p in priorities]
-        self._pick = make_picker(spec.strategy, self._rng)
+        self._pick = make_picker(spec.strategy, self._rng, spec.capacity)
+        affinity = spec.affinity
+        self._ring = HashRing(members) if affinity is not None else None
+        if affinity is None or affinity.ttlSeconds <= 0:
+            self._table = None
+        elif self._table is None or self._table.ttl != affinity.ttlSeconds:
+            self._table = AffinityTable(affinity.ttlSeconds)
         return replaced + list(old.values())
 
     def choose(
-        self, now: float, exclude: Collection[MemberState] = ()
+        self,
+        now: float,
+        exclude: Collection[MemberState] = (),
+        model: str | None = None,
+        affinity_key: str | None = None,
     ) -> MemberState | Unavailable:
         """The member for the next request, from the best tier that has room.
 
         Members in `exclude` (already tried for this request) are avoided while any
-        other member can take it.
+        other member can take it. With a model, only members serving it qualify; with an
+        affinity key, the key's member on the hash ring is preferred while it has room.
         """
-        choice = self._choose(now, exclude) if exclude else None
-        return choice if isinstance(choice, MemberState) else self._choose(now, ())
+        if model is not None and not any(m.serves(model) for m in self.members):
+            served = ", ".join(sorted(self.served_models())) or "none known"
+            return Unavailable(
+                False, f"no member serves model {model!r}; this pool serves: {served}", model
+            )
+        choice = self._choose(now, exclude, model, affinity_key) if exclude else None
+        if isinstance(choice, MemberState):
+            return choice
+        return self._choose(now, (), model, affinity_key)
 
-    def _choose(self, now: float, exclude: Collection[MemberState]) -> MemberState | Unavailable:
+    def served_models(self) -> set[str]:
+        """The union of every member's models."""
+        return set().union(*(m.models() for m in self.members)) if self.members else set()
+
+    def _choose(
+        self,
+        now: float,
+        exclude: Collection[MemberState],
+        model: str | None,
+        affinity_key: str | None,
+    ) -> MemberState | Unavailable:
         saturated = False
         for tier in self._tiers:
             available = []
             for member in tier:
                 if member in exclude or not member.routable(now):
                     continue
+                if model is not None and not member.serves(model):
+                    continue
                 if member.saturated():
                     saturated = True
                     continue
                 available.append(member)
             if available:
+                if affinity_key is not None and self._ring is not None:
+                    affine = self._choose_affine(affinity_key, available, now)
+                    if affine is not None:
+                        return affine
                 return self._pick(available, now)
         if saturated:
             return Unavailable(True, "every available member is at its maxInFlight limit")
         return Unavailable(False, self.describe_unavailable(now))
+
+    def _choose_affine(
+        self, key: str, available: list[MemberState], now: float
+    ) -> MemberState | None:
+        assert self._ring is not None and self.spec.affinity is not None
+        remembered = self._table.get(key, now) if self._table is not None else None
+        member = pick_affine(self._ring, key, available, self.spec.affinity.loadFactor, remembered)
+        if member is not None and self._table is not None:
+            self._table.put(key, member.name, now)
+        return member
 
     def describe_unavailable(self, now: float) -> str:
         """Why no member can take a request, member by member."""

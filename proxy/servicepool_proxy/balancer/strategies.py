@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from ..spec import Strategy
+from ..spec import Capacity, Strategy
 from .member import MemberState
 
 # A latency estimate older than this many seconds counts half as much as a fresh one.
@@ -112,10 +112,49 @@ def lowest_latency(candidates: Sequence[MemberState], now: float) -> MemberState
     return best
 
 
+def reported_load(member: MemberState, now: float, policy: Capacity) -> float | None:
+    """Queued + running as the member last reported, plus what we sent it since.
+
+    None when the report is missing or stale.
+    """
+    if not member.report_fresh(now, policy.staleAfterSeconds):
+        return None
+    sent_since = max(0, member.in_flight - member.in_flight_at_report)
+    return member.reported_queued + member.reported_running + sent_since
+
+
+def is_full(member: MemberState, now: float, policy: Capacity) -> bool:
+    """True when a fresh report says the member has no free capacity."""
+    load = reported_load(member, now, policy)
+    if load is None:
+        return False
+    if member.reported_workers is not None and load >= member.reported_workers:
+        return True
+    usage = member.reported_cache_usage
+    return usage is not None and usage >= policy.maxCacheUsage
+
+
+def least_reported_load(
+    candidates: Sequence[MemberState], now: float, policy: Capacity
+) -> MemberState:
+    """The member with the least reported load per weight; members that report no free
+    capacity are skipped while others have room; a stale or missing report falls back to
+    the proxy's own in-flight count. Ties go by smooth weighted round-robin."""
+    roomy = [m for m in candidates if not is_full(m, now, policy)] or list(candidates)
+
+    def score(member: MemberState) -> float:
+        load = reported_load(member, now, policy)
+        return (member.in_flight if load is None else load) / member.weight
+
+    best_score = min(score(m) for m in roomy)
+    tied = [m for m in roomy if score(m) == best_score]
+    return tied[0] if len(tied) == 1 else smooth_weighted_round_robin(tied)
+
+
 Picker = Callable[[Sequence[MemberState], float], MemberState]
 
 
-def make_picker(strategy: Strategy, rng: random.Random) -> Picker:
+def make_picker(strategy: Strategy, rng: random.Random, capacity: Capacity | None = None) -> Picker:
     """Bind a strategy to its state; the picker takes (candidates, now)."""
     if strategy is Strategy.ROUND_ROBIN:
         cursor = RoundRobinCursor()
@@ -130,4 +169,7 @@ def make_picker(strategy: Strategy, rng: random.Random) -> Picker:
         return lambda candidates, now: power_of_two_choices(candidates, rng)
     if strategy is Strategy.LATENCY:
         return lambda candidates, now: lowest_latency(candidates, now)
+    if strategy is Strategy.CAPACITY:
+        policy = capacity or Capacity()
+        return lambda candidates, now: least_reported_load(candidates, now, policy)
     raise ValueError(f"unknown strategy {strategy!r}")

@@ -1,0 +1,156 @@
+"""Parse what members say about themselves: load reports and model lists (pure)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .spec import Capacity
+
+
+class SignalError(ValueError):
+    """A member's report could not be understood; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """A member's own view of its load."""
+
+    queued: float
+    running: float
+    workers: float | None = None
+    cache_usage: float | None = None
+
+
+def dotted(document: Any, path: str) -> Any:
+    """The value at a dotted path such as 'stats.queue.depth' (list indexes allowed)."""
+    value = document
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise SignalError(f"no field {path!r}")
+    return value
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise SignalError(f"{what} is not a number: {value!r}")
+    return float(value)
+
+
+def parse_status_report(body: bytes, policy: Capacity) -> LoadReport:
+    """A JSON status document such as {"queued": 3, "dispatched": 2, "active_workers": 4}."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SignalError(f"status is not JSON: {exc}") from None
+    fields = policy.fields
+    workers: float | None
+    try:
+        workers = _number(dotted(document, fields.workers), fields.workers)
+    except SignalError:
+        workers = None
+    return LoadReport(
+        queued=_number(dotted(document, fields.queued), fields.queued),
+        running=_number(dotted(document, fields.running), fields.running),
+        workers=workers,
+    )
+
+
+def parse_prometheus_values(text: str) -> dict[str, float]:
+    """Sum of every sample per metric name in Prometheus text format (labels ignored)."""
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name_end = len(line)
+        for marker in ("{", " "):
+            position = line.find(marker)
+            if position != -1:
+                name_end = min(name_end, position)
+        name = line[:name_end]
+        rest = line[line.rfind("}") + 1 :] if "{" in line else line[name_end:]
+        parts = rest.split()
+        if not parts:
+            continue
+        try:
+            value = float(parts[0])
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            values[name] = values.get(name, 0.0) + value
+    return values
+
+
+def parse_metrics_report(text: str, policy: Capacity) -> LoadReport:
+    """Load numbers from a Prometheus metrics page (vLLM's metric names by default)."""
+    values = parse_prometheus_values(text)
+    names = policy.metrics
+    for required in (names.queued, names.running):
+        if required not in values:
+            raise SignalError(f"metric {required!r} not found")
+    return LoadReport(
+        queued=values[names.queued],
+        running=values[names.running],
+        workers=values.get(names.workers) if names.workers else None,
+        cache_usage=values.get(names.cacheUsage) if names.cacheUsage else None,
+    )
+
+
+def parse_model_list(body: bytes) -> frozenset[str]:
+    """Model ids from an OpenAI-style listing: {"data": [{"id": "m"}, ...]}."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SignalError(f"model list is not JSON: {exc}") from None
+    data = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(data, list):
+        raise SignalError("model list has no 'data' array")
+    return frozenset(str(item["id"]) for item in data if isinstance(item, dict) and "id" in item)
+
+
+def find_usage_in_sse(chunk: bytes) -> dict[str, Any] | None:
+    """The last `usage` object in the SSE data lines of a chunk, if any."""
+    if b'"usage"' not in chunk:
+        return None
+    found = None
+    for line in chunk.split(b"\n"):
+        if not line.startswith(b"data:") or b'"usage"' not in line:
+            continue
+        try:
+            event = json.loads(line[5:].strip())
+        except ValueError:
+            continue
+        if isinstance(event, dict) and isinstance(event.get("usage"), dict):
+            found = event["usage"]
+    return found
+
+
+def find_usage_in_json(body: bytes) -> dict[str, Any] | None:
+    """The `usage` object of a JSON response body, if any."""
+    if b'"usage"' not in body:
+        return None
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    usage = document.get("usage") if isinstance(document, dict) else None
+    return usage if isinstance(usage, dict) else None
+
+
+def request_field(body: bytes, path: str) -> str | None:
+    """A string field of a JSON request body (e.g. the model), or None."""
+    try:
+        document = json.loads(body)
+        value = dotted(document, path)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    return str(value)
