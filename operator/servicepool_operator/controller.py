@@ -15,8 +15,9 @@ import aiohttp
 from servicepool_proxy.balancer.member import Health
 from servicepool_proxy.balancer.pool import apply_probe
 from servicepool_proxy.loader import PoolFileError, parse_pool
-from servicepool_proxy.prober import probe_once
-from servicepool_proxy.spec import Member, PoolSpec
+from servicepool_proxy.prober import fetch, probe_once
+from servicepool_proxy.signals import SignalError, parse_load_report
+from servicepool_proxy.spec import Capacity, Member, PoolSpec
 
 from . import names, render
 from .kube import KubeClient
@@ -37,6 +38,22 @@ class ClusterView:
 
     services: Callable[[str], Iterable[str]]
     pods: Callable[[str], Iterable[PodInfo]]
+
+
+async def capacity_snapshot(
+    session: aiohttp.ClientSession, url: str, policy: Capacity
+) -> dict[str, Any]:
+    """The member's own load report, as shown in status."""
+    try:
+        report = parse_load_report(await fetch(session, url + policy.endpoint(), 2.0), policy)
+    except SignalError as exc:
+        return {"error": str(exc)[:200]}
+    snapshot: dict[str, Any] = {"queued": report.queued, "running": report.running}
+    if report.workers is not None:
+        snapshot["workers"] = report.workers
+    if report.cache_usage is not None:
+        snapshot["cacheUsage"] = report.cache_usage
+    return snapshot
 
 
 class PoolController:
@@ -221,6 +238,8 @@ class PoolController:
             ok, message = await probe_once(
                 self.session, record.url, check.path, check.timeoutSeconds
             )
+            if ok and spec.capacity is not None:
+                record.capacity = await capacity_snapshot(self.session, record.url, spec.capacity)
             return ok, message, (time.perf_counter() - started) * 1e3
 
         results = await asyncio.gather(*(timed(r) for r in due))

@@ -10,7 +10,7 @@ from typing import Any
 from servicepool_proxy.balancer.member import Health
 
 # Fields that change on every probe; alone they do not justify a write.
-VOLATILE_MEMBER_FIELDS = frozenset({"lastProbeTime", "latencyMs"})
+VOLATILE_MEMBER_FIELDS = frozenset({"lastProbeTime", "latencyMs", "capacity"})
 LATENCY_REFRESH_SECONDS = 60.0
 
 
@@ -32,6 +32,7 @@ class MemberRecord:
     last_probe_time: str | None = None
     last_transition_time: str | None = None
     latency_ms: float | None = None
+    capacity: dict[str, Any] | None = None
 
     def to_status(self) -> dict[str, Any]:
         """The member's entry in status.members."""
@@ -48,6 +49,8 @@ class MemberRecord:
             entry["lastTransitionTime"] = self.last_transition_time
         if self.latency_ms is not None:
             entry["latencyMs"] = self.latency_ms
+        if self.capacity is not None:
+            entry["capacity"] = self.capacity
         return entry
 
     @classmethod
@@ -68,6 +71,7 @@ class MemberRecord:
             last_probe_time=entry.get("lastProbeTime"),
             last_transition_time=entry.get("lastTransitionTime"),
             latency_ms=entry.get("latencyMs"),
+            capacity=entry.get("capacity"),
         )
 
 
@@ -160,10 +164,13 @@ def _stable_view(status: Mapping[str, Any]) -> dict[str, Any]:
     return view
 
 
-def _latency_moved(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    before = {m.get("name"): m.get("latencyMs") for m in old.get("members") or []}
+def _volatile_moved(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    before = {m.get("name"): m for m in old.get("members") or []}
     for member in new.get("members") or []:
-        was, now = before.get(member.get("name")), member.get("latencyMs")
+        previous = before.get(member.get("name")) or {}
+        if previous.get("capacity") != member.get("capacity"):
+            return True
+        was, now = previous.get("latencyMs"), member.get("latencyMs")
         if (was is None) != (now is None):
             return True
         if was is not None and now is not None and abs(now - was) > max(5.0, 0.25 * was):
@@ -172,7 +179,7 @@ def _latency_moved(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
 
 
 def needs_write(old: Mapping[str, Any], new: Mapping[str, Any], seconds_since_write: float) -> bool:
-    """Write when something real changed; latency alone at most once a minute."""
+    """Write when something real changed; latency or capacity alone at most once a minute."""
     if _stable_view(old) != _stable_view(new):
         return True
-    return seconds_since_write >= LATENCY_REFRESH_SECONDS and _latency_moved(old, new)
+    return seconds_since_write >= LATENCY_REFRESH_SECONDS and _volatile_moved(old, new)

@@ -16,9 +16,8 @@ from .metrics import ProxyMetrics
 from .runtime import PoolRuntime
 from .signals import (
     SignalError,
-    parse_metrics_report,
+    parse_load_report,
     parse_model_list,
-    parse_status_report,
 )
 from .tasks import cancel_and_wait
 
@@ -146,10 +145,7 @@ def capacity_poller(runtime: PoolRuntime) -> MemberPoller:
             return False
         try:
             body = await fetch(session, member.url + policy.endpoint(), policy.intervalSeconds * 2)
-            if policy.source == "status":
-                report = parse_status_report(body, policy)
-            else:
-                report = parse_metrics_report(body.decode("utf-8", "replace"), policy)
+            report = parse_load_report(body, policy)
         except SignalError as exc:
             member.report_error = str(exc)
             return False

@@ -103,6 +103,13 @@ def parse_metrics_report(text: str, policy: Capacity) -> LoadReport:
     )
 
 
+def parse_load_report(body: bytes, policy: Capacity) -> LoadReport:
+    """A load report from the endpoint the policy names (JSON status or Prometheus text)."""
+    if policy.source == "status":
+        return parse_status_report(body, policy)
+    return parse_metrics_report(body.decode("utf-8", "replace"), policy)
+
+
 def parse_model_list(body: bytes) -> frozenset[str]:
     """Model ids from an OpenAI-style listing: {"data": [{"id": "m"}, ...]}."""
     try:
