@@ -47,13 +47,17 @@ def wait_for_port(host: str, port: int, seconds: float, process: subprocess.Pope
 
 
 def start_member_process(
-    name: str, port: int | None = None, delay: float = 0.0, host: str = "127.0.0.1"
+    name: str,
+    port: int | None = None,
+    delay: float = 0.0,
+    host: str = "127.0.0.1",
+    extra: list[str] | None = None,
 ) -> MemberProcess:
     """Start `servicepool-sample-member` and wait until it accepts connections."""
     port = port or free_port(host)
     process = subprocess.Popen(
         [sys.executable, "-m", "servicepool_proxy.samplemember", "--name", name,
-         "--host", host, "--port", str(port), "--delay", str(delay)],
+         "--host", host, "--port", str(port), "--delay", str(delay), *(extra or [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -113,14 +113,15 @@ def lowest_latency(candidates: Sequence[MemberState], now: float) -> MemberState
 
 
 def reported_load(member: MemberState, now: float, policy: Capacity) -> float | None:
-    """Queued + running as the member last reported, plus what we sent it since.
+    """Queued + running as the member last reported, corrected by how our own in-flight
+    count moved since (requests sent since the report add, ours that finished subtract).
 
     None when the report is missing or stale.
     """
     if not member.report_fresh(now, policy.staleAfterSeconds):
         return None
-    sent_since = max(0, member.in_flight - member.in_flight_at_report)
-    return member.reported_queued + member.reported_running + sent_since
+    moved = member.in_flight - member.in_flight_at_report
+    return max(0.0, member.reported_queued + member.reported_running + moved)
 
 
 def is_full(member: MemberState, now: float, policy: Capacity) -> bool:
