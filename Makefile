@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test test-unit test-proxy test-integration lint format cluster-up cluster-down clean
+.PHONY: venv demo test test-unit test-proxy test-integration lint format crd cluster-up cluster-down clean
 
 $(BIN)/servicepool-proxy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ lint: venv
 format: venv
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+## Regenerate the CRD from the pydantic model (a unit test fails when it is stale).
+crd: venv
+	$(BIN)/python -m servicepool_operator.crd > crds/servicepool.dev_servicepools.yaml
 
 cluster-up:
 	e2e/cluster/up.sh .cluster

@@ -41,8 +41,10 @@ class MemberRecord:
             "url": self.url,
             "state": self.health.value,
             "consecutiveFailures": self.probe_failures,
-            "message": self.probe_message,
         }
+        # Empty strings are left out: the local 1.20 harness decodes "" as null.
+        if self.probe_message:
+            entry["message"] = self.probe_message
         if self.last_probe_time:
             entry["lastProbeTime"] = self.last_probe_time
         if self.last_transition_time:
@@ -141,18 +143,20 @@ def build_status(
     else:
         degraded = (False, "AllMembersHealthy", "every member is healthy")
 
-    return {
+    status: dict[str, Any] = {
         "observedGeneration": generation,
         "ready": f"{ready}/{total}",
         "readyMembers": ready,
         "totalMembers": total,
-        "endpoint": endpoint,
         "members": [r.to_status() for r in records],
         "conditions": [
             set_condition(conditions_before, "Ready", *ready_condition, generation, now),
             set_condition(conditions_before, "Degraded", *degraded, generation, now),
         ],
     }
+    if endpoint:
+        status["endpoint"] = endpoint
+    return status
 
 
 def _stable_view(status: Mapping[str, Any]) -> dict[str, Any]:
