@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test test-unit test-proxy test-integration lint format crd cluster-up cluster-down clean
+.PHONY: venv demo test test-unit test-proxy test-integration lint format crd docs cluster-up cluster-down clean
 
 $(BIN)/servicepool-proxy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ format: venv
 ## Regenerate the CRD from the pydantic model (a unit test fails when it is stale).
 crd: venv
 	$(BIN)/python -m servicepool_operator.crd > crds/servicepool.dev_servicepools.yaml
+
+## Regenerate the field reference in README.md from the model.
+docs: venv
+	$(BIN)/python -m servicepool_operator.fieldref --write README.md
 
 cluster-up:
 	e2e/cluster/up.sh .cluster

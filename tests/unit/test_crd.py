@@ -138,3 +138,11 @@ def test_strategy_enum_matches() -> None:
     from servicepool_proxy.spec import Strategy
 
     assert spec_node()["properties"]["strategy"]["enum"] == [s.value for s in Strategy]
+
+
+def test_readme_field_reference_is_current() -> None:
+    from servicepool_operator import fieldref
+
+    readme = (ROOT / "README.md").read_text()
+    assert fieldref.replace_in(readme) == readme, "run `make docs` and commit README.md"
+    assert "`members[].weight`" in readme and "`capacity.metrics.queued`" in readme
