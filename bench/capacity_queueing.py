@@ -24,9 +24,9 @@ import aiohttp
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 from servicepool_proxy.server import free_port  # noqa: E402
-from support import start_member_process, wait_for_port  # noqa: E402
+from tests.support import start_member_process, wait_for_port  # noqa: E402
 
 MEMBERS = {"fast-1": 0.05, "fast-2": 0.05, "slow": 0.20}
 WORKERS = 2

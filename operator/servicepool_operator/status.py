@@ -9,8 +9,11 @@ from typing import Any
 
 from servicepool_proxy.balancer.member import Health
 
-# Fields that change on every probe; alone they do not justify a write.
-VOLATILE_MEMBER_FIELDS = frozenset({"lastProbeTime", "latencyMs", "capacity"})
+# Fields that change on every probe (a failing member's count too); alone they justify a
+# write at most once a minute.
+VOLATILE_MEMBER_FIELDS = frozenset(
+    {"lastProbeTime", "latencyMs", "capacity", "consecutiveFailures"}
+)
 LATENCY_REFRESH_SECONDS = 60.0
 
 
@@ -172,8 +175,9 @@ def _volatile_moved(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     before = {m.get("name"): m for m in old.get("members") or []}
     for member in new.get("members") or []:
         previous = before.get(member.get("name")) or {}
-        if previous.get("capacity") != member.get("capacity"):
-            return True
+        for key in ("capacity", "consecutiveFailures"):
+            if previous.get(key) != member.get(key):
+                return True
         was, now = previous.get("latencyMs"), member.get("latencyMs")
         if (was is None) != (now is None):
             return True

@@ -1,4 +1,4 @@
-"""Fixtures for tests that need a real Kubernetes API server."""
+"""Fixtures shared by tests/ and e2e/: a real Kubernetes API server and member processes."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from ..support import MemberProcess, start_member_process
-from .kube import cluster_kubeconfig
+from tests.integration.kube import cluster_kubeconfig
+from tests.support import MemberProcess, start_member_process
 
-HERE = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent
+CLUSTER_SUITES = (ROOT / "tests" / "integration", ROOT / "e2e")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if HERE in Path(str(item.fspath)).resolve().parents:
+        parents = Path(str(item.fspath)).resolve().parents
+        if any(suite in parents for suite in CLUSTER_SUITES):
             item.add_marker(pytest.mark.integration)
 
 
