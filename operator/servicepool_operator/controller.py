@@ -171,6 +171,14 @@ class PoolController:
         if self.applied_generation == generation and not due:
             return None
         manifests = render.render_static_objects(self.name, self.namespace, self.uid, spec)
+        policy = render.render_network_policy(self.name, self.namespace, self.uid, spec)
+        if policy is not None:
+            manifests.append(policy)
+        elif await self.kube.delete_owned(
+            "NetworkPolicy", names.proxy_name(self.name), self.namespace, self.uid
+        ):
+            log.info("pool %s/%s: deleted NetworkPolicy (no allowedNamespaces)",
+                     self.namespace, self.name)  # fmt: skip
         for manifest in manifests:
             result = await self.kube.apply_owned(manifest, self.uid)
             if result.conflict:

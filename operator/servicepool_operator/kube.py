@@ -64,6 +64,7 @@ class KubeClient:
         self.rbac = client.RbacAuthorizationV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
+        self.networking = client.NetworkingV1Api(api_client)
         self._kinds = {
             "ConfigMap": _Kind(self.core.read_namespaced_config_map,
                                self.core.create_namespaced_config_map,
@@ -83,7 +84,13 @@ class KubeClient:
             "RoleBinding": _Kind(self.rbac.read_namespaced_role_binding,
                                  self.rbac.create_namespaced_role_binding,
                                  self.rbac.patch_namespaced_role_binding),
+            "NetworkPolicy": _Kind(self.networking.read_namespaced_network_policy,
+                                   self.networking.create_namespaced_network_policy,
+                                   self.networking.patch_namespaced_network_policy),
         }  # fmt: skip
+        self._deletes = {
+            "NetworkPolicy": self.networking.delete_namespaced_network_policy,
+        }
 
     def _apply_sync(self, manifest: Mapping[str, Any], owner_uid: str) -> ApplyResult:
         kind = self._kinds[manifest["kind"]]
@@ -111,6 +118,22 @@ class KubeClient:
     async def apply_owned(self, manifest: Mapping[str, Any], owner_uid: str) -> ApplyResult:
         """Create or update an object the pool owns; never touch one it does not own."""
         return await asyncio.to_thread(self._apply_sync, manifest, owner_uid)
+
+    def _delete_sync(self, kind: str, name: str, namespace: str, owner_uid: str) -> bool:
+        try:
+            raw = self._kinds[kind].read(name, namespace, _preload_content=False)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        if not owned_by(json.loads(raw.data), owner_uid):
+            return False
+        self._deletes[kind](name, namespace)
+        return True
+
+    async def delete_owned(self, kind: str, name: str, namespace: str, owner_uid: str) -> bool:
+        """Delete an object the pool owns (never one it does not); True when deleted."""
+        return await asyncio.to_thread(self._delete_sync, kind, name, namespace, owner_uid)
 
     async def patch_pool_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Merge-patch the pool's status subresource."""

@@ -13,6 +13,7 @@ MANAGED_BY = "servicepool-operator"
 POOL_LABEL = "servicepool.dev/pool"
 CONFIG_KEY = "pool.yaml"
 CONFIG_MOUNT = "/etc/servicepool"
+SECRETS_MOUNT = "/etc/servicepool/secrets"
 PROXY_PORT = 8080
 ADMIN_PORT = 9090
 

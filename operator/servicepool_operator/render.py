@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from servicepool_proxy.spec import Member, PoolSpec
+from servicepool_proxy.spec import Member, PoolSpec, SecretKeyRef
 
 from . import names
 
@@ -111,6 +111,19 @@ def render_deployment(pool: str, namespace: str, uid: str, spec: PoolSpec) -> Ma
         },
         "volumeMounts": [{"name": "config", "mountPath": names.CONFIG_MOUNT, "readOnly": True}],
     }
+    volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": name}}]
+    for ref in referenced_secrets(spec):
+        volume = f"secret-{ref.secretName}"
+        keys = sorted({r.key for r in secret_refs(spec) if r.secretName == ref.secretName})
+        container["volumeMounts"].append(
+            {"name": volume, "mountPath": f"{names.SECRETS_MOUNT}/{ref.secretName}",
+             "readOnly": True}
+        )  # fmt: skip
+        volumes.append({
+            "name": volume,
+            "secret": {"secretName": ref.secretName,
+                       "items": [{"key": key, "path": key} for key in keys]},
+        })  # fmt: skip
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -130,11 +143,59 @@ def render_deployment(pool: str, namespace: str, uid: str, spec: PoolSpec) -> Ma
                     },
                     "terminationGracePeriodSeconds": 40,
                     "containers": [container],
-                    "volumes": [{"name": "config", "configMap": {"name": name}}],
+                    "volumes": volumes,
                 },
             },
         },
     }
+
+
+def secret_refs(spec: PoolSpec) -> list[SecretKeyRef]:
+    """Every Secret key the pool references (client tokens, member credential)."""
+    refs = []
+    if spec.access is not None and spec.access.tokens is not None:
+        refs.append(spec.access.tokens)
+    if spec.upstreamAuth is not None:
+        refs.append(spec.upstreamAuth.secret)
+    return refs
+
+
+def referenced_secrets(spec: PoolSpec) -> list[SecretKeyRef]:
+    """One reference per distinct Secret, in a stable order."""
+    seen: dict[str, SecretKeyRef] = {}
+    for ref in secret_refs(spec):
+        seen.setdefault(ref.secretName, ref)
+    return [seen[name] for name in sorted(seen)]
+
+
+def render_network_policy(pool: str, namespace: str, uid: str, spec: PoolSpec) -> Manifest | None:
+    """Only Pods of the allowed namespaces reach the proxy's traffic port (None: no policy).
+
+    Namespaces are matched by their kubernetes.io/metadata.name label (set automatically
+    from Kubernetes 1.21; label namespaces yourself on 1.20). The admin port stays open
+    for metrics scraping.
+    """
+    if spec.access is None or spec.access.allowedNamespaces is None:
+        return None
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(pool, namespace, names.proxy_name(pool), uid),
+        "spec": {
+            "podSelector": {"matchLabels": names.selector_labels(pool)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {
+                    "from": [{"namespaceSelector": {"matchExpressions": [{
+                        "key": "kubernetes.io/metadata.name", "operator": "In",
+                        "values": list(spec.access.allowedNamespaces),
+                    }]}}],
+                    "ports": [{"protocol": "TCP", "port": names.PROXY_PORT}],
+                },
+                {"ports": [{"protocol": "TCP", "port": names.ADMIN_PORT}]},
+            ],
+        },
+    }  # fmt: skip
 
 
 def render_service(pool: str, namespace: str, uid: str, spec: PoolSpec) -> Manifest:

@@ -8,6 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
+from .access import DEFAULT_SECRETS_DIR
 from .kubesource import make_core_api, read_config_map_text
 from .loader import PoolFileError, parse_pool_text
 from .server import ProxyOptions, ProxyServer, run_until_signalled
@@ -90,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
         "API (the file is the fallback and may be absent at start)",
     )
     parser.add_argument("--kubeconfig", help="kubeconfig for --configmap outside a cluster")
+    parser.add_argument(
+        "--secrets-dir",
+        type=Path,
+        default=DEFAULT_SECRETS_DIR,
+        help="where Secrets named by spec.access/upstreamAuth are mounted "
+        "(<dir>/<secret>/<key>; default %(default)s)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]

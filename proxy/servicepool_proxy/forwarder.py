@@ -107,9 +107,25 @@ class Forwarder:
         runtime = self.runtime
         spec = runtime.spec
         start = self.clock()
+        auth = runtime.client_auth
+        if auth is not None and not auth.allows(request.headers.get(auth.policy.header)):
+            self.metrics.rejected.labels(runtime.name, "unauthorized").inc()
+            response = error_response(
+                401, runtime.name, "unauthorized", "a valid client token is required"
+            )
+            response.headers["WWW-Authenticate"] = auth.challenge(runtime.name)
+            return response
         headers = upstream_request_headers(
             request.headers, request.remote, request.scheme, request.host
         )
+        if spec.access is not None:
+            headers.popall(spec.access.header, None)  # the pool's credential, not the members'
+        credential = runtime.upstream_credential
+        if credential is not None:
+            header = credential.header()
+            if header is not None:
+                headers.popall(header[0], None)
+                headers[header[0]] = header[1]
         body: bytes | StreamedBody | None = None
         if request.body_exists:
             body = await read_body(request.content, request.content_length, body_limit(spec))

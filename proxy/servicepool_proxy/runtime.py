@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import random
+from pathlib import Path
 
 import aiohttp
 
+from .access import DEFAULT_SECRETS_DIR, ClientAuth, UpstreamCredential
 from .admission import WaitQueue
 from .balancer.member import MemberState
 from .balancer.pool import Balancer
@@ -18,8 +20,14 @@ log = logging.getLogger("servicepool.proxy")
 class PoolRuntime:
     """Everything the request path needs, rebuilt in place when the pool changes."""
 
-    def __init__(self, pool: ServicePool, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        pool: ServicePool,
+        rng: random.Random | None = None,
+        secrets_dir: Path = DEFAULT_SECRETS_DIR,
+    ) -> None:
         self.name = pool.metadata.name
+        self.secrets_dir = secrets_dir
         self.balancer = Balancer(pool.spec, rng)
         self.queue = WaitQueue(pool.spec.queue.maxWaiting)
         self.generation = 0
@@ -34,6 +42,13 @@ class PoolRuntime:
             total=spec.timeouts.requestSeconds, sock_connect=spec.timeouts.connectSeconds
         )
         self.queue.max_waiting = spec.queue.maxWaiting
+        access = spec.access
+        self.client_auth = (
+            ClientAuth(access, self.secrets_dir) if access and access.tokens else None
+        )
+        self.upstream_credential = (
+            UpstreamCredential(spec.upstreamAuth, self.secrets_dir) if spec.upstreamAuth else None
+        )
         self.generation += 1
 
     def apply(self, pool: ServicePool) -> list[MemberState]:
@@ -53,6 +68,13 @@ class PoolRuntime:
             names,
         )
         return gone
+
+    def refresh_secrets(self) -> None:
+        """Pick up rotated client tokens or member credentials."""
+        if self.client_auth is not None:
+            self.client_auth.refresh()
+        if self.upstream_credential is not None:
+            self.upstream_credential.refresh()
 
     @property
     def members(self) -> list[MemberState]:

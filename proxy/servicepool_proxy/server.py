@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from .access import DEFAULT_SECRETS_DIR
 from .admin import make_admin_app
 from .forwarder import Forwarder
 from .kubesource import ConfigMapSource, make_core_api
@@ -18,6 +19,7 @@ from .metrics import ProxyMetrics
 from .prober import MemberPoller, capacity_poller, health_poller, model_poller
 from .runtime import PoolRuntime
 from .spec import ServicePool
+from .tasks import cancel_and_wait
 from .watcher import ConfigGate, PoolFileWatcher
 
 log = logging.getLogger("servicepool.proxy")
@@ -39,6 +41,7 @@ class ProxyOptions:
     access_log: bool = False
     config_map: tuple[str, str] | None = None  # (namespace, name) to watch via the API
     kubeconfig: str | None = None
+    secrets_dir: Path = DEFAULT_SECRETS_DIR
 
 
 def _bound_port(site: web.TCPSite) -> int:
@@ -55,7 +58,7 @@ class ProxyServer:
     ) -> None:
         self.options = options
         self.gate = ConfigGate(self.apply, self._reload_failed, pool_text)
-        self.runtime = PoolRuntime(pool)
+        self.runtime = PoolRuntime(pool, secrets_dir=options.secrets_dir)
         self.metrics = ProxyMetrics(self.runtime.name, lambda: self.runtime.members)
         self.shutting_down = False
         self.port = 0
@@ -66,6 +69,7 @@ class ProxyServer:
         self._pollers: list[MemberPoller] = []
         self._watcher: PoolFileWatcher | None = None
         self._config_map: ConfigMapSource | None = None
+        self._secrets_task: asyncio.Task[None] | None = None
 
     def apply(self, pool: ServicePool) -> None:
         """Adopt a new version of the pool without touching connections."""
@@ -115,6 +119,7 @@ class ProxyServer:
             self._pollers.append(health_poller(self.runtime, self.metrics))
         for poller in self._pollers:
             poller.start()
+        self._secrets_task = asyncio.create_task(self._refresh_secrets(), name="secrets")
         if options.config_map is not None:
             namespace, name = options.config_map
             api = make_core_api(options.kubeconfig)
@@ -141,9 +146,15 @@ class ProxyServer:
             self.runtime.spec.strategy.value,
         )
 
+    async def _refresh_secrets(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.watch_interval)
+            self.runtime.refresh_secrets()
+
     async def stop(self) -> None:
         """Stop accepting, let in-flight requests finish within the grace period, close."""
         self.shutting_down = True
+        await cancel_and_wait(self._secrets_task)
         if self._watcher is not None:
             await self._watcher.stop()
         if self._config_map is not None:

@@ -314,6 +314,46 @@ class Affinity(SpecModel):
     )
 
 
+class SecretKeyRef(SpecModel):
+    """A key of a Secret in the pool's namespace (mounted into the proxy, never rendered)."""
+
+    secretName: Annotated[str, Field(pattern=MEMBER_NAME_PATTERN, max_length=253)] = Field(
+        description="Name of the Secret."
+    )
+    key: str = Field(
+        pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="Key inside the Secret."
+    )
+
+
+class Access(SpecModel):
+    """Who may call the pool: client credentials and the namespaces allowed to connect."""
+
+    tokens: SecretKeyRef | None = Field(
+        None, description="Accepted client tokens, one per line; no tokens means no check."
+    )
+    header: str = Field(
+        "Authorization", pattern=r"^[A-Za-z0-9-]+$", description="Header carrying the token."
+    )
+    scheme: Literal["Bearer", "None"] = Field(
+        "Bearer", description="Bearer: 'Authorization: Bearer <token>'; None: the raw header value."
+    )
+    allowedNamespaces: list[str] | None = Field(
+        None,
+        description="Only Pods in these namespaces may reach the proxy (rendered as a "
+        "NetworkPolicy); unset means no NetworkPolicy.",
+    )
+
+
+class UpstreamAuth(SpecModel):
+    """The members' own credential, injected by the proxy (the client's is stripped)."""
+
+    secret: SecretKeyRef = Field(description="Where the credential value is.")
+    header: str = Field(
+        "Authorization", pattern=r"^[A-Za-z0-9-]+$", description="Header to set on members."
+    )
+    prefix: str | None = Field("Bearer ", description="Put before the value, e.g. 'Bearer '.")
+
+
 class PoolSpec(SpecModel):
     """The desired state of a pool."""
 
@@ -333,6 +373,10 @@ class PoolSpec(SpecModel):
     capacity: Capacity | None = Field(None, description="Poll members for their load.")
     models: ModelRouting | None = Field(None, description="Model-aware routing.")
     affinity: Affinity | None = Field(None, description="Session affinity.")
+    access: Access | None = Field(None, description="Client authentication and allowed callers.")
+    upstreamAuth: UpstreamAuth | None = Field(
+        None, description="Credential the proxy sends to members."
+    )
     proxy: ProxyDeployment = Field(default_factory=ProxyDeployment)
 
     @model_validator(mode="after")

@@ -432,3 +432,35 @@ def test_status_shows_each_members_capacity_snapshot(pools: Pools, member_procs)
         return members[0].get("capacity")
 
     assert eventually(snapshot, 10) == {"queued": 0.0, "running": 0.0, "workers": 4.0}
+
+
+def test_access_renders_network_policy_and_secret_mounts(
+    pools: Pools, member_procs, namespace: str, kube_api: client.ApiClient
+) -> None:
+    a = member_procs("a")
+    networking = client.NetworkingV1Api(kube_api)
+    access = {"tokens": {"secretName": "clients", "key": "tokens"},
+              "allowedNamespaces": ["team-a", namespace]}  # fmt: skip
+    pools.create(pool_body("acl", [{"name": "a", "url": a.url}], access=access))
+    assert eventually(lambda: pools.status("acl").get("ready") == "1/1", 10)
+
+    def policy() -> Any:
+        try:
+            return networking.read_namespaced_network_policy("acl-proxy", namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    found = eventually(policy, 10)
+    assert found is not None
+    expression = found.spec.ingress[0]._from[0].namespace_selector.match_expressions[0]
+    assert expression.values == ["team-a", namespace]
+    deployment = pools.apps.read_namespaced_deployment("acl-proxy", namespace)
+    volumes = {v.name: v for v in deployment.spec.template.spec.volumes}
+    assert volumes["secret-clients"].secret.secret_name == "clients"
+    # The config names the Secret; its content goes to the proxy only through the volume.
+    assert pools.config("acl")["spec"]["access"]["tokens"] == {"secretName": "clients",
+                                                              "key": "tokens"}  # fmt: skip
+    pools.patch("acl", {"spec": {"access": None}})
+    assert eventually(lambda: policy() is None, 10)

@@ -125,3 +125,30 @@ def test_owned_objects_carry_owner_and_labels():
         {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["demo-proxy"],
          "verbs": ["get", "list", "watch"]},
     ]  # fmt: skip
+
+
+def test_referenced_secrets_are_mounted_key_by_key_and_never_rendered():
+    pool = spec(
+        members=[{"name": "a", "url": "http://a:1"}],
+        access={"tokens": {"secretName": "clients", "key": "tokens"},
+                "allowedNamespaces": ["team-a"]},
+        upstreamAuth={"secret": {"secretName": "clients", "key": "upstream"}},
+    )  # fmt: skip
+    deployment = render.render_deployment("demo", "ns", "uid-1", pool)
+    pod = deployment["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "secret-clients")
+    assert volume["secret"] == {"secretName": "clients", "items": [
+        {"key": "tokens", "path": "tokens"}, {"key": "upstream", "path": "upstream"}]}  # fmt: skip
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "secret-clients", "mountPath": "/etc/servicepool/secrets/clients",
+            "readOnly": True} in mounts  # fmt: skip
+    config = render.render_proxy_config("demo", "ns", pool, [])
+    assert "tokens" in config and "secretName: clients" in config  # references only
+
+    policy = render.render_network_policy("demo", "ns", "uid-1", pool)
+    assert policy is not None
+    allowed = policy["spec"]["ingress"][0]["from"][0]["namespaceSelector"]["matchExpressions"]
+    assert allowed[0]["values"] == ["team-a"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == names.selector_labels("demo")
+    open_pool = spec(members=[{"name": "a", "url": "http://a:1"}])
+    assert render.render_network_policy("demo", "ns", "uid-1", open_pool) is None
