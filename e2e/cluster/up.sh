@@ -39,9 +39,10 @@ openssl genrsa -out "$DIR/sa.key" 2048 2>/dev/null
 openssl rsa -in "$DIR/sa.key" -pubout -out "$DIR/sa.pub" 2>/dev/null
 mkdir -p "$DIR/certs" "$DIR/etcd"
 
-start() {  # name, command...: detached, logged, pid recorded
+start() {  # name, command...: detached, logged, pid and command line recorded
   local name="$1"; shift
-  setsid nohup "$@" > "$DIR/$name.log" 2>&1 < /dev/null &
+  printf '%q ' "$@" > "$DIR/$name.cmd"
+  setsid nohup "$@" >> "$DIR/$name.log" 2>&1 < /dev/null &
   echo "$name $!" >> "$DIR/pids"
 }
 
