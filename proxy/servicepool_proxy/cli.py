@@ -98,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="where Secrets named by spec.access/upstreamAuth are mounted "
         "(<dir>/<secret>/<key>; default %(default)s)",
     )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=15.0,
+        help="close idle connections, and connections that do not complete "
+        "a request's headers, after this many seconds",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]

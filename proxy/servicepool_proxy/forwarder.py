@@ -128,7 +128,15 @@ class Forwarder:
                 headers[header[0]] = header[1]
         body: bytes | StreamedBody | None = None
         if request.body_exists:
-            body = await read_body(request.content, request.content_length, body_limit(spec))
+            try:
+                async with asyncio.timeout(spec.timeouts.requestSeconds):
+                    body = await read_body(
+                        request.content, request.content_length, body_limit(spec)
+                    )
+            except TimeoutError:
+                self.metrics.rejected.labels(runtime.name, "body-timeout").inc()
+                return error_response(408, runtime.name, "body-timeout",
+                                      "the request body did not arrive in time")  # fmt: skip
             if isinstance(body, StreamedBody) and request.content_length is not None:
                 headers["Content-Length"] = str(request.content_length)
         keys = NO_KEYS

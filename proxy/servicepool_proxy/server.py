@@ -42,6 +42,9 @@ class ProxyOptions:
     config_map: tuple[str, str] | None = None  # (namespace, name) to watch via the API
     kubeconfig: str | None = None
     secrets_dir: Path = DEFAULT_SECRETS_DIR
+    # An idle connection, or one that has not completed a request's headers, is closed
+    # after this long (aiohttp's keep-alive timer also bounds slow-drip headers).
+    idle_timeout: float = 15.0
 
 
 def _bound_port(site: web.TCPSite) -> int:
@@ -92,7 +95,11 @@ class ProxyServer:
             timeout=aiohttp.ClientTimeout(total=None),
         )
         forwarder = Forwarder(self.runtime, self._session, self.metrics)
-        server = web.Server(forwarder, access_log=log if options.access_log else None)
+        server = web.Server(
+            forwarder,
+            access_log=log if options.access_log else None,
+            keepalive_timeout=options.idle_timeout,
+        )
         self._runner = web.ServerRunner(
             server, handle_signals=False, shutdown_timeout=options.grace_seconds
         )

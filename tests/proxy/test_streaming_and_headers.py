@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 
@@ -119,3 +120,28 @@ async def test_metrics_and_status_pages(members, proxy, client):
     assert status["members"][0]["ewmaLatencyMs"] > 0
     async with client.get(running.admin_url + "/healthz") as response:
         assert response.status == 200
+
+
+async def test_slow_drip_headers_are_cut_off(members, proxy):
+    member = await members("m")
+    running = await proxy(pool_document([{"name": "m", "url": member.url}]), idle_timeout=1.0)
+    reader, writer = await asyncio.open_connection("127.0.0.1", running.server.port)
+    started = time.monotonic()
+    closed = False
+    for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 40:
+        try:
+            writer.write(bytes([byte]))
+            await writer.drain()
+        except (ConnectionError, OSError):
+            closed = True
+            break
+        if reader.at_eof():
+            closed = True
+            break
+        await asyncio.sleep(0.1)
+        if time.monotonic() - started > 3:
+            break
+    assert closed or reader.at_eof() or await reader.read() == b""
+    assert time.monotonic() - started < 3
+    assert member.behaviour.requests == 0
+    writer.close()
