@@ -52,6 +52,33 @@ async def members() -> AsyncIterator[Callable[..., Any]]:
         await member.stop()
 
 
+async def serve_handler(handler: Callable[[web.Request], Any]) -> tuple[web.AppRunner, str]:
+    """Serve one catch-all aiohttp handler on a free loopback port; returns (runner, url)."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+async def handler_servers() -> AsyncIterator[Callable[..., Any]]:
+    """Factory: `url = await handler_servers(handler)`; stopped after the test."""
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Callable[[web.Request], Any]) -> str:
+        runner, url = await serve_handler(handler)
+        runners.append(runner)
+        return url
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
 @pytest.fixture
 def member_processes() -> Any:
     """Factory for members in their own processes; all are killed afterwards."""

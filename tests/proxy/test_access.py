@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .conftest import pool_document
+from .conftest import pool_document, serve_handler
 
 
 def write_secret(secrets: Path, name: str, key: str, value: str) -> None:
@@ -28,13 +28,8 @@ async def header_recorder() -> tuple[web.AppRunner, str, CIMultiDict[str]]:
         seen.extend(request.headers)
         return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", seen
+    runner, url = await serve_handler(handler)
+    return runner, url, seen
 
 
 async def test_bearer_tokens_upstream_credential_and_rotation(proxy, client, tmp_path):

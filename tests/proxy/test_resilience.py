@@ -189,7 +189,7 @@ async def test_unhealthy_pool_is_not_ready_and_says_why(members, proxy, client):
         assert response.status == 200
 
 
-async def test_rate_limited_member_cools_down_for_retry_after(proxy, client):
+async def test_rate_limited_member_cools_down_for_retry_after(proxy, client, handler_servers):
     calls = Counter()
 
     async def limited(request: web.Request) -> web.Response:
@@ -200,37 +200,23 @@ async def test_rate_limited_member_cools_down_for_retry_after(proxy, client):
         calls["fine"] += 1
         return web.Response(text="ok")
 
-    runners = []
-    urls = []
-    for handler in (limited, fine):
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        urls.append(f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}")
-    try:
-        doc = pool_document(
-            [{"name": "limited", "url": urls[0]}, {"name": "fine", "url": urls[1]}],
-            retries={"attempts": 1, "retryOn": ["429", "connect-failure"]},
-            healthCheck={"enabled": False},
-        )
-        running = await proxy(doc)
-        statuses = Counter()
-        for _ in range(10):
-            async with client.get(running.url) as response:
-                statuses[response.status] += 1
-        assert statuses == Counter({200: 10})
-        assert calls["limited"] == 1  # cooled down after its first 429
-        state = running.server.runtime.balancer.by_name["limited"]
-        assert state.failures == 0 and state.rate_limited == 1
-        await asyncio.sleep(1.1)
-        for _ in range(4):
-            async with client.get(running.url) as response:
-                await response.read()
-        assert calls["limited"] == 2
-    finally:
-        for runner in runners:
-            await runner.cleanup()
+    urls = [await handler_servers(limited), await handler_servers(fine)]
+    doc = pool_document(
+        [{"name": "limited", "url": urls[0]}, {"name": "fine", "url": urls[1]}],
+        retries={"attempts": 1, "retryOn": ["429", "connect-failure"]},
+        healthCheck={"enabled": False},
+    )
+    running = await proxy(doc)
+    statuses = Counter()
+    for _ in range(10):
+        async with client.get(running.url) as response:
+            statuses[response.status] += 1
+    assert statuses == Counter({200: 10})
+    assert calls["limited"] == 1  # cooled down after its first 429
+    state = running.server.runtime.balancer.by_name["limited"]
+    assert state.failures == 0 and state.rate_limited == 1
+    await asyncio.sleep(1.1)
+    for _ in range(4):
+        async with client.get(running.url) as response:
+            await response.read()
+    assert calls["limited"] == 2

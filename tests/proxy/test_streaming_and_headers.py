@@ -31,7 +31,7 @@ async def test_sse_chunks_reach_the_client_before_the_member_finishes(members, p
     assert max(gaps) < 0.3, gaps
 
 
-async def test_forwarding_headers_and_hop_by_hop(proxy, client):
+async def test_forwarding_headers_and_hop_by_hop(proxy, client, handler_servers):
     seen: CIMultiDict[str] = CIMultiDict()
 
     async def inspect(request: web.Request) -> web.Response:
@@ -44,41 +44,32 @@ async def test_forwarding_headers_and_hop_by_hop(proxy, client):
             headers={"Connection": "X-Secret", "X-Secret": "hop", "X-Kept": "end-to-end"},
         )
 
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", inspect)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-    try:
-        running = await proxy(pool_document([{"name": "m", "url": url}]))
-        async with client.get(
-            running.url + "/h?q=1%202",
-            headers={
-                "X-Forwarded-For": "10.1.2.3",
-                "Connection": "keep-alive, X-Drop-Me",
-                "X-Drop-Me": "1",
-                "Proxy-Authorization": "Basic abc",
-                "X-Custom": "kept",
-            },
-        ) as response:
-            assert response.status == 200
-            assert response.headers["X-Kept"] == "end-to-end"
-            assert "X-Secret" not in response.headers
-        assert seen["X-Forwarded-For"] == "10.1.2.3, 127.0.0.1"
-        assert seen["X-Forwarded-Proto"] == "http"
-        assert seen["X-Forwarded-Host"] == f"127.0.0.1:{running.server.port}"
-        assert len(seen["X-Request-Id"]) == 32
-        assert seen["X-Custom"] == "kept"
-        assert "X-Drop-Me" not in seen and "Proxy-Authorization" not in seen
-        assert seen["Host"] == url.removeprefix("http://")
+    url = await handler_servers(inspect)
+    running = await proxy(pool_document([{"name": "m", "url": url}]))
+    async with client.get(
+        running.url + "/h?q=1%202",
+        headers={
+            "X-Forwarded-For": "10.1.2.3",
+            "Connection": "keep-alive, X-Drop-Me",
+            "X-Drop-Me": "1",
+            "Proxy-Authorization": "Basic abc",
+            "X-Custom": "kept",
+        },
+    ) as response:
+        assert response.status == 200
+        assert response.headers["X-Kept"] == "end-to-end"
+        assert "X-Secret" not in response.headers
+    assert seen["X-Forwarded-For"] == "10.1.2.3, 127.0.0.1"
+    assert seen["X-Forwarded-Proto"] == "http"
+    assert seen["X-Forwarded-Host"] == f"127.0.0.1:{running.server.port}"
+    assert len(seen["X-Request-Id"]) == 32
+    assert seen["X-Custom"] == "kept"
+    assert "X-Drop-Me" not in seen and "Proxy-Authorization" not in seen
+    assert seen["Host"] == url.removeprefix("http://")
 
-        async with client.get(running.url, headers={"X-Request-Id": "abc"}) as response:
-            await response.read()
-        assert seen["X-Request-Id"] == "abc"
-    finally:
-        await runner.cleanup()
+    async with client.get(running.url, headers={"X-Request-Id": "abc"}) as response:
+        await response.read()
+    assert seen["X-Request-Id"] == "abc"
 
 
 async def test_member_header_can_be_turned_off(members, proxy, client):
