@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import os
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
@@ -54,7 +54,7 @@ def upstream_request_headers(
     if host and "X-Forwarded-Host" not in out:
         out["X-Forwarded-Host"] = host
     if REQUEST_ID_HEADER not in out:
-        out[REQUEST_ID_HEADER] = uuid.uuid4().hex
+        out[REQUEST_ID_HEADER] = os.urandom(16).hex()  # as random as uuid4, cheaper
     return out
 
 
