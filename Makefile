@@ -42,6 +42,7 @@ format: venv
 ## Regenerate the CRD from the pydantic model (a unit test fails when it is stale).
 crd: venv
 	$(BIN)/python -m servicepool_operator.crd > crds/servicepool.dev_servicepools.yaml
+	cp crds/servicepool.dev_servicepools.yaml charts/servicepool/crds/
 
 ## Regenerate the field reference in README.md from the model.
 docs: venv

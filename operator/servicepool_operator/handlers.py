@@ -65,6 +65,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # chatter ("Handler ... succeeded" for every Pod change) stays out of the log and the API.
     settings.posting.level = logging.WARNING
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # No cluster-wide scanning of namespaces and CRDs: the resources are known at start,
+    # and the operator's RBAC stays at what it uses.
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.reconnect_backoff = 1.0

@@ -1,0 +1,100 @@
+"""The Helm chart renders, lints, ships the same CRD, and the wheel carries both commands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import helm_python as helm
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "servicepool"
+
+
+def render(values: dict | None = None, namespace: str = "servicepool-system") -> list[dict]:
+    rendered = helm.Chart.load(str(CHART)).render(
+        values or {}, name="servicepool", namespace=namespace, is_install=True
+    )
+    documents = []
+    for path, text in rendered.items():
+        if path.endswith(".yaml"):
+            documents += [d for d in yaml.safe_load_all(text) if d]
+    return documents
+
+
+def by_kind(documents: list[dict], kind: str) -> list[dict]:
+    return [d for d in documents if d["kind"] == kind]
+
+
+def test_chart_crd_is_the_top_level_crd() -> None:
+    chart_crd = CHART / "crds" / "servicepool.dev_servicepools.yaml"
+    top_level = ROOT / "crds" / "servicepool.dev_servicepools.yaml"
+    assert chart_crd.read_text() == top_level.read_text(), "run `make crd`"
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, {"watchNamespaces": ["team-a", "team-b"], "replicas": 1,
+          "leaderElection": {"enabled": False}, "podMonitor": {"enabled": True}}],
+)  # fmt: skip
+def test_chart_lints_clean(values: dict) -> None:
+    report = helm.lint(str(CHART), values, strict=True)
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_default_render_is_hardened_cluster_wide_with_leader_election() -> None:
+    documents = render()
+    (deployment,) = by_kind(documents, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert deployment["spec"]["replicas"] == 2
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }  # fmt: skip
+    assert container["image"] == "ghcr.io/servicepool/servicepool:0.1.0"
+    assert "--all-namespaces" in container["args"]
+    assert "--leader-election-namespace=servicepool-system" in container["args"]
+    assert len(by_kind(documents, "ClusterRole")) == 1
+    assert by_kind(documents, "Role")[0]["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "verbs": ["get", "create", "update"]},
+    ]  # fmt: skip
+    assert not by_kind(documents, "PodMonitor")
+
+
+def test_namespaced_mode_grants_nothing_cluster_wide() -> None:
+    documents = render({"watchNamespaces": ["team-a", "team-b"], "podMonitor": {"enabled": True}})
+    assert not by_kind(documents, "ClusterRole") and not by_kind(documents, "ClusterRoleBinding")
+    roles = [
+        r for r in by_kind(documents, "Role") if not r["metadata"]["name"].endswith("election")
+    ]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    (deployment,) = by_kind(documents, "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+    assert "--all-namespaces" not in args
+    (monitor,) = by_kind(documents, "PodMonitor")
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+
+
+def test_wheel_installs_both_commands(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        check=True, timeout=300,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("servicepool-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        entry_points = next(n for n in archive.namelist() if n.endswith("entry_points.txt"))
+        text = archive.read(entry_points).decode()
+        names = archive.namelist()
+    assert "servicepool-operator = servicepool_operator.cli:main" in text
+    assert "servicepool-proxy = servicepool_proxy.cli:main" in text
+    assert "servicepool_proxy/forwarder.py" in names and "servicepool_operator/crd.py" in names
