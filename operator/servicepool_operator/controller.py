@@ -171,14 +171,22 @@ class PoolController:
         if self.applied_generation == generation and not due:
             return None
         manifests = render.render_static_objects(self.name, self.namespace, self.uid, spec)
-        policy = render.render_network_policy(self.name, self.namespace, self.uid, spec)
-        if policy is not None:
-            manifests.append(policy)
-        elif await self.kube.delete_owned(
-            "NetworkPolicy", names.proxy_name(self.name), self.namespace, self.uid
-        ):
-            log.info("pool %s/%s: deleted NetworkPolicy (no allowedNamespaces)",
-                     self.namespace, self.name)  # fmt: skip
+        optional = {
+            "NetworkPolicy": render.render_network_policy(
+                self.name, self.namespace, self.uid, spec
+            ),
+            "PodDisruptionBudget": render.render_disruption_budget(
+                self.name, self.namespace, self.uid, spec, self.kube.policy_api_version
+            ),
+        }
+        for kind, manifest in optional.items():
+            if manifest is not None:
+                manifests.append(manifest)
+            elif await self.kube.delete_owned(
+                kind, names.proxy_name(self.name), self.namespace, self.uid
+            ):
+                log.info("pool %s/%s: deleted %s (no longer wanted)", self.namespace,
+                         self.name, kind)  # fmt: skip
         for manifest in manifests:
             result = await self.kube.apply_owned(manifest, self.uid)
             if result.conflict:

@@ -65,6 +65,10 @@ class KubeClient:
         self.custom = client.CustomObjectsApi(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
         self.networking = client.NetworkingV1Api(api_client)
+        self.policy_api_version = self._disruption_budget_version()
+        # The generic API reaches policy/v1beta1 too, which newer clients no longer model.
+        group, version = self.policy_api_version.split("/")
+        pdbs = "poddisruptionbudgets"
         self._kinds = {
             "ConfigMap": _Kind(self.core.read_namespaced_config_map,
                                self.core.create_namespaced_config_map,
@@ -88,9 +92,32 @@ class KubeClient:
                                    self.networking.create_namespaced_network_policy,
                                    self.networking.patch_namespaced_network_policy),
         }  # fmt: skip
+        custom = self.custom
+        self._kinds["PodDisruptionBudget"] = _Kind(
+            lambda name, ns, **kw: custom.get_namespaced_custom_object(
+                group, version, ns, pdbs, name, **kw),
+            lambda ns, body: custom.create_namespaced_custom_object(group, version, ns, pdbs, body),
+            lambda name, ns, body: custom.patch_namespaced_custom_object(
+                group, version, ns, pdbs, name, body),
+        )  # fmt: skip
         self._deletes = {
             "NetworkPolicy": self.networking.delete_namespaced_network_policy,
+            "PodDisruptionBudget": lambda name, ns: custom.delete_namespaced_custom_object(
+                group, version, ns, pdbs, name
+            ),
         }
+
+    def _disruption_budget_version(self) -> str:
+        """policy/v1 from Kubernetes 1.21, policy/v1beta1 before (1.20)."""
+        try:
+            groups = client.ApisApi(self.api_client).get_api_versions().groups
+        except Exception:  # discovery failed: assume a current cluster
+            return "policy/v1"
+        for group in groups:
+            if group.name == "policy":
+                versions = {v.group_version for v in group.versions}
+                return "policy/v1" if "policy/v1" in versions else "policy/v1beta1"
+        return "policy/v1"
 
     def _apply_sync(self, manifest: Mapping[str, Any], owner_uid: str) -> ApplyResult:
         kind = self._kinds[manifest["kind"]]

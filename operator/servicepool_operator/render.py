@@ -198,6 +198,20 @@ def render_network_policy(pool: str, namespace: str, uid: str, spec: PoolSpec) -
     }  # fmt: skip
 
 
+def render_disruption_budget(
+    pool: str, namespace: str, uid: str, spec: PoolSpec, api_version: str
+) -> Manifest | None:
+    """Keep at least one proxy up through voluntary disruptions (None with one replica)."""
+    if spec.proxy.replicas <= 1:
+        return None
+    return {
+        "apiVersion": api_version,
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(pool, namespace, names.proxy_name(pool), uid),
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": names.selector_labels(pool)}},
+    }
+
+
 def render_service(pool: str, namespace: str, uid: str, spec: PoolSpec) -> Manifest:
     """The Service named after the pool: the stable name clients call."""
     return {

@@ -267,6 +267,22 @@ def test_spec_change_updates_objects_in_place(pools: Pools, member_procs, namesp
     assert after.spec.replicas == 3
     assert after.spec.template.spec.containers[0].image == "example/proxy:2"
     assert pools.condition("change", "Ready")["observedGeneration"] == 2
+    generic = client.CustomObjectsApi(pools.core.api_client)
+
+    def budget() -> Any:
+        try:
+            return generic.get_namespaced_custom_object(
+                "policy", "v1beta1", namespace, "poddisruptionbudgets", "change-proxy"
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    found = eventually(budget, 10)  # replicas > 1: a disruption budget keeps one up
+    assert found is not None and found["spec"]["minAvailable"] == 1
+    pools.patch("change", {"spec": {"proxy": {"replicas": 1}}})
+    assert eventually(lambda: budget() is None, 10)
 
 
 def set_pod_ready(core: client.CoreV1Api, namespace: str, name: str, ip: str, ready: bool) -> None:

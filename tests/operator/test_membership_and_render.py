@@ -152,3 +152,13 @@ def test_referenced_secrets_are_mounted_key_by_key_and_never_rendered():
     assert policy["spec"]["podSelector"]["matchLabels"] == names.selector_labels("demo")
     open_pool = spec(members=[{"name": "a", "url": "http://a:1"}])
     assert render.render_network_policy("demo", "ns", "uid-1", open_pool) is None
+
+
+def test_disruption_budget_only_with_several_replicas():
+    one = spec(members=[{"name": "a", "url": "http://a:1"}])
+    assert render.render_disruption_budget("p", "ns", "u", one, "policy/v1") is None
+    three = spec(members=[{"name": "a", "url": "http://a:1"}], proxy={"replicas": 3})
+    budget = render.render_disruption_budget("p", "ns", "u", three, "policy/v1beta1")
+    assert budget is not None and budget["apiVersion"] == "policy/v1beta1"
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"]["matchLabels"] == names.selector_labels("p")
