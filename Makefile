@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test test-unit test-proxy test-integration lint format crd docs cluster-up cluster-down clean
+.PHONY: venv demo test test-unit test-proxy test-integration lint format crd docs bench bench-quick cluster-up cluster-down clean
 
 $(BIN)/servicepool-proxy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,18 @@ crd: venv
 ## Regenerate the field reference in README.md from the model.
 docs: venv
 	$(BIN)/python -m servicepool_operator.fieldref --write README.md
+
+## Benchmarks against direct, nginx and HAProxy (not part of `make test`).
+bench: venv
+	e2e/cluster/install-deps.sh
+	$(BIN)/pip install --quiet matplotlib
+	$(BIN)/python bench/capacity_queueing.py
+	$(BIN)/python bench/run.py
+
+bench-quick: venv
+	e2e/cluster/install-deps.sh
+	$(BIN)/pip install --quiet matplotlib
+	$(BIN)/python bench/run.py --quick
 
 cluster-up:
 	e2e/cluster/up.sh .cluster

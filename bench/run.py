@@ -1,0 +1,577 @@
+"""servicepool against direct, nginx and HAProxy, side by side in one run.
+
+    python bench/run.py [--quick] [--skip-operator]
+
+Writes bench/results/report.md, report.json and PNG plots. Peers run one process each
+(nginx worker_processes 1, HAProxy nbthread 1, one proxy process) on 127.0.0.1; repetitions
+alternate peers (A B A B) and the report gives medians and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from servicepool_proxy.server import free_port  # noqa: E402
+from tests.support import start_member_process, wait_for_port  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+BODY_1K = "x" * 1024
+
+
+class Processes:
+    """Every process the bench starts; all are stopped at the end, even on Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.items: list[subprocess.Popen[bytes]] = []
+
+    def start(self, argv: list[str], port: int | None = None) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.items.append(process)
+        if port:
+            wait_for_port("127.0.0.1", port, 20, process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.items:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.items:
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def nginx_member(procs: Processes, tmp: Path) -> str:
+    """nginx serving a fixed 1 KB body: a member fast enough never to be the bottleneck."""
+    port = free_port()
+    conf = tmp / f"member-{port}.conf"
+    conf.write_text(f"""
+worker_processes 1; daemon off; pid {tmp}/member-{port}.pid; error_log {tmp}/member-{port}.log;
+events {{ worker_connections 4096; }}
+http {{ access_log off; server {{ listen 127.0.0.1:{port};
+  location / {{ return 200 "{BODY_1K}"; }} }} }}
+""")
+    procs.start(["nginx", "-c", str(conf), "-p", str(tmp)], port)
+    return f"127.0.0.1:{port}"
+
+
+def nginx_proxy(procs: Processes, tmp: Path, members: list[str], least_conn: bool) -> int:
+    port = free_port()
+    conf = tmp / f"nginx-{port}.conf"
+    servers = "".join(f"server {m};" for m in members)
+    conf.write_text(f"""
+worker_processes 1; daemon off; pid {tmp}/nginx-{port}.pid; error_log {tmp}/nginx-{port}.log;
+events {{ worker_connections 4096; }}
+http {{ access_log off;
+  upstream pool {{ {"least_conn;" if least_conn else ""} {servers} keepalive 64; }}
+  server {{ listen 127.0.0.1:{port};
+    location / {{ proxy_pass http://pool; proxy_http_version 1.1;
+      proxy_set_header Connection ""; proxy_buffering off; }} }} }}
+""")
+    procs.start(["nginx", "-c", str(conf), "-p", str(tmp)], port)
+    return port
+
+
+def haproxy(procs: Processes, tmp: Path, members: list[str], algorithm: str) -> int:
+    port = free_port()
+    conf = tmp / f"haproxy-{port}.cfg"
+    servers = "\n".join(f"  server m{i} {m}" for i, m in enumerate(members))
+    conf.write_text(f"""
+global
+  nbthread 1
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+frontend f
+  bind 127.0.0.1:{port}
+  default_backend b
+backend b
+  balance {algorithm}
+  http-reuse always
+{servers}
+""")
+    procs.start(["haproxy", "-f", str(conf), "-db"], port)
+    return port
+
+
+def servicepool(
+    procs: Processes, tmp: Path, members: list[str], strategy: str = "roundRobin",
+    workers: int = 1, extra: dict[str, Any] | None = None,
+) -> tuple[int, int, Path]:  # fmt: skip
+    port, admin = free_port(), free_port()
+    pool_file = tmp / f"pool-{port}.yaml"
+    write_pool(pool_file, members, strategy, extra)
+    for index in range(workers):
+        procs.start([
+            sys.executable, "-m", "servicepool_proxy.cli", "--pool", str(pool_file),
+            "--listen", f"127.0.0.1:{port}",
+            "--admin", f"127.0.0.1:{admin if index == 0 else free_port()}",
+            "--log-level", "WARNING", "--watch-interval", "0.2",
+            *(["--reuse-port"] if workers > 1 else []),
+        ], port if index == 0 else None)  # fmt: skip
+    time.sleep(0.3 * workers)
+    return port, admin, pool_file
+
+
+def write_pool(
+    path: Path, members: list[str], strategy: str, extra: dict[str, Any] | None = None
+) -> None:
+    spec: dict[str, Any] = {
+        "strategy": strategy,
+        "members": [{"name": f"m{i}", "url": f"http://{m}"} for i, m in enumerate(members)],
+        "healthCheck": {"intervalSeconds": 1, "timeoutSeconds": 0.5},
+        "memberHeader": True,
+        **(extra or {}),
+    }
+    document = {"apiVersion": "servicepool.dev/v1alpha1", "kind": "ServicePool",
+                "metadata": {"name": "bench"}, "spec": spec}  # fmt: skip
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(document))
+    os.replace(tmp, path)
+
+
+def wrk(port: int, seconds: float, connections: int = 32) -> float:
+    """Closed-loop requests/s."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/"],
+        capture_output=True, text=True, timeout=seconds + 30,
+    ).stdout  # fmt: skip
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return float(match.group(1)) if match else 0.0
+
+
+async def open_loop(
+    url: str, rate: float, seconds: float, on_tick: Callable[[float], None] | None = None
+) -> dict[str, Any]:
+    """Send on schedule; latency counts from the scheduled time so stalls are not hidden."""
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    members: list[tuple[float, str]] = []
+    late = 0
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(scheduled: float) -> None:
+            try:
+                async with session.get(url) as response:
+                    await response.read()
+                    statuses[str(response.status)] += 1
+                    members.append((scheduled, response.headers.get("X-ServicePool-Member", "")))
+            except aiohttp.ClientError as exc:
+                statuses[type(exc).__name__] += 1
+            latencies.append(time.monotonic() - scheduled)
+
+        tasks = []
+        start = time.monotonic()
+        for index in range(int(rate * seconds)):
+            scheduled = start + index / rate
+            delay = scheduled - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif delay < -0.005:
+                late += 1
+            if on_tick is not None:
+                on_tick(scheduled - start)
+            tasks.append(asyncio.create_task(one(scheduled)))
+        await asyncio.gather(*tasks)
+    ordered = sorted(latencies)
+    return {
+        "p50": ordered[len(ordered) // 2] * 1e3,
+        "p99": ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1e3,
+        "statuses": dict(statuses),
+        "errors": sum(n for s, n in statuses.items() if s != "200"),
+        "members": members,
+        "generatorLate": late,
+    }
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def scenario_overhead(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any]:
+    member = nginx_member(procs, tmp)
+    peers = {
+        "direct": int(member.split(":")[1]),
+        "servicepool": servicepool(procs, tmp, [member])[0],
+        "servicepool x2": servicepool(procs, tmp, [member], workers=2)[0],
+        "nginx": nginx_proxy(procs, tmp, [member], least_conn=False),
+        "haproxy": haproxy(procs, tmp, [member], "roundrobin"),
+    }
+    seconds, reps = (2, 1) if quick else (5, 3)
+    rps: dict[str, list[float]] = {name: [] for name in peers}
+    for _ in range(reps):
+        for name, port in peers.items():  # A B A B
+            rps[name].append(wrk(port, seconds))
+    rate, lat_seconds = 300, (3 if quick else 6)
+    latency = {}
+    for name in ("direct", "servicepool", "nginx", "haproxy"):
+        latency[name] = asyncio.run(
+            open_loop(f"http://127.0.0.1:{peers[name]}/", rate, lat_seconds)
+        )
+    result = {"rps": {k: median(v) for k, v in rps.items()}, "rpsRuns": rps,
+              "latency": {k: {x: v[x] for x in ("p50", "p99", "errors", "generatorLate")}
+                          for k, v in latency.items()}}  # fmt: skip
+    result["ratioVsNginx"] = result["rps"]["servicepool"] / max(1.0, result["rps"]["nginx"])
+    result["scaling2"] = result["rps"]["servicepool x2"] / max(1.0, result["rps"]["servicepool"])
+    result["addedP50Ms"] = latency["servicepool"]["p50"] - latency["direct"]["p50"]
+    result["addedP99Ms"] = latency["servicepool"]["p99"] - latency["direct"]["p99"]
+    return result
+
+
+async def stream_once(url: str) -> tuple[float, float]:
+    start = time.monotonic()
+    first = 0.0
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        async for _ in response.content.iter_any():
+            if not first:
+                first = time.monotonic() - start
+    return first * 1e3, (time.monotonic() - start) * 1e3
+
+
+def scenario_streaming(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any]:
+    member = start_member_process("sse")
+    procs.items.append(member.process)
+    address = member.url.removeprefix("http://")
+    peers = {
+        "direct": member.port,
+        "servicepool": servicepool(procs, tmp, [address])[0],
+        "nginx": nginx_proxy(procs, tmp, [address], least_conn=False),
+        "haproxy": haproxy(procs, tmp, [address], "roundrobin"),
+    }
+    runs = 2 if quick else 5
+    out: dict[str, Any] = {}
+    path = "/stream?chunks=200&interval=0.005"
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in peers}
+    for _ in range(runs):
+        for name, port in peers.items():
+            samples[name].append(asyncio.run(stream_once(f"http://127.0.0.1:{port}{path}")))
+    for name, values in samples.items():
+        out[name] = {"firstChunkMs": median([v[0] for v in values]),
+                     "totalMs": median([v[1] for v in values])}  # fmt: skip
+    return out
+
+
+def member_counts(members: list[Any]) -> dict[str, int]:
+    counts = {}
+    for member in members:
+        with aiohttp_get(f"{member.url}/control/stats") as stats:
+            counts[member.name] = stats["requests"]
+    return counts
+
+
+class aiohttp_get:
+    def __init__(self, url: str) -> None:
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=5) as response:
+            self.data = json.loads(response.read())
+
+    def __enter__(self) -> dict[str, Any]:
+        return self.data
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+def scenario_heterogeneous(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any]:
+    members = [start_member_process(n, delay=d)
+               for n, d in (("fast-1", 0.01), ("fast-2", 0.01), ("slow", 0.04))]  # fmt: skip
+    procs.items.extend(m.process for m in members)
+    addresses = [m.url.removeprefix("http://") for m in members]
+    rate, seconds = 150, (3 if quick else 6)
+    peers: dict[str, int] = {}
+    for strategy in ("roundRobin", "leastInFlight", "powerOfTwoChoices", "latency"):
+        peers[f"servicepool {strategy}"] = servicepool(procs, tmp, addresses, strategy)[0]
+    peers["nginx round-robin"] = nginx_proxy(procs, tmp, addresses, least_conn=False)
+    peers["nginx least_conn"] = nginx_proxy(procs, tmp, addresses, least_conn=True)
+    peers["haproxy leastconn"] = haproxy(procs, tmp, addresses, "leastconn")
+    out = {}
+    for name, port in peers.items():
+        before = member_counts(members)
+        result = asyncio.run(open_loop(f"http://127.0.0.1:{port}/", rate, seconds))
+        after = member_counts(members)
+        split = {k: after[k] - before[k] for k in after}
+        out[name] = {"p50": result["p50"], "p99": result["p99"], "errors": result["errors"],
+                     "split": split}  # fmt: skip
+    return out
+
+
+def scenario_failover(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any]:
+    members = [start_member_process(n) for n in ("a", "b", "c")]
+    procs.items.extend(m.process for m in members)
+    addresses = [m.url.removeprefix("http://") for m in members]
+    extra = {"outlierDetection": {"consecutiveFailures": 3, "baseEjectionSeconds": 2},
+             "healthCheck": {"intervalSeconds": 0.5, "timeoutSeconds": 0.25}}  # fmt: skip
+    port, admin, _ = servicepool(procs, tmp, addresses, "leastInFlight", extra=extra)
+    events: dict[str, float] = {}
+    victim = members[1]
+    states: list[tuple[float, str]] = []
+    stop = threading.Event()
+    origin = time.monotonic()
+
+    def watch_state() -> None:  # the proxy's own view of the victim, every 20 ms
+        while not stop.is_set():
+            with aiohttp_get(f"http://127.0.0.1:{admin}/status") as status:
+                state = next(m["state"] for m in status["members"] if m["name"] == "m1")
+            states.append((time.monotonic() - origin, state))
+            time.sleep(0.02)
+
+    def restart() -> None:
+        procs.items.append(start_member_process("b", port=victim.port).process)
+        events["restarted"] = time.monotonic() - origin
+
+    def tick(elapsed: float) -> None:
+        if elapsed >= 2 and "killed" not in events:
+            victim.kill()
+            events["killed"] = time.monotonic() - origin
+        if elapsed >= 5 and "restart" not in events:
+            events["restart"] = elapsed
+            threading.Thread(target=restart, daemon=True).start()
+
+    watcher = threading.Thread(target=watch_state, daemon=True)
+    watcher.start()
+    result = asyncio.run(open_loop(f"http://127.0.0.1:{port}/", 200, 9, tick))
+    stop.set()
+    watcher.join(5)
+    out_at = next((t for t, state in states if t > events["killed"] and state != "Healthy"),
+                  float("nan"))  # fmt: skip
+    served = [t - origin for t, m in result["members"] if m == "m1"]
+    back_at = min((t for t in served if t > events.get("restarted", 1e9)), default=float("nan"))
+    return {
+        "errors": result["errors"], "statuses": result["statuses"],
+        "secondsUntilNoTraffic": round(out_at - events["killed"], 3),
+        "secondsUntilTrafficAgain": round(back_at - events.get("restarted", float("nan")), 3),
+        "p99Ms": result["p99"],
+    }  # fmt: skip
+
+
+def scenario_reload(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any]:
+    members = [start_member_process(n) for n in ("a", "b", "c", "d")]
+    procs.items.extend(m.process for m in members)
+    addresses = [m.url.removeprefix("http://") for m in members]
+    port, _, pool_file = servicepool(procs, tmp, addresses[:3], "roundRobin")
+    done: set[str] = set()
+
+    def tick(elapsed: float) -> None:
+        if elapsed >= 2 and "add" not in done:
+            write_pool(pool_file, addresses, "roundRobin")
+            done.add("add")
+        if elapsed >= 4 and "remove" not in done:
+            write_pool(pool_file, addresses[1:], "roundRobin")
+            done.add("remove")
+
+    baseline = asyncio.run(open_loop(f"http://127.0.0.1:{port}/", 200, 2))
+    during = asyncio.run(open_loop(f"http://127.0.0.1:{port}/", 200, 6, tick))
+    return {"errors": during["errors"], "p99BaselineMs": baseline["p99"],
+            "p99DuringReloadsMs": during["p99"], "statuses": during["statuses"]}  # fmt: skip
+
+
+def scenario_operator(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any]:
+    plane = tmp / "plane"
+    kubeconfig = subprocess.run([str(ROOT / "e2e/cluster/up.sh"), str(plane)], check=True,
+                                capture_output=True, text=True).stdout.split()[-1]  # fmt: skip
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    try:
+        subprocess.run(["kubectl", "apply", "-f", str(ROOT / "crds")], env=env, check=True,
+                       capture_output=True)  # fmt: skip
+        members = [start_member_process(n) for n in ("a", "b", "c")]
+        procs.items.extend(m.process for m in members)
+        health = free_port()
+        operator = subprocess.Popen(
+            [sys.executable, "-m", "servicepool_operator.cli", "--all-namespaces",
+             "--liveness", f"http://127.0.0.1:{health}/healthz", "--log-format", "plain"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        procs.items.append(operator)
+        count = 40 if quick else 200
+        docs = [{"apiVersion": "servicepool.dev/v1alpha1", "kind": "ServicePool",
+                 "metadata": {"name": f"pool-{i}", "namespace": "default"},
+                 "spec": {"members": [{"name": m.name, "url": m.url} for m in members],
+                          "healthCheck": {"intervalSeconds": 5, "timeoutSeconds": 1}}}
+                for i in range(count)]  # fmt: skip
+        started = time.monotonic()
+        subprocess.run(["kubectl", "apply", "-f", "-"], input=yaml.safe_dump_all(docs),
+                       env=env, check=True, capture_output=True, text=True)  # fmt: skip
+
+        def ready() -> int:
+            out = subprocess.run(["kubectl", "get", "sp", "-o", "json"], env=env,
+                                 capture_output=True, text=True).stdout  # fmt: skip
+            items = json.loads(out)["items"] if out else []
+            return sum(1 for i in items if (i.get("status") or {}).get("ready") == "3/3")
+
+        while ready() < count and time.monotonic() - started < 300:
+            time.sleep(1)
+        all_ready = time.monotonic() - started
+        rss = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{operator.pid}/status")
+                            .read_text()).group(1)) / 1024  # fmt: skip
+        window = 10 if quick else 60
+        watch = subprocess.Popen(
+            ["kubectl", "get", "sp", "-w", "--output-watch-events", "-o", "name"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )  # fmt: skip
+        time.sleep(window)
+        watch.terminate()
+        lines = (watch.communicate(timeout=10)[0] or "").splitlines()
+        modified = sum(1 for line in lines if line.startswith("MODIFIED"))
+        return {"pools": count, "secondsUntilAllReady": round(all_ready, 1),
+                "operatorRssMiB": round(rss, 1),
+                "statusWritesPerMinute": round(modified * 60 / window, 1)}  # fmt: skip
+    finally:
+        subprocess.run([str(ROOT / "e2e/cluster/down.sh"), str(plane)], check=False)
+
+
+def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "report.json").write_text(json.dumps(results, indent=2, default=str))
+    o = results.get("overhead", {})
+    h = results.get("heterogeneous", {})
+    f = results.get("failover", {})
+    r = results.get("reload", {})
+    best_p99 = min((h.get(f"servicepool {s}", {}).get("p99", 1e9)
+                    for s in ("leastInFlight", "powerOfTwoChoices")), default=0)  # fmt: skip
+    nginx_lc = h.get("nginx least_conn", {}).get("p99", 0)
+
+    def met(ok: bool) -> str:
+        return "yes" if ok else "**no**"
+
+    rows = [
+        ("req/s, 1 KB, one process", f"{o.get('rps', {}).get('servicepool', 0):.0f}",
+         f"{o.get('rps', {}).get('nginx', 0):.0f}", f"{o.get('ratioVsNginx', 0):.2f}x",
+         "≥ 0.5x nginx", met(o.get("ratioVsNginx", 0) >= 0.5)),
+        ("added p50 over direct at 300 req/s", f"{o.get('addedP50Ms', 0):.2f} ms", "", "",
+         "≤ 0.3 ms", met(o.get("addedP50Ms", 9) <= 0.3)),
+        ("heterogeneous p99 (best of leastInFlight/P2C)", f"{best_p99:.1f} ms",
+         f"{nginx_lc:.1f} ms (least_conn)", f"{best_p99 / max(nginx_lc, 1e-9):.2f}x",
+         "≤ nginx least_conn", met(best_p99 <= nginx_lc * 1.05)),
+        ("GET errors on failover", str(f.get("errors")), "", "", "0", met(f.get("errors") == 0)),
+        ("errors on reload", str(r.get("errors")), "", "", "0", met(r.get("errors") == 0)),
+    ]  # fmt: skip
+    lines = [
+        f"# servicepool benchmarks ({'quick' if quick else 'full'} run, {elapsed:.0f} s)",
+        "",
+        "2 cores, everything on 127.0.0.1; one process per proxy (nginx worker_processes 1, "
+        "HAProxy nbthread 1). Medians over alternating repetitions.",
+        "",
+        "| figure | servicepool | nginx | ratio | target | met |",
+        "|---|---|---|---|---|---|",
+        *(f"| {' | '.join(row)} |" for row in rows),
+        "",
+        "## Overhead (wrk, 32 connections; open loop at 300 req/s)",
+        "",
+        "| peer | req/s | p50 ms | p99 ms |",
+        "|---|---|---|---|",
+    ]
+    for name, value in o.get("rps", {}).items():
+        lat = o.get("latency", {}).get(name, {})
+        lines.append(f"| {name} | {value:.0f} | {lat.get('p50', float('nan')):.2f} | "
+                     f"{lat.get('p99', float('nan')):.2f} |")  # fmt: skip
+    lines += ["", f"Scaling 1 → 2 proxy processes (SO_REUSEPORT): {o.get('scaling2', 0):.2f}x",
+              "", "## Streaming (SSE, 200 chunks 5 ms apart)", "",
+              "| peer | first chunk ms | total ms |", "|---|---|---|"]  # fmt: skip
+    for name, value in results.get("streaming", {}).items():
+        lines.append(f"| {name} | {value['firstChunkMs']:.1f} | {value['totalMs']:.0f} |")
+    lines += ["", "## Heterogeneous pool (3 members, one 4x slower; open loop 150 req/s)", "",
+              "| peer | p50 ms | p99 ms | errors | split |", "|---|---|---|---|---|"]  # fmt: skip
+    for name, value in h.items():
+        split = ", ".join(f"{k} {v}" for k, v in value["split"].items())
+        lines.append(f"| {name} | {value['p50']:.1f} | {value['p99']:.1f} | "
+                     f"{value['errors']} | {split} |")  # fmt: skip
+    lines += ["", "## Failover, reload, operator scale", "", "```",
+              json.dumps({"failover": f, "reload": r,
+                          "operator": results.get("operator", "skipped")}, indent=2),
+              "```"]  # fmt: skip
+    capacity = RESULTS / "capacity.md"
+    if capacity.exists():
+        lines += ["", capacity.read_text().replace("# ", "## ", 1)]
+    (RESULTS / "report.md").write_text("\n".join(lines) + "\n")
+    plot(results)
+
+
+def plot(results: dict[str, Any]) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    o = results.get("overhead", {}).get("rps", {})
+    if o:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.bar(list(o), list(o.values()), color="#4a7ab5")
+        ax.set_ylabel("requests/s (1 KB)")
+        ax.set_title("Throughput, one process per peer")
+        plt.xticks(rotation=20, ha="right")
+        fig.tight_layout()
+        fig.savefig(RESULTS / "throughput.png", dpi=110)
+        plt.close(fig)
+    h = results.get("heterogeneous", {})
+    if h:
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        names = list(h)
+        ax.bar(names, [h[n]["p99"] for n in names], color="#b5634a", label="p99")
+        ax.bar(names, [h[n]["p50"] for n in names], color="#e0a080", label="p50")
+        ax.set_ylabel("ms")
+        ax.set_title("Heterogeneous pool: latency")
+        ax.legend()
+        plt.xticks(rotation=25, ha="right")
+        fig.tight_layout()
+        fig.savefig(RESULTS / "heterogeneous.png", dpi=110)
+        plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--skip-operator", action="store_true")
+    args = parser.parse_args()
+    procs = Processes()
+    started = time.monotonic()
+    results: dict[str, Any] = {}
+    scenarios = [("overhead", scenario_overhead), ("streaming", scenario_streaming),
+                 ("heterogeneous", scenario_heterogeneous), ("failover", scenario_failover),
+                 ("reload", scenario_reload)]  # fmt: skip
+    if not args.skip_operator:
+        scenarios.append(("operator", scenario_operator))
+    try:
+        with tempfile.TemporaryDirectory(prefix="servicepool-bench-") as tmp:
+            for name, run in scenarios:
+                print(f"== {name}", flush=True)
+                results[name] = run(procs, Path(tmp), args.quick)
+                print(json.dumps(results[name], default=str)[:600], flush=True)
+                procs.stop_all()
+                procs.items.clear()
+    finally:
+        procs.stop_all()
+    write_report(results, time.monotonic() - started, args.quick)
+    print((RESULTS / "report.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
