@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from servicepool_proxy.spec import Member, PoolSpec
 
 
@@ -77,15 +79,19 @@ def resolve_members(
             if any(pod.labels.get(k) != v for k, v in selector.matchLabels.items()):
                 continue
             host = f"[{pod.ip}]" if ":" in pod.ip else pod.ip
-            members.append(
-                Member(
-                    name=pod.name,
-                    url=f"{selector.scheme}://{host}:{selector.port}",
-                    weight=selector.weight,
-                    priority=selector.priority,
-                    maxInFlight=selector.maxInFlight,
+            try:
+                members.append(
+                    Member(
+                        name=pod.name,
+                        url=f"{selector.scheme}://{host}:{selector.port}",
+                        weight=selector.weight,
+                        priority=selector.priority,
+                        maxInFlight=selector.maxInFlight,
+                        models=selector.models,
+                    )
                 )
-            )
+            except ValidationError:  # a name or address no member can have: not a member
+                continue
     return members
 
 
