@@ -13,6 +13,15 @@ import pytest
 from tests.proxy.conftest import pool_document
 
 
+@pytest.fixture
+async def recorded(members, proxy):
+    """A proxy in front of one member that records every request it receives."""
+    member = await members("m")
+    running = await proxy(pool_document([{"name": "m", "url": member.url}],
+                                        healthCheck={"enabled": False}))  # fmt: skip
+    return member, running
+
+
 async def raw_exchange(port: int, payload: bytes, wait: float = 1.0) -> bytes:
     """Send raw bytes, return everything the proxy answers until it closes or goes quiet."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -63,15 +72,8 @@ SMUGGLING = {
 
 
 @pytest.mark.parametrize("name", list(SMUGGLING))
-async def test_ambiguous_or_broken_requests_get_4xx_and_reach_no_member(
-    name,
-    members,
-    proxy,
-    client,
-):
-    member = await members("m")
-    running = await proxy(pool_document([{"name": "m", "url": member.url}],
-                                        healthCheck={"enabled": False}))  # fmt: skip
+async def test_ambiguous_or_broken_requests_get_4xx_and_reach_no_member(name, recorded, client):
+    member, running = recorded
     answer = await raw_exchange(running.server.port, SMUGGLING[name])
     status_lines = [line for line in answer.split(b"\r\n") if line.startswith(b"HTTP/1.")]
     assert status_lines, (name, answer[:200])
@@ -88,10 +90,8 @@ async def test_ambiguous_or_broken_requests_get_4xx_and_reach_no_member(
         assert response.status == 200
 
 
-async def test_absurd_urls_do_not_break_the_proxy(members, proxy, client):
-    member = await members("m")
-    running = await proxy(pool_document([{"name": "m", "url": member.url}],
-                                        healthCheck={"enabled": False}))  # fmt: skip
+async def test_absurd_urls_do_not_break_the_proxy(recorded, client):
+    _, running = recorded
     for target in (b"/" + b"a" * 7000, b"/..%2f..%2fetc%2fpasswd", b"http://evil.example/x",
                    b"/\xc3\xa9t\xc3\xa9?q=%ff%fe", b"*"):  # fmt: skip
         answer = await raw_exchange(
@@ -102,10 +102,8 @@ async def test_absurd_urls_do_not_break_the_proxy(members, proxy, client):
         assert response.status == 200
 
 
-async def test_client_closing_mid_body_leaves_no_damage(members, proxy, client):
-    member = await members("m")
-    running = await proxy(pool_document([{"name": "m", "url": member.url}],
-                                        healthCheck={"enabled": False}))  # fmt: skip
+async def test_client_closing_mid_body_leaves_no_damage(recorded, client):
+    member, running = recorded
     _, writer = await asyncio.open_connection("127.0.0.1", running.server.port)
     writer.write(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + b"x" * 10)
     await writer.drain()
