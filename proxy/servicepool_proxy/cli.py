@@ -105,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="close idle connections, and connections that do not complete "
         "a request's headers, after this many seconds",
     )
+    parser.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=8190,
+        help="longest request line and header field accepted (431 beyond)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]

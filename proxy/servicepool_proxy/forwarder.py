@@ -17,7 +17,7 @@ from yarl import URL
 from .admission import WaitResult
 from .balancer.member import MemberState
 from .balancer.pool import Unavailable
-from .body import StreamedBody, read_body
+from .body import BodyTooLarge, StreamedBody, read_body
 from .headers import (
     MEMBER_HEADER,
     downstream_response_headers,
@@ -131,8 +131,14 @@ class Forwarder:
             try:
                 async with asyncio.timeout(spec.timeouts.requestSeconds):
                     body = await read_body(
-                        request.content, request.content_length, body_limit(spec)
-                    )
+                        request.content, request.content_length, body_limit(spec),
+                        spec.limits.maxRequestBodyBytes,
+                    )  # fmt: skip
+            except BodyTooLarge as exc:
+                self.metrics.rejected.labels(runtime.name, "body-too-large").inc()
+                response = error_response(413, runtime.name, "body-too-large", str(exc))
+                response.force_close()  # the rest of the body is not read
+                return response
             except TimeoutError:
                 self.metrics.rejected.labels(runtime.name, "body-timeout").inc()
                 return error_response(408, runtime.name, "body-timeout",
@@ -185,6 +191,11 @@ class Forwarder:
                         and (idempotent or status == 429)
                     ),
                 )
+            except BodyTooLarge as exc:
+                self.metrics.rejected.labels(runtime.name, "body-too-large").inc()
+                response = error_response(413, runtime.name, "body-too-large", str(exc))
+                response.force_close()
+                return response
             except AttemptFailed as failure:
                 last = failure
                 failures.append(f"{member.name}: {failure}")
@@ -290,6 +301,9 @@ class Forwarder:
                 skip_auto_headers=SKIP_AUTO_HEADERS,
             )
         except Exception as exc:  # every transport error becomes a classified failure
+            too_large = _body_too_large(exc)
+            if too_large is not None:  # the client's fault, not the member's
+                raise too_large from exc
             raise classify(exc) from exc
         try:
             first_byte = self.clock()
@@ -395,6 +409,18 @@ class Forwarder:
             member.ejected_until - self.clock(),
             member.last_error,
         )
+
+
+def _body_too_large(exc: BaseException) -> BodyTooLarge | None:
+    """The BodyTooLarge behind a client error, if that is what stopped the upload."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return None
+        if isinstance(seen, BodyTooLarge):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _saturated_detail(runtime: PoolRuntime, result: WaitResult, choice: Unavailable) -> str:

@@ -45,6 +45,7 @@ class ProxyOptions:
     # An idle connection, or one that has not completed a request's headers, is closed
     # after this long (aiohttp's keep-alive timer also bounds slow-drip headers).
     idle_timeout: float = 15.0
+    max_header_bytes: int = 8190  # per request line and per header field (aiohttp's limits)
 
 
 def _bound_port(site: web.TCPSite) -> int:
@@ -99,6 +100,8 @@ class ProxyServer:
             forwarder,
             access_log=log if options.access_log else None,
             keepalive_timeout=options.idle_timeout,
+            max_line_size=options.max_header_bytes,
+            max_field_size=options.max_header_bytes,
         )
         self._runner = web.ServerRunner(
             server, handle_signals=False, shutdown_timeout=options.grace_seconds

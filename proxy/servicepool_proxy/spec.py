@@ -182,6 +182,14 @@ class Timeouts(SpecModel):
     )
 
 
+class Limits(SpecModel):
+    """What a client may send."""
+
+    maxRequestBodyBytes: int = Field(
+        0, ge=0, description="Largest request body accepted (413 beyond); 0 means no limit."
+    )
+
+
 class Queue(SpecModel):
     """Where requests wait while every available member is at maxInFlight."""
 
@@ -367,6 +375,7 @@ class PoolSpec(SpecModel):
     retries: Retries = Field(default_factory=Retries)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     queue: Queue = Field(default_factory=Queue)
+    limits: Limits = Field(default_factory=Limits)
     memberHeader: bool = Field(
         True, description="Add X-ServicePool-Member: <name> to every response."
     )
