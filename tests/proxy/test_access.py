@@ -32,7 +32,8 @@ async def header_recorder() -> tuple[web.AppRunner, str, CIMultiDict[str]]:
     return runner, url, seen
 
 
-async def test_bearer_tokens_upstream_credential_and_rotation(proxy, client, tmp_path):
+async def test_bearer_tokens_upstream_credential_and_rotation(proxy, client, tmp_path, caplog):
+    caplog.set_level("DEBUG")
     secrets = tmp_path / "secrets"
     write_secret(secrets, "clients", "tokens", "alpha-token\nbeta-token\n")
     write_secret(secrets, "upstream", "value", "member-secret")
@@ -72,6 +73,11 @@ async def test_bearer_tokens_upstream_credential_and_rotation(proxy, client, tmp
             assert 'servicepool_rejected_total{pool="test",reason="unauthorized"} 6.0' in (
                 await response.text()
             )
+        async with client.get(running.admin_url + "/status") as response:
+            status_text = await response.text()
+        for secret in ("alpha-token", "beta-token", "gamma-token", "member-secret",
+                       "rotated-secret"):  # fmt: skip
+            assert secret not in caplog.text and secret not in status_text
     finally:
         await runner.cleanup()
 
