@@ -135,10 +135,7 @@ class Forwarder:
                         spec.limits.maxRequestBodyBytes,
                     )  # fmt: skip
             except BodyTooLarge as exc:
-                self.metrics.rejected.labels(runtime.name, "body-too-large").inc()
-                response = error_response(413, runtime.name, "body-too-large", str(exc))
-                response.force_close()  # the rest of the body is not read
-                return response
+                return self._too_large(exc)
             except TimeoutError:
                 self.metrics.rejected.labels(runtime.name, "body-timeout").inc()
                 return error_response(408, runtime.name, "body-timeout",
@@ -192,10 +189,7 @@ class Forwarder:
                     ),
                 )
             except BodyTooLarge as exc:
-                self.metrics.rejected.labels(runtime.name, "body-too-large").inc()
-                response = error_response(413, runtime.name, "body-too-large", str(exc))
-                response.force_close()
-                return response
+                return self._too_large(exc)
             except AttemptFailed as failure:
                 last = failure
                 failures.append(f"{member.name}: {failure}")
@@ -238,6 +232,13 @@ class Forwarder:
         if failure.kind not in self.runtime.retry_on:
             return False
         return idempotent or failure.kind == "connect-failure"
+
+    def _too_large(self, exc: BodyTooLarge) -> web.Response:
+        """413, and the connection closes: the rest of the body is not read."""
+        self.metrics.rejected.labels(self.runtime.name, "body-too-large").inc()
+        response = error_response(413, self.runtime.name, "body-too-large", str(exc))
+        response.force_close()
+        return response
 
     def _model_listing(self) -> web.Response:
         """GET /v1/models on the pool: the union of what its members serve."""
