@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from .spec import ServicePool
 
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A validator message may start with the sub-field it is about: "members[1].name: ...".
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])*"
 _SUBFIELD = re.compile(rf"^({_NAME}(?:\.{_NAME})*): ")
@@ -26,6 +27,8 @@ def format_location(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
+        elif not _IDENTIFIER.fullmatch(part):
+            path += f"[{part!r}]"  # a key no field has, shown so it stays on one line
         else:
             path += f".{part}" if path else str(part)
     return path
@@ -46,7 +49,7 @@ def explain_validation_error(error: ValidationError) -> str:
             where = f"{where}.{sub.group(1)}" if where else sub.group(1)
             message = message[sub.end() :]
         lines.append(f"{where}: {message}" if where else message)
-    return "; ".join(lines)
+    return "; ".join(lines).replace("\n", "\\n")
 
 
 def parse_pool(document: Any) -> ServicePool:

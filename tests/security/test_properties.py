@@ -4,6 +4,7 @@ what validates renders into a config the proxy accepts. Nothing raises anything 
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -58,7 +59,11 @@ FIELD_PREFIXES = ("spec", "apiVersion", "kind", "metadata", "status", "the docum
                   "not valid YAML")  # fmt: skip
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("SP_EXAMPLES", "400")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(spec)
 def test_every_document_validates_or_names_the_field(document_spec: dict[str, Any]) -> None:
     document = {"apiVersion": "servicepool.dev/v1alpha1", "kind": "ServicePool",
