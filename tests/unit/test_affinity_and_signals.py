@@ -1,0 +1,116 @@
+"""Pure logic added for workload-aware routing: the hash ring, load reports, routing keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from servicepool_proxy.balancer.affinity import AffinityTable, HashRing, load_bound, pick_affine
+from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.balancer.strategies import is_full, least_reported_load, reported_load
+from servicepool_proxy.routing_keys import cookie_value, routing_keys
+from servicepool_proxy.signals import (
+    SignalError,
+    find_usage_in_sse,
+    parse_metrics_report,
+    parse_model_list,
+    parse_status_report,
+)
+from servicepool_proxy.spec import Capacity, PoolSpec
+
+
+def members(*names: str, weight: int = 1) -> list[MemberState]:
+    return [MemberState(name=n, url=f"http://{n}", weight=weight) for n in names]
+
+
+def test_ring_is_stable_across_instances_and_moves_only_the_leavers_keys() -> None:
+    five = members("a", "b", "c", "d", "e")
+    keys = [f"k{i}" for i in range(5000)]
+    first, second = HashRing(five), HashRing(members("a", "b", "c", "d", "e"))
+    owners = {k: first.owner(k) for k in keys}
+    assert owners == {k: second.owner(k) for k in keys}
+    shares = {n: sum(1 for o in owners.values() if o == n) for n in "abcde"}
+    assert all(700 < share < 1300 for share in shares.values()), shares
+    without_c = HashRing([m for m in five if m.name != "c"])
+    moved = [k for k in keys if without_c.owner(k) != owners[k]]
+    assert all(owners[k] == "c" for k in moved) and len(moved) == shares["c"]
+
+
+def test_weight_scales_a_members_share() -> None:
+    ring = HashRing([*members("a", "b"), *members("heavy", weight=3)])
+    owners = [ring.owner(f"k{i}") for i in range(6000)]
+    assert 2.3 < owners.count("heavy") / owners.count("a") < 3.8
+
+
+def test_bounded_load_spills_to_the_next_ring_member() -> None:
+    pool = members("a", "b", "c")
+    ring = HashRing(pool)
+    order = ring.walk("hot")
+    owner = next(m for m in pool if m.name == order[0])
+    assert pick_affine(ring, "hot", pool, 1.25) is owner
+    owner.in_flight = load_bound(pool, 1.25)
+    assert pick_affine(ring, "hot", pool, 1.25).name == order[1]
+    # The bound is over the mean, so some member always qualifies: the key never waits.
+    for load, member in zip((100, 100, 10), pool, strict=True):
+        member.in_flight = load
+    assert pick_affine(ring, "hot", pool, 1.0) is pool[2]
+    assert pick_affine(ring, "hot", [], 1.0) is None
+
+
+def test_table_remembers_until_ttl() -> None:
+    table = AffinityTable(ttl=10)
+    table.put("k", "b", now=0)
+    assert table.get("k", now=5) == "b"
+    assert table.get("k", now=11) is None
+
+
+def test_capacity_score_follows_reports_and_our_own_in_flight() -> None:
+    policy = Capacity(staleAfterSeconds=3)
+    a, b = members("a", "b")
+    a.record_report(now=10, queued=4, running=2, workers=8, cache_usage=None)
+    b.record_report(now=10, queued=0, running=1, workers=8, cache_usage=None)
+    assert reported_load(a, 11, policy) == 6
+    b.in_flight = 3  # we sent b three since its report
+    assert reported_load(b, 11, policy) == 4
+    assert least_reported_load([a, b], 11, policy) is b
+    b.in_flight = 8
+    assert is_full(b, 11, policy) and least_reported_load([a, b], 11, policy) is a
+    assert reported_load(a, 14, policy) is None  # stale: in-flight decides
+    a.in_flight = 0
+    assert least_reported_load([a, b], 14, policy) is a
+
+
+def test_status_and_metrics_reports() -> None:
+    policy = Capacity()
+    report = parse_status_report(b'{"queued": 3, "dispatched": 2, "active_workers": 4}', policy)
+    assert (report.queued, report.running, report.workers) == (3, 2, 4)
+    nested = Capacity(fields={"queued": "q.waiting", "running": "q.busy", "workers": "cap"})
+    assert parse_status_report(b'{"q": {"waiting": 1, "busy": 0}}', nested).workers is None
+    for bad in (b"not json", b'{"queued": "x", "dispatched": 1}', b'{"dispatched": 1}',
+                b'{"queued": true, "dispatched": 1}'):  # fmt: skip
+        with pytest.raises(SignalError):
+            parse_status_report(bad, policy)
+    text = (
+        "# HELP vllm:num_requests_waiting waiting\n"
+        'vllm:num_requests_waiting{model="a"} 2\nvllm:num_requests_waiting{model="b"} 3\n'
+        "vllm:num_requests_running 1 1700000000\nvllm:gpu_cache_usage_perc 0.5\n"
+    )
+    metrics = parse_metrics_report(text, Capacity(source="metrics"))
+    assert (metrics.queued, metrics.running, metrics.cache_usage) == (5, 1, 0.5)
+    with pytest.raises(SignalError, match="not found"):
+        parse_metrics_report("other 1\n", Capacity(source="metrics"))
+
+
+def test_models_usage_and_routing_keys() -> None:
+    assert parse_model_list(b'{"data": [{"id": "a"}, {"id": "b"}, {"x": 1}]}') == {"a", "b"}
+    with pytest.raises(SignalError):
+        parse_model_list(b'{"models": []}')
+    chunk = b'data: {"choices": []}\n\ndata: {"usage": {"completion_tokens": 7}}\n\n'
+    assert find_usage_in_sse(chunk) == {"completion_tokens": 7}
+    assert find_usage_in_sse(b"data: [DONE]\n\n") is None
+    assert cookie_value("a=1; sid=xyz", "sid") == "xyz"
+    assert cookie_value('bad"cookie', "sid") is None
+    spec = PoolSpec.model_validate({"models": {}, "affinity": {"source": "body",
+                                                               "name": "user.id"}})  # fmt: skip
+    keys = routing_keys(spec, {}, b'{"model": "m1", "user": {"id": 42}}')
+    assert (keys.model, keys.affinity_key) == ("m1", "42")
+    assert routing_keys(spec, {}, b"not json") == routing_keys(spec, {}, None)
