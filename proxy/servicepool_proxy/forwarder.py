@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from yarl import URL
+from multidict import CIMultiDict
 
 from .admission import WaitResult
 from .balancer.member import MemberState
@@ -28,6 +28,7 @@ from .metrics import ProxyMetrics
 from .routing_keys import RoutingKeys, body_limit, needs_json_body, routing_keys
 from .runtime import PoolRuntime
 from .signals import find_usage_in_json, find_usage_in_sse
+from .upstream import UpstreamError, UpstreamPool, UpstreamResponse
 
 log = logging.getLogger("servicepool.proxy")
 
@@ -35,19 +36,9 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 # Responses up to this size are read whole before the client sees a byte, so a member
 # failing mid-body can still be retried; larger or unsized responses are streamed.
 BUFFERED_RESPONSE_LIMIT = 256 * 1024
-# aiohttp would otherwise add these when the client did not send them.
-SKIP_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
 NO_BODY_STATUSES = frozenset({204, 304})
 
 NO_KEYS = RoutingKeys()
-
-_RESET_ERRORS = (
-    aiohttp.ServerDisconnectedError,
-    aiohttp.ClientOSError,
-    aiohttp.ClientPayloadError,
-    aiohttp.ClientResponseError,
-    ConnectionResetError,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +61,11 @@ class AttemptFailed(Exception):
 
 def classify(exc: BaseException) -> AttemptFailed:
     """Name the failure the way retryOn does: connect-failure, reset or timeout."""
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return AttemptFailed("connect-failure", str(exc.os_error or exc))
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+    if isinstance(exc, UpstreamError):
+        return AttemptFailed(exc.kind, str(exc) or type(exc).__name__)
+    if isinstance(exc, TimeoutError):
         return AttemptFailed("timeout", "no answer in time")
-    if isinstance(exc, _RESET_ERRORS):
+    if isinstance(exc, ConnectionError):
         return AttemptFailed("reset", str(exc) or type(exc).__name__)
     return AttemptFailed("reset", f"{type(exc).__name__}: {exc}")
 
@@ -94,12 +85,12 @@ class Forwarder:
     def __init__(
         self,
         runtime: PoolRuntime,
-        session: aiohttp.ClientSession,
+        upstream: UpstreamPool,
         metrics: ProxyMetrics,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.runtime = runtime
-        self.session = session
+        self.upstream = upstream
         self.metrics = metrics
         self.clock = clock
 
@@ -181,6 +172,7 @@ class Forwarder:
                     headers,
                     body,
                     start,
+                    idempotent,
                     # A 429 means the member did not take the request: safe for any method.
                     may_retry_status=lambda status, last=attempt + 1 >= max_tries: (
                         not last
@@ -282,24 +274,27 @@ class Forwarder:
         member: MemberState,
         trial: bool,
         target: str,
-        headers: aiohttp.typedefs.LooseHeaders,
+        headers: CIMultiDict[str],
         body: bytes | StreamedBody | None,
         start: float,
+        idempotent: bool,
         may_retry_status: Callable[[int], bool],
     ) -> web.StreamResponse:
         runtime = self.runtime
         balancer = runtime.balancer
+        timeouts = runtime.spec.timeouts
         data = body.chunks() if isinstance(body, StreamedBody) else body
         sent = self.clock()
         try:
-            upstream = await self.session.request(
+            upstream = await self.upstream.request(
+                member.url,
                 request.method,
-                URL(member.url + target, encoded=True),
-                headers=headers,
-                data=data,
-                allow_redirects=False,
-                timeout=runtime.timeout,
-                skip_auto_headers=SKIP_AUTO_HEADERS,
+                target,
+                headers.items(),
+                data,
+                total_seconds=timeouts.requestSeconds,
+                connect_seconds=timeouts.connectSeconds,
+                replayable=idempotent,
             )
         except Exception as exc:  # every transport error becomes a classified failure
             too_large = _body_too_large(exc)
@@ -344,7 +339,7 @@ class Forwarder:
     async def _relay(
         self,
         request: web.Request,
-        upstream: aiohttp.ClientResponse,
+        upstream: UpstreamResponse,
         member: MemberState,
         timing: Timing,
     ) -> web.StreamResponse:
@@ -376,7 +371,7 @@ class Forwarder:
         if not no_body:
             scan = upstream.content_type == "text/event-stream"
             try:
-                async for chunk in upstream.content.iter_any():
+                async for chunk in upstream.iter_any():
                     await response.write(chunk)
                     if scan:
                         usage = find_usage_in_sse(chunk) or usage

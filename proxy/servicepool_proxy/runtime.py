@@ -6,8 +6,6 @@ import logging
 import random
 from pathlib import Path
 
-import aiohttp
-
 from .access import DEFAULT_SECRETS_DIR, ClientAuth, UpstreamCredential
 from .admission import WaitQueue
 from .balancer.member import MemberState
@@ -38,9 +36,6 @@ class PoolRuntime:
         self.pool = pool
         self.spec = spec
         self.retry_on = frozenset(spec.retries.retryOn)
-        self.timeout = aiohttp.ClientTimeout(
-            total=spec.timeouts.requestSeconds, sock_connect=spec.timeouts.connectSeconds
-        )
         self.queue.max_waiting = spec.queue.maxWaiting
         access = spec.access
         self.client_auth = (

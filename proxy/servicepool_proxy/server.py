@@ -8,7 +8,6 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 
 from .access import DEFAULT_SECRETS_DIR
@@ -20,6 +19,7 @@ from .prober import MemberPoller, capacity_poller, health_poller, model_poller
 from .runtime import PoolRuntime
 from .spec import ServicePool
 from .tasks import cancel_and_wait
+from .upstream import UpstreamPool
 from .watcher import ConfigGate, PoolFileWatcher
 
 log = logging.getLogger("servicepool.proxy")
@@ -69,7 +69,7 @@ class ProxyServer:
         self.admin_port = 0
         self._runner: web.ServerRunner | None = None
         self._admin_runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._upstream = UpstreamPool()
         self._pollers: list[MemberPoller] = []
         self._watcher: PoolFileWatcher | None = None
         self._config_map: ConfigMapSource | None = None
@@ -86,16 +86,7 @@ class ProxyServer:
     async def start(self) -> None:
         """Bind both ports and start background work."""
         options = self.options
-        connector = aiohttp.TCPConnector(
-            limit=0, limit_per_host=0, keepalive_timeout=30, ttl_dns_cache=10
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
-        forwarder = Forwarder(self.runtime, self._session, self.metrics)
+        forwarder = Forwarder(self.runtime, self._upstream, self.metrics)
         server = web.Server(
             forwarder,
             access_log=log if options.access_log else None,
@@ -175,8 +166,7 @@ class ProxyServer:
             await poller.stop()
         if self._admin_runner is not None:
             await self._admin_runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
+        await self._upstream.close()
         log.info("pool %s: proxy stopped", self.runtime.name)
 
 

@@ -1,0 +1,564 @@
+"""The proxy's HTTP/1.1 client: keep-alive connections to members on asyncio protocols.
+
+Purpose-built for the request path: one parser (llhttp, through httptools) per connection,
+responses handed over as raw header pairs and body chunks, no per-request tasks or cookie,
+redirect and decompression machinery. A whole exchange (connect, send, head, body) is
+bounded by one deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+# Unread response bytes above this pause reading from the member (back-pressure).
+READ_HIGH_WATER = 256 * 1024
+# Idle connections kept per member address, and for how long.
+MAX_IDLE_PER_ADDRESS = 1024
+IDLE_SECONDS = 30.0
+_NO_BODY_STATUSES = frozenset({204, 304})
+_SEND_LENGTH_ALWAYS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class UpstreamError(Exception):
+    """An exchange with a member failed; `kind` is how retryOn names it."""
+
+    kind = "reset"
+
+
+class ConnectFailed(UpstreamError):
+    """No connection to the member could be made."""
+
+    kind = "connect-failure"
+
+
+class UpstreamTimeout(UpstreamError, TimeoutError):
+    """The exchange did not finish within its deadline."""
+
+    kind = "timeout"
+
+
+class UpstreamClosed(UpstreamError):
+    """The member closed or reset the connection before the response was complete."""
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The member did not speak HTTP/1.x."""
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where a member's base URL points: the connection key and the request prefix."""
+
+    scheme: str
+    host: str
+    port: int
+    host_header: str
+    path_prefix: str
+
+    @classmethod
+    def parse(cls, base_url: str) -> Address:
+        parts = urlsplit(base_url)
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        host = parts.hostname or ""
+        shown = f"[{host}]" if ":" in host else host
+        default = port == (443 if tls else 80)
+        return cls(parts.scheme, host, port, shown if default else f"{shown}:{port}",
+                   parts.path.rstrip("/"))  # fmt: skip
+
+
+class UpstreamResponse:
+    """One member response: status and headers at once, the body as it arrives."""
+
+    __slots__ = (
+        "_chunks",
+        "_connection",
+        "_error",
+        "_headers",
+        "_informational",
+        "_size",
+        "_waiter",
+        "complete",
+        "content_length",
+        "head_done",
+        "raw_headers",
+        "reason",
+        "status",
+        "until_eof",
+    )
+
+    def __init__(self, connection: UpstreamConnection) -> None:
+        self._connection: UpstreamConnection | None = connection
+        self.status = 0
+        self.reason = ""
+        self.raw_headers: list[tuple[str, str]] = []
+        self._headers: CIMultiDictProxy[str] | None = None
+        self.content_length: int | None = None
+        self.until_eof = False
+        self.head_done = False
+        self.complete = False
+        self._informational = False
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """The member's response headers (built on first use)."""
+        if self._headers is None:
+            self._headers = CIMultiDictProxy(CIMultiDict(self.raw_headers))
+        return self._headers
+
+    @property
+    def content_type(self) -> str:
+        """The media type without parameters, lower-cased ('' when absent)."""
+        for name, value in self.raw_headers:
+            if name.lower() == "content-type":
+                return value.split(";", 1)[0].strip().lower()
+        return ""
+
+    # -- fed by the connection ------------------------------------------------------------
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _fail(self, error: BaseException) -> None:
+        if self._error is None and not self.complete:
+            self._error = error
+        self._wake()
+
+    def _body(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size > READ_HIGH_WATER and self._connection is not None:
+            self._connection.pause_reading()
+        self._wake()
+
+    def _finished(self) -> None:
+        self.complete = True
+        self._wake()
+
+    async def _wait(self) -> None:
+        if self._error is not None:
+            raise self._error
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        await waiter
+        if self._error is not None:
+            raise self._error
+
+    # -- used by the forwarder ------------------------------------------------------------
+
+    async def read(self) -> bytes:
+        """The whole body (raises UpstreamError when the member fails before its end)."""
+        while not self.complete:
+            await self._wait()
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._size = 0
+        return data
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        """Body chunks as they arrive, merged when several are waiting."""
+        while True:
+            if self._chunks:
+                data = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
+                self._chunks.clear()
+                self._size = 0
+                if self._connection is not None:
+                    self._connection.resume_reading()
+                yield data
+            elif self.complete:
+                return
+            else:
+                await self._wait()
+
+    def release(self) -> None:
+        """Give the connection back (kept alive when the exchange ended cleanly)."""
+        connection = self._connection
+        if connection is not None:
+            self._connection = None
+            connection.finish(self)
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive connection to a member, parsing one response at a time."""
+
+    def __init__(self, address: Address, pool: UpstreamPool) -> None:
+        self.address = address
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.keep_alive_until = 0.0  # when an idle wait would outlast the member's patience
+        self._idle_limit = IDLE_SECONDS
+        self._keep_alive = True
+        self._parser = httptools.HttpResponseParser(self)
+        self._response: UpstreamResponse | None = None
+        self._head_only = False
+        self._reading_paused = False
+        self._write_ready: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._header_name = ""
+        self._writer: asyncio.Task[None] | None = None
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        response = self._response
+        if response is None or response.complete:
+            self.close()  # bytes nobody asked for: the connection cannot be trusted
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            response._fail(UpstreamProtocolError(f"not a valid HTTP response: {exc}"))
+            self.close()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._cancel_timer()
+        response = self._response
+        if response is not None and not response.complete:
+            if response.head_done and response.until_eof and exc is None:
+                response._finished()
+            else:
+                detail = str(exc) if exc else "the member closed the connection"
+                response._fail(UpstreamClosed(detail))
+        self.resume_writing()  # a sender waiting to write sees `closed` and stops
+
+    def pause_writing(self) -> None:
+        if self._write_ready is None or self._write_ready.done():
+            self._write_ready = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        waiter = self._write_ready
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- httptools callbacks --------------------------------------------------------------
+
+    def on_status(self, reason: bytes) -> None:
+        response = self._response
+        assert response is not None
+        response.reason = reason.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        response = self._response
+        assert response is not None
+        response.raw_headers.append(
+            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+        )
+
+    def on_headers_complete(self) -> None:
+        response = self._response
+        assert response is not None
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # 1xx: informational, the real answer follows
+            response._informational = True
+            response.raw_headers = []
+            return
+        response.status = status
+        chunked = False
+        for name, value in response.raw_headers:
+            lowered = name.lower()
+            if lowered == "content-length":
+                response.content_length = int(value)  # llhttp validated it
+            elif lowered == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+            elif lowered == "keep-alive":
+                self._note_keep_alive(value)
+        if chunked:
+            response.content_length = None
+        if self._head_only or status in _NO_BODY_STATUSES:
+            response.content_length = None if self._head_only else 0
+        else:
+            response.until_eof = response.content_length is None and not chunked
+        response.head_done = True
+        if self._head_only:
+            response._finished()  # no body follows; the parser is not reused
+        else:
+            response._wake()
+
+    def on_body(self, body: bytes) -> None:
+        response = self._response
+        assert response is not None
+        response._body(body)
+
+    def on_message_complete(self) -> None:
+        response = self._response
+        assert response is not None
+        if response._informational:
+            response._informational = False
+            return
+        if not self._parser.should_keep_alive():
+            self._keep_alive = False
+        response._finished()
+
+    # -- the exchange ---------------------------------------------------------------------
+
+    def _note_keep_alive(self, value: str) -> None:
+        for part in value.split(","):
+            key, _, number = part.strip().partition("=")
+            if key.strip().lower() == "timeout" and number.strip().isdigit():
+                # Leave a second's margin before the member's own idle timer fires.
+                self._idle_limit = min(self._idle_limit, int(number) - 1.0)
+
+    def start(
+        self, head: bytes, body: bytes | AsyncIterable[bytes] | None, head_only: bool,
+        deadline: float, chunked: bool,
+    ) -> UpstreamResponse:  # fmt: skip
+        """Send a request and return its (not yet answered) response."""
+        assert self.transport is not None
+        response = UpstreamResponse(self)
+        self._response = response
+        self._head_only = head_only
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(deadline, self._timed_out)
+        if body is None or isinstance(body, bytes):
+            self.transport.write(head + body if body else head)
+        else:
+            self.transport.write(head)
+            self._writer = loop.create_task(self._send_body(body, chunked))
+        return response
+
+    async def _send_body(self, body: AsyncIterable[bytes], chunked: bool) -> None:
+        transport = self.transport
+        assert transport is not None
+        try:
+            async for chunk in body:
+                if not chunk:
+                    continue
+                if self.closed:
+                    return
+                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                if self._write_ready is not None and not self._write_ready.done():
+                    await self._write_ready
+            if chunked and not self.closed:
+                transport.write(b"0\r\n\r\n")
+        except BaseException as exc:
+            response = self._response
+            if response is not None:
+                response._fail(exc if isinstance(exc, Exception) else UpstreamClosed("cancelled"))
+            self.close()
+            if not isinstance(exc, Exception):
+                raise
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        response = self._response
+        if response is not None:
+            response._fail(UpstreamTimeout("no answer in time"))
+        self.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def wait_head(self, response: UpstreamResponse) -> None:
+        """Wait until the status line and headers are in."""
+        while not response.head_done:
+            await response._wait()
+
+    def finish(self, response: UpstreamResponse) -> None:
+        """The forwarder is done with `response`: pool the connection or close it."""
+        self._cancel_timer()
+        writer = self._writer
+        self._writer = None
+        body_sent = writer is None or writer.done()
+        if writer is not None and not writer.done():
+            writer.cancel()
+        reusable = (
+            response.complete
+            and response._error is None
+            and body_sent
+            and not self._head_only
+            and not self.closed
+            and self._keep_alive
+            and self._idle_limit > 0
+        )
+        self._response = None
+        if self._reading_paused:
+            self.resume_reading()
+        if reusable:
+            self.keep_alive_until = time.monotonic() + self._idle_limit
+            self.pool.put_idle(self)
+        else:
+            self.close()
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.abort()
+
+
+class UpstreamPool:
+    """Keep-alive connections to every member address, reused most-recent first."""
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._idle: dict[tuple[str, str, int], list[UpstreamConnection]] = {}
+        self._addresses: dict[str, Address] = {}
+        self._ssl_context = ssl_context
+        self._closing = False
+
+    def address(self, base_url: str) -> Address:
+        """The parsed address of a member's base URL (cached)."""
+        address = self._addresses.get(base_url)
+        if address is None:
+            if len(self._addresses) > 4096:
+                self._addresses.clear()
+            address = self._addresses[base_url] = Address.parse(base_url)
+        return address
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
+    def take_idle(self, address: Address) -> UpstreamConnection | None:
+        """The most recently used live idle connection to `address`, if any."""
+        idle = self._idle.get((address.scheme, address.host, address.port))
+        now = time.monotonic()
+        while idle:
+            connection = idle.pop()
+            if not connection.closed and connection.keep_alive_until > now:
+                return connection
+            connection.close()
+        return None
+
+    async def connect(self, address: Address, limit_seconds: float) -> UpstreamConnection:
+        """A new connection to `address` within `limit_seconds`."""
+        loop = asyncio.get_running_loop()
+        tls = address.scheme == "https"
+        try:
+            async with asyncio.timeout(limit_seconds):
+                _, protocol = await loop.create_connection(
+                    lambda: UpstreamConnection(address, self),
+                    address.host,
+                    address.port,
+                    ssl=self._tls() if tls else None,
+                    server_hostname=address.host if tls else None,
+                )
+        except TimeoutError as exc:
+            raise ConnectFailed(f"connect to {address.host}:{address.port} timed out") from exc
+        except OSError as exc:
+            raise ConnectFailed(
+                f"cannot connect to {address.host}:{address.port}: {exc.strerror or exc}"
+            ) from exc
+        return protocol
+
+    def put_idle(self, connection: UpstreamConnection) -> None:
+        if self._closing:
+            connection.close()
+            return
+        address = connection.address
+        key = (address.scheme, address.host, address.port)
+        idle = self._idle.get(key)
+        if idle is None:
+            idle = self._idle[key] = []
+        if len(idle) >= MAX_IDLE_PER_ADDRESS:
+            idle.pop(0).close()
+        idle.append(connection)
+
+    async def request(
+        self, base_url: str, method: str, target: str, headers: Iterable[tuple[str, str]],
+        body: bytes | AsyncIterable[bytes] | None, *, total_seconds: float, connect_seconds: float,
+        replayable: bool = True,
+    ) -> UpstreamResponse:  # fmt: skip
+        """Send one request; return once the response's status and headers are in.
+
+        A reused connection that the member had already closed is replaced by a new one
+        when the request can be sent again (`replayable` and the body is not a stream).
+        """
+        address = self.address(base_url)
+        deadline = asyncio.get_running_loop().time() + total_seconds
+        streamed = body is not None and not isinstance(body, bytes)
+        head, chunked = encode_head(method, address, target, headers, body)
+        head_only = method == "HEAD"
+        while True:
+            connection = self.take_idle(address)
+            fresh = connection is None
+            if connection is None:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    raise UpstreamTimeout("no answer in time")
+                connection = await self.connect(address, min(connect_seconds, remaining))
+            response = connection.start(head, body, head_only, deadline, chunked)
+            try:
+                await connection.wait_head(response)
+                return response
+            except UpstreamClosed:
+                response.release()
+                if fresh or streamed or not replayable or response.status:
+                    raise
+                # A stale keep-alive connection: the member never saw this request.
+            except BaseException:
+                response.release()
+                raise
+
+    async def close(self) -> None:
+        """Close every idle connection; later releases close theirs."""
+        self._closing = True
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()
+
+
+def encode_head(
+    method: str, address: Address, target: str, headers: Iterable[tuple[str, str]],
+    body: bytes | AsyncIterable[bytes] | None,
+) -> tuple[bytes, bool]:  # fmt: skip
+    """The request line and headers as bytes, and whether the body goes chunked."""
+    lines = [f"{method} {address.path_prefix}{target} HTTP/1.1\r\nHost: {address.host_header}\r\n"]
+    has_length = False
+    for name, value in headers:
+        if "\n" in value or "\r" in value:
+            raise ValueError(f"header {name} carries a line break")
+        if name.lower() == "content-length":
+            has_length = True
+        lines.append(f"{name}: {value}\r\n")
+    chunked = False
+    if isinstance(body, bytes):
+        if not has_length and (body or method in _SEND_LENGTH_ALWAYS):
+            lines.append(f"Content-Length: {len(body)}\r\n")
+    elif body is not None:
+        if not has_length:
+            chunked = True
+            lines.append("Transfer-Encoding: chunked\r\n")
+    elif method in _SEND_LENGTH_ALWAYS and not has_length:
+        lines.append("Content-Length: 0\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode("utf-8", "surrogateescape"), chunked
