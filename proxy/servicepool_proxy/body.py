@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Protocol
 
-from aiohttp import StreamReader
+
+class StreamReader(Protocol):
+    """Where a request body comes from."""
+
+    async def readany(self) -> bytes: ...
+
+    async def readexactly(self, size: int) -> bytes: ...
 
 
 class BodyTooLarge(Exception):

@@ -10,14 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-from aiohttp import web
 from multidict import CIMultiDict
 
 from .admission import WaitResult
 from .balancer.member import MemberState
 from .balancer.pool import Unavailable
 from .body import BodyTooLarge, StreamedBody, read_body
+from .exchange import Request, Response, StreamResponse, json_response
 from .headers import (
     MEMBER_HEADER,
     downstream_response_headers,
@@ -70,17 +69,17 @@ def classify(exc: BaseException) -> AttemptFailed:
     return AttemptFailed("reset", f"{type(exc).__name__}: {exc}")
 
 
-def error_response(status: int, pool: str, error: str, detail: str) -> web.Response:
+def error_response(status: int, pool: str, error: str, detail: str) -> Response:
     """A response the proxy writes itself, with a body saying what happened."""
     body = json.dumps({"error": error, "pool": pool, "detail": detail}) + "\n"
     headers = {"X-ServicePool-Error": error}
     if status == 503:
         headers["Retry-After"] = "1"
-    return web.Response(status=status, text=body, content_type="application/json", headers=headers)
+    return Response(status, body=body.encode(), content_type="application/json", headers=headers)
 
 
 class Forwarder:
-    """The aiohttp handler for every request to the pool."""
+    """The handler for every request to the pool."""
 
     def __init__(
         self,
@@ -94,7 +93,7 @@ class Forwarder:
         self.metrics = metrics
         self.clock = clock
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def __call__(self, request: Request) -> StreamResponse:
         runtime = self.runtime
         spec = runtime.spec
         start = self.clock()
@@ -148,7 +147,7 @@ class Forwarder:
                 readable = None
             keys = routing_keys(spec, request.headers, readable)
         idempotent = request.method in IDEMPOTENT_METHODS or "Idempotency-Key" in headers
-        target = request.rel_url.raw_path_qs
+        target = request.target
         max_tries = 1 + spec.retries.attempts
         tried: list[MemberState] = []
         failures: list[str] = []
@@ -156,7 +155,7 @@ class Forwarder:
 
         for attempt in range(max_tries):
             member = await self._admit(runtime, tried, start, keys)
-            if isinstance(member, web.Response):
+            if isinstance(member, Response):
                 if last is None:
                     return member
                 break
@@ -225,24 +224,24 @@ class Forwarder:
             return False
         return idempotent or failure.kind == "connect-failure"
 
-    def _too_large(self, exc: BodyTooLarge) -> web.Response:
+    def _too_large(self, exc: BodyTooLarge) -> Response:
         """413, and the connection closes: the rest of the body is not read."""
         self.metrics.rejected.labels(self.runtime.name, "body-too-large").inc()
         response = error_response(413, self.runtime.name, "body-too-large", str(exc))
         response.force_close()
         return response
 
-    def _model_listing(self) -> web.Response:
+    def _model_listing(self) -> Response:
         """GET /v1/models on the pool: the union of what its members serve."""
         models = sorted(self.runtime.balancer.served_models())
-        return web.json_response({
+        return json_response({
             "object": "list",
             "data": [{"id": m, "object": "model", "owned_by": self.runtime.name} for m in models],
         })  # fmt: skip
 
     async def _admit(
         self, runtime: PoolRuntime, tried: list[MemberState], start: float, keys: RoutingKeys
-    ) -> MemberState | web.Response:
+    ) -> MemberState | Response:
         """A member for this try, waiting in the bounded queue while all are busy."""
         deadline = start + runtime.spec.queue.timeoutSeconds
         waited = False
@@ -270,7 +269,7 @@ class Forwarder:
 
     async def _attempt(
         self,
-        request: web.Request,
+        request: Request,
         member: MemberState,
         trial: bool,
         target: str,
@@ -279,7 +278,7 @@ class Forwarder:
         start: float,
         idempotent: bool,
         may_retry_status: Callable[[int], bool],
-    ) -> web.StreamResponse:
+    ) -> StreamResponse:
         runtime = self.runtime
         balancer = runtime.balancer
         timeouts = runtime.spec.timeouts
@@ -338,11 +337,11 @@ class Forwarder:
 
     async def _relay(
         self,
-        request: web.Request,
+        request: Request,
         upstream: UpstreamResponse,
         member: MemberState,
         timing: Timing,
-    ) -> web.StreamResponse:
+    ) -> StreamResponse:
         status = upstream.status
         length = upstream.content_length
         no_body = request.method == "HEAD" or status in NO_BODY_STATUSES
@@ -356,17 +355,17 @@ class Forwarder:
                 payload = await upstream.read()
             except Exception as exc:
                 raise classify(exc) from exc
-            response = web.Response(
+            response = Response(
                 status=status, reason=upstream.reason, headers=headers, body=payload
             )
             usage = find_usage_in_json(payload) if "json" in upstream.content_type else None
             self._finish(member, status, timing, usage, streamed=False)
             return response
 
-        response = web.StreamResponse(status=status, reason=upstream.reason, headers=headers)
+        response = StreamResponse(status=status, reason=upstream.reason, headers=headers)
         if length is not None and not no_body:
             response.content_length = length
-        await response.prepare(request)
+        await response.prepare(request, no_body)
         usage = None
         if not no_body:
             scan = upstream.content_type == "text/event-stream"
@@ -375,7 +374,7 @@ class Forwarder:
                     await response.write(chunk)
                     if scan:
                         usage = find_usage_in_sse(chunk) or usage
-            except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            except ConnectionResetError:
                 raise  # the client went away; nothing to tell it
             except Exception as exc:
                 failure = classify(exc)
@@ -389,8 +388,7 @@ class Forwarder:
                 ).inc()
                 self._finish(member, status, timing, None, streamed=True)
                 # Headers are out: the only honest signal left is an unterminated stream.
-                if request.transport is not None:
-                    request.transport.close()
+                request.connection.close(graceful=True)
                 return response
         await response.write_eof()
         self._finish(member, status, timing, usage, streamed=True)

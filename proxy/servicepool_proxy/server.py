@@ -13,6 +13,7 @@ from aiohttp import web
 from .access import DEFAULT_SECRETS_DIR
 from .admin import make_admin_app
 from .forwarder import Forwarder
+from .front import FrontServer
 from .kubesource import ConfigMapSource, make_core_api
 from .metrics import ProxyMetrics
 from .prober import MemberPoller, capacity_poller, health_poller, model_poller
@@ -43,9 +44,9 @@ class ProxyOptions:
     kubeconfig: str | None = None
     secrets_dir: Path = DEFAULT_SECRETS_DIR
     # An idle connection, or one that has not completed a request's headers, is closed
-    # after this long (aiohttp's keep-alive timer also bounds slow-drip headers).
+    # after this long.
     idle_timeout: float = 15.0
-    max_header_bytes: int = 8190  # per request line and per header field (aiohttp's limits)
+    max_header_bytes: int = 8190  # per request line and per header field
 
 
 def _bound_port(site: web.TCPSite) -> int:
@@ -67,7 +68,7 @@ class ProxyServer:
         self.shutting_down = False
         self.port = 0
         self.admin_port = 0
-        self._runner: web.ServerRunner | None = None
+        self._front: FrontServer | None = None
         self._admin_runner: web.AppRunner | None = None
         self._upstream = UpstreamPool()
         self._pollers: list[MemberPoller] = []
@@ -87,26 +88,15 @@ class ProxyServer:
         """Bind both ports and start background work."""
         options = self.options
         forwarder = Forwarder(self.runtime, self._upstream, self.metrics)
-        server = web.Server(
+        self._front = FrontServer(
             forwarder,
-            access_log=log if options.access_log else None,
-            keepalive_timeout=options.idle_timeout,
-            max_line_size=options.max_header_bytes,
-            max_field_size=options.max_header_bytes,
+            idle_timeout=options.idle_timeout,
+            max_header_bytes=options.max_header_bytes,
+            access_log=options.access_log,
         )
-        self._runner = web.ServerRunner(
-            server, handle_signals=False, shutdown_timeout=options.grace_seconds
+        self.port = await self._front.start(
+            options.listen_host, options.listen_port, options.reuse_port
         )
-        await self._runner.setup()
-        site = web.TCPSite(
-            self._runner,
-            options.listen_host,
-            options.listen_port,
-            reuse_port=options.reuse_port or None,
-            backlog=1024,
-        )
-        await site.start()
-        self.port = _bound_port(site)
 
         admin_app = make_admin_app(self.runtime, self.metrics, lambda: self.shutting_down)
         self._admin_runner = web.AppRunner(admin_app, handle_signals=False, access_log=None)
@@ -160,8 +150,8 @@ class ProxyServer:
             await self._watcher.stop()
         if self._config_map is not None:
             await self._config_map.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._front is not None:
+            await self._front.shutdown(self.options.grace_seconds)
         for poller in self._pollers:
             await poller.stop()
         if self._admin_runner is not None:

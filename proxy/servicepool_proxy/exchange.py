@@ -1,0 +1,242 @@
+"""One client exchange as the forwarder sees it: the request, its body, the response."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+if TYPE_CHECKING:
+    from .front import FrontConnection
+
+# Unread request-body bytes above this pause reading from the client (back-pressure).
+BODY_HIGH_WATER = 256 * 1024
+
+
+def reason_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+class ClientGone(ConnectionResetError):
+    """The client closed the connection before the exchange was over."""
+
+
+class RequestRejected(Exception):
+    """The client's request cannot be served: answer `status` and close."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+    def response(self) -> Response:
+        body = json.dumps({"error": "bad-request", "detail": str(self)}) + "\n"
+        return Response(self.status, body=body.encode(), content_type="application/json")
+
+
+class BodyReader:
+    """The request body as the client sends it, with back-pressure."""
+
+    __slots__ = ("_chunks", "_connection", "_error", "_size", "_waiter", "continue_needed", "eof")
+
+    def __init__(self, connection: FrontConnection, continue_needed: bool) -> None:
+        self._connection = connection
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.continue_needed = continue_needed  # the client sent Expect: 100-continue
+        self.eof = False
+
+    def feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size > BODY_HIGH_WATER:
+            self._connection.pause_reading()
+        self._wake()
+
+    def feed_eof(self) -> None:
+        self.eof = True
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.eof:
+            self._error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self.continue_needed:
+            self.continue_needed = False
+            self._connection.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self._connection.resume_reading()
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        await waiter
+        if self._error is not None:
+            raise self._error
+
+    def _take(self, size: int | None = None) -> bytes:
+        if size is None or size >= self._size:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+        else:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            self._chunks.append(data[size:])
+            data = data[:size]
+        self._size -= len(data)
+        if self._size <= BODY_HIGH_WATER:
+            self._connection.resume_reading()
+        return data
+
+    async def readany(self) -> bytes:
+        """What has arrived (waiting for something); b"" at the end of the body."""
+        while not self._chunks:
+            if self.eof:
+                return b""
+            await self._wait()
+        return self._take()
+
+    async def readexactly(self, size: int) -> bytes:
+        """Exactly `size` bytes; ClientGone when the body ends or the client leaves first."""
+        while self._size < size:
+            if self.eof:
+                raise ClientGone(f"request body ended after {self._size} of {size} bytes")
+            await self._wait()
+        return self._take(size)
+
+
+class Request:
+    """A parsed client request (origin-form target; the body arrives through `content`)."""
+
+    __slots__ = (
+        "connection",
+        "content",
+        "content_length",
+        "headers",
+        "keep_alive",
+        "method",
+        "remote",
+        "target",
+        "version",
+    )
+
+    def __init__(
+        self, connection: FrontConnection, method: str, target: str, version: str,
+        headers: CIMultiDictProxy[str], content: BodyReader | None, content_length: int | None,
+        keep_alive: bool, remote: str | None,
+    ) -> None:  # fmt: skip
+        self.connection = connection
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.content = content
+        self.content_length = content_length
+        self.keep_alive = keep_alive
+        self.remote = remote
+
+    scheme = "http"
+
+    @property
+    def body_exists(self) -> bool:
+        return self.content is not None
+
+    @property
+    def path(self) -> str:
+        return self.target.partition("?")[0]
+
+    @property
+    def host(self) -> str | None:
+        return self.headers.get("Host")
+
+
+class Response:
+    """A whole response, written in one go after the handler returns it."""
+
+    __slots__ = ("body", "close_after", "headers", "reason", "status")
+
+    def __init__(
+        self, status: int = 200, *, body: bytes = b"", reason: str | None = None,
+        headers: CIMultiDict[str] | dict[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> None:  # fmt: skip
+        self.status = status
+        self.reason = reason or reason_phrase(status)
+        self.body = body
+        self.headers: CIMultiDict[str] = (
+            headers if isinstance(headers, CIMultiDict) else CIMultiDict(headers or ())
+        )
+        if content_type is not None:
+            self.headers["Content-Type"] = content_type
+        self.close_after = False
+
+    def force_close(self) -> None:
+        """Close the connection once this response is out."""
+        self.close_after = True
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON body."""
+    return Response(status, body=(json.dumps(data) + "\n").encode(), headers=headers,
+                    content_type="application/json")  # fmt: skip
+
+
+class StreamResponse:
+    """A response whose head goes out first and whose body follows as it comes."""
+
+    __slots__ = ("_chunked", "_connection", "content_length", "headers", "reason", "status")
+
+    def __init__(self, status: int, *, reason: str | None, headers: CIMultiDict[str]) -> None:
+        self.status = status
+        self.reason = reason or reason_phrase(status)
+        self.headers = headers
+        self.content_length: int | None = None
+        self._connection: FrontConnection | None = None
+        self._chunked = False
+
+    async def prepare(self, request: Request, no_body: bool = False) -> None:
+        """Send the status line and headers (`no_body`: HEAD, 204 or 304; none follows)."""
+        connection = request.connection
+        self._connection = connection
+        if self.content_length is not None:
+            self.headers["Content-Length"] = str(self.content_length)
+        elif not no_body:
+            if request.version == "1.1":
+                self._chunked = True
+                self.headers["Transfer-Encoding"] = "chunked"
+            else:
+                connection.must_close = True  # the end of the body is the end of the connection
+        connection.write(connection.encode_head(request, self.status, self.reason, self.headers))
+
+    async def write(self, data: bytes) -> None:
+        """Send a body chunk, waiting while the client is slow to read."""
+        connection = self._connection
+        assert connection is not None
+        if not data:
+            return
+        connection.write(b"%x\r\n%b\r\n" % (len(data), data) if self._chunked else data)
+        await connection.drain()
+
+    async def write_eof(self) -> None:
+        """End the body."""
+        connection = self._connection
+        assert connection is not None
+        if self._chunked:
+            connection.write(b"0\r\n\r\n")
+        await connection.drain()

@@ -1,0 +1,369 @@
+"""The proxy's front door: an HTTP/1.1 server on asyncio protocols and llhttp (httptools).
+
+It parses strictly (ambiguous framing is a 400), bounds what a client may send (request
+line, header size and count, idle and slow-header time), serves pipelined requests in
+order, applies back-pressure both ways, and drains in-flight exchanges on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from .exchange import (
+    BodyReader,
+    ClientGone,
+    Request,
+    RequestRejected,
+    Response,
+    StreamResponse,
+)
+
+log = logging.getLogger("servicepool.proxy")
+
+Handler = Callable[[Request], Awaitable[Response | StreamResponse]]
+
+MAX_HEADERS = 128
+MAX_PIPELINED = 16
+# After a last answer, what the client still sends is read and dropped for up to this long,
+# so the answer is not destroyed by a reset (nginx's lingering close).
+LINGER_SECONDS = 2.0
+
+
+class FrontConnection(asyncio.Protocol):
+    """One client connection: parse, hand each request to the handler, write answers."""
+
+    def __init__(self, server: FrontServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.remote: str | None = None
+        self.closed = False
+        self.must_close = False
+        self._lingering = False
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: list[tuple[str, str]] = []
+        self._body: BodyReader | None = None
+        self._queue: deque[Request] = deque()
+        self._busy = False
+        self._broken: RequestRejected | None = None
+        self._reading_paused = False
+        self._writable: asyncio.Future[None] | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        peer = transport.get_extra_info("peername")
+        self.remote = peer[0] if isinstance(peer, tuple) else None
+        self.server.connections.add(self)
+        self._arm_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._broken is not None or self._lingering:
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.must_close = True  # upgrades are not proxied; answer the request, then close
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__
+            if isinstance(cause, RequestRejected):  # raised by one of our callbacks
+                self._reject(cause)
+            else:
+                self._reject(RequestRejected(400, f"malformed request: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+        self._cancel_idle_timer()
+        if self._body is not None and not self._body.eof:
+            self._body.fail(ClientGone("the client left before the body was complete"))
+        for request in self._queue:
+            if request.content is not None:
+                request.content.fail(ClientGone("the client left"))
+        self._queue.clear()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self._writable is None or self._writable.done():
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    # -- httptools callbacks --------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.server.max_header_bytes:
+            raise RequestRejected(414, "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) + len(value) > self.server.max_header_bytes:
+            raise RequestRejected(431, "header field too large")
+        if len(self._headers) >= MAX_HEADERS:
+            raise RequestRejected(431, "too many header fields")
+        self._headers.append(
+            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+        )
+
+    def on_headers_complete(self) -> None:
+        self._cancel_idle_timer()  # the idle timer also bounded how long the head took
+        parser = self._parser
+        headers = CIMultiDictProxy(CIMultiDict(self._headers))
+        target = self._origin_form(self._url)
+        length_text = headers.get("Content-Length")
+        content_length = int(length_text) if length_text is not None else None
+        chunked = "Transfer-Encoding" in headers
+        body = None
+        if chunked or content_length:
+            expect = headers.get("Expect", "").lower() == "100-continue"
+            body = BodyReader(self, expect)
+        elif content_length == 0:
+            body = BodyReader(self, False)
+            body.feed_eof()
+        self._body = body
+        request = Request(
+            self, parser.get_method().decode("ascii"), target, parser.get_http_version(),
+            headers, body, content_length, parser.should_keep_alive(), self.remote,
+        )  # fmt: skip
+        self._queue.append(request)
+        if len(self._queue) > MAX_PIPELINED:
+            self.pause_reading()
+        if not self._busy:
+            self._next()
+
+    def on_body(self, body: bytes) -> None:
+        if self._body is not None:
+            self._body.feed(body)
+
+    def on_message_complete(self) -> None:
+        if self._body is not None:
+            self._body.feed_eof()
+            self._body = None
+
+    # -- serving --------------------------------------------------------------------------
+
+    def _origin_form(self, raw: bytes) -> str:
+        target = raw.decode("utf-8", "surrogateescape")
+        if target.startswith("/"):
+            return target
+        if "://" in target:  # absolute-form: keep the path and query only
+            parts = urlsplit(target)
+            return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        raise RequestRejected(400, "request target must be a path or an absolute URL")
+
+    def _next(self) -> None:
+        if self._queue and not self.closed:
+            self._busy = True
+            request = self._queue.popleft()
+            if len(self._queue) <= MAX_PIPELINED:
+                self.resume_reading()
+            self.server.track(asyncio.ensure_future(self._serve(request)))
+        else:
+            self._busy = False
+            if self.server.draining:
+                self.close()
+            else:
+                self._arm_idle_timer()
+
+    async def _serve(self, request: Request) -> None:
+        try:
+            response = await self.server.handler(request)
+        except RequestRejected as rejected:  # the body turned out malformed
+            response = rejected.response()
+            self.must_close = True
+        except Exception:
+            if self.closed:
+                return
+            log.exception("request %s %s failed", request.method, request.target)
+            response = Response(500, body=b'{"error": "internal"}\n',
+                                content_type="application/json")  # fmt: skip
+            self.must_close = True
+        if self.closed:
+            return
+        body = request.content
+        if body is not None and not body.eof:
+            self.must_close = True  # the rest of the body was not read: no reuse
+        if not request.keep_alive or self.server.draining:
+            self.must_close = True
+        if isinstance(response, Response):
+            if response.close_after:
+                self.must_close = True
+            head = self.encode_head(request, response.status, response.reason,
+                                    response.headers, len(response.body))  # fmt: skip
+            self.write(head if request.method == "HEAD" else head + response.body)
+        if self.server.access_log:
+            log.info('%s "%s %s" %d', self.remote, request.method, request.target,
+                     response.status)  # fmt: skip
+        if self.must_close:
+            self.close(graceful=True)
+        else:
+            self._next()
+
+    def encode_head(
+        self, request: Request, status: int, reason: str, headers: CIMultiDict[str],
+        length: int | None = None,
+    ) -> bytes:  # fmt: skip
+        """Status line and headers, with this connection's framing and keep-alive."""
+        lines = [f"HTTP/1.1 {status} {reason}\r\n"]
+        for name, value in headers.items():
+            lines.append(f"{name}: {value}\r\n")
+        if length is not None and "Content-Length" not in headers:
+            lines.append(f"Content-Length: {length}\r\n")
+        if self.must_close or not request.keep_alive or self.server.draining:
+            self.must_close = True
+            lines.append("Connection: close\r\n")
+        elif request.version == "1.0":
+            lines.append("Connection: keep-alive\r\n")
+        lines.append("\r\n")
+        return "".join(lines).encode("utf-8", "surrogateescape")
+
+    def _reject(self, rejected: RequestRejected) -> None:
+        """Answer a request that cannot be parsed or is too large, then close."""
+        self._broken = rejected
+        self._queue.clear()
+        self.pause_reading()
+        if self._body is not None:
+            self._body.fail(rejected)  # the handler reading it answers with rejected.status
+        if self._busy:
+            self.must_close = True  # the exchange in progress ends the connection
+            return
+        response = rejected.response()
+        self.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%b"
+            % (response.status, response.reason.encode(), len(response.body), response.body)
+        )
+        self.close(graceful=True)
+
+    # -- I/O helpers ----------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.closed or self.transport is None:
+            raise ClientGone("the client connection is closed")
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the client is not reading what was written."""
+        writable = self._writable
+        if writable is not None and not writable.done():
+            await writable
+        if self.closed:
+            raise ClientGone("the client connection is closed")
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if (
+            self._reading_paused
+            and self._broken is None
+            and self.transport is not None
+            and not self.closed
+        ):
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _arm_idle_timer(self) -> None:
+        self._cancel_idle_timer()
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(self.server.idle_timeout, self._idle_expired)
+
+    def _cancel_idle_timer(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle_expired(self) -> None:
+        self._idle_timer = None
+        if not self._busy:
+            self.close()
+
+    def close(self, graceful: bool = False) -> None:
+        """Close now, or (graceful) after what was written has gone out, lingering a while."""
+        transport = self.transport
+        if self.closed or transport is None:
+            return
+        self.closed = True
+        self._cancel_idle_timer()
+        if not graceful:
+            transport.abort()
+        elif transport.can_write_eof():
+            transport.write_eof()  # our FIN follows the answer; keep reading and dropping
+            self._lingering = True
+            if self._reading_paused:
+                self._reading_paused = False
+                transport.resume_reading()
+            asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
+        else:
+            transport.close()
+
+    @property
+    def idle(self) -> bool:
+        return not self._busy
+
+
+class FrontServer:
+    """Listens for clients and serves each request with `handler`."""
+
+    def __init__(
+        self, handler: Handler, *, idle_timeout: float, max_header_bytes: int,
+        access_log: bool = False,
+    ) -> None:  # fmt: skip
+        self.handler = handler
+        self.idle_timeout = idle_timeout
+        self.max_header_bytes = max_header_bytes
+        self.access_log = access_log
+        self.connections: set[FrontConnection] = set()
+        self.draining = False
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    def track(self, task: asyncio.Future[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
+        """Listen; returns the bound port."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: FrontConnection(self), host, port,
+            reuse_port=reuse_port or None, backlog=1024, reuse_address=True,
+        )  # fmt: skip
+        for sock in self._server.sockets:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def shutdown(self, grace_seconds: float) -> None:
+        """Stop accepting, let exchanges in progress finish within the grace period."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            if connection.idle:
+                connection.close()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace_seconds)
+        for connection in list(self.connections):
+            connection.close()
+        for task in list(self._tasks):
+            task.cancel()
