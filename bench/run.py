@@ -154,14 +154,31 @@ def write_pool(
     os.replace(tmp, path)
 
 
-def wrk(port: int, seconds: float, connections: int = 32) -> float:
-    """Closed-loop requests/s."""
+def wrk(port: int, seconds: float, connections: int = 32) -> tuple[float, int]:
+    """Closed-loop requests/s and the number of requests answered."""
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/"],
         capture_output=True, text=True, timeout=seconds + 30,
     ).stdout  # fmt: skip
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    return float(match.group(1)) if match else 0.0
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    count = re.search(r"(\d+) requests in", out)
+    return (float(rate.group(1)) if rate else 0.0), (int(count.group(1)) if count else 0)
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time the processes have used so far."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def bare_proxy(procs: Processes, member: str) -> int:
+    """The reference Python proxy (bench/bare_proxy.py): callbacks only, no features."""
+    port = free_port()
+    procs.start([sys.executable, str(ROOT / "bench" / "bare_proxy.py"), str(port), member], port)
+    return port
 
 
 async def open_loop(
@@ -215,18 +232,30 @@ def median(values: list[float]) -> float:
 
 def scenario_overhead(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any]:
     member = nginx_member(procs, tmp)
-    peers = {
-        "direct": int(member.split(":")[1]),
-        "servicepool": servicepool(procs, tmp, [member])[0],
-        "servicepool x2": servicepool(procs, tmp, [member], workers=2)[0],
-        "nginx": nginx_proxy(procs, tmp, [member], least_conn=False),
-        "haproxy": haproxy(procs, tmp, [member], "roundrobin"),
+    starters: dict[str, Callable[[], int]] = {
+        "direct": lambda: int(member.split(":")[1]),
+        "servicepool": lambda: servicepool(procs, tmp, [member])[0],
+        "servicepool x2": lambda: servicepool(procs, tmp, [member], workers=2)[0],
+        "nginx": lambda: nginx_proxy(procs, tmp, [member], least_conn=False),
+        "haproxy": lambda: haproxy(procs, tmp, [member], "roundrobin"),
+        "bare Python proxy": lambda: bare_proxy(procs, member),
     }
+    peers: dict[str, int] = {}
+    pids: dict[str, list[int]] = {}
+    for name, start in starters.items():
+        before = len(procs.items)
+        peers[name] = start()
+        pids[name] = [p.pid for p in procs.items[before:]]
     seconds, reps = (2, 1) if quick else (5, 3)
     rps: dict[str, list[float]] = {name: [] for name in peers}
+    cpu_us: dict[str, list[float]] = {name: [] for name in peers if pids[name]}
     for _ in range(reps):
         for name, port in peers.items():  # A B A B
-            rps[name].append(wrk(port, seconds))
+            used = cpu_seconds(pids[name]) if pids[name] else 0.0
+            rate, count = wrk(port, seconds)
+            rps[name].append(rate)
+            if pids[name] and count:
+                cpu_us[name].append((cpu_seconds(pids[name]) - used) / count * 1e6)
     rate, lat_seconds = 300, (3 if quick else 6)
     latency = {}
     for name in ("direct", "servicepool", "nginx", "haproxy"):
@@ -234,9 +263,13 @@ def scenario_overhead(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any
             open_loop(f"http://127.0.0.1:{peers[name]}/", rate, lat_seconds)
         )
     result = {"rps": {k: median(v) for k, v in rps.items()}, "rpsRuns": rps,
+              "cpuMicrosecondsPerRequest": {k: median(v) for k, v in cpu_us.items()},
               "latency": {k: {x: v[x] for x in ("p50", "p99", "errors", "generatorLate")}
                           for k, v in latency.items()}}  # fmt: skip
     result["ratioVsNginx"] = result["rps"]["servicepool"] / max(1.0, result["rps"]["nginx"])
+    result["bareRatioVsNginx"] = result["rps"]["bare Python proxy"] / max(
+        1.0, result["rps"]["nginx"]
+    )
     result["scaling2"] = result["rps"]["servicepool x2"] / max(1.0, result["rps"]["servicepool"])
     result["addedP50Ms"] = latency["servicepool"]["p50"] - latency["direct"]["p50"]
     result["addedP99Ms"] = latency["servicepool"]["p99"] - latency["direct"]["p99"]
@@ -483,14 +516,25 @@ def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
         "",
         "## Overhead (wrk, 32 connections; open loop at 300 req/s)",
         "",
-        "| peer | req/s | p50 ms | p99 ms |",
-        "|---|---|---|---|",
+        "CPU µs/request is the peer's own user + system CPU time divided by the requests "
+        "wrk saw answered (from /proc, so it counts every process of the peer).",
+        "",
+        "| peer | req/s | vs nginx | CPU µs/request | p50 ms | p99 ms |",
+        "|---|---|---|---|---|---|",
     ]
+    nginx_rps = max(1.0, o.get("rps", {}).get("nginx", 0.0))
     for name, value in o.get("rps", {}).items():
         lat = o.get("latency", {}).get(name, {})
-        lines.append(f"| {name} | {value:.0f} | {lat.get('p50', float('nan')):.2f} | "
-                     f"{lat.get('p99', float('nan')):.2f} |")  # fmt: skip
-    lines += ["", f"Scaling 1 → 2 proxy processes (SO_REUSEPORT): {o.get('scaling2', 0):.2f}x",
+        cpu = o.get("cpuMicrosecondsPerRequest", {}).get(name)
+        cpu_text = "" if cpu is None else f"{cpu:.1f}"
+        p50, p99 = lat.get("p50", float("nan")), lat.get("p99", float("nan"))
+        lines.append(f"| {name} | {value:.0f} | {value / nginx_rps:.2f}x | {cpu_text} | "
+                     f"{p50:.2f} | {p99:.2f} |")  # fmt: skip
+    lines += ["", "`bare Python proxy` is bench/bare_proxy.py: uvloop + llhttp callbacks, one "
+              "member, no balancing, health, retries, timeouts, limits or metrics: about the "
+              "ceiling for a Python proxy here. The gap between it and servicepool is "
+              "servicepool's own work per request.",
+              "", f"Scaling 1 → 2 proxy processes (SO_REUSEPORT): {o.get('scaling2', 0):.2f}x",
               "", "## Streaming (SSE, 200 chunks 5 ms apart)", "",
               "| peer | first chunk ms | total ms |", "|---|---|---|"]  # fmt: skip
     for name, value in results.get("streaming", {}).items():

@@ -61,6 +61,11 @@ class BodyReader:
             self._connection.pause_reading()
         self._wake()
 
+    @property
+    def full(self) -> bool:
+        """More is buffered than the handler has read: the client should wait."""
+        return self._size > BODY_HIGH_WATER
+
     def feed_eof(self) -> None:
         self.eof = True
         self._wake()

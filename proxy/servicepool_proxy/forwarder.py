@@ -346,7 +346,7 @@ class Forwarder:
         length = upstream.content_length
         no_body = request.method == "HEAD" or status in NO_BODY_STATUSES
         buffered = not no_body and length is not None and length <= BUFFERED_RESPONSE_LIMIT
-        headers = downstream_response_headers(upstream.headers, keep_length=no_body)
+        headers = downstream_response_headers(upstream.raw_headers, keep_length=no_body)
         if self.runtime.spec.memberHeader:
             headers[MEMBER_HEADER] = member.name
 

@@ -26,6 +26,7 @@ from .exchange import (
     Response,
     StreamResponse,
 )
+from .tasks import cancel_and_wait
 
 log = logging.getLogger("servicepool.proxy")
 
@@ -57,7 +58,7 @@ class FrontConnection(asyncio.Protocol):
         self._broken: RequestRejected | None = None
         self._reading_paused = False
         self._writable: asyncio.Future[None] | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self.idle_since: float | None = None  # loop time when it began waiting for a head
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -66,7 +67,7 @@ class FrontConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if isinstance(peer, tuple) else None
         self.server.connections.add(self)
-        self._arm_idle_timer()
+        self.idle_since = self.server.loop.time()
 
     def data_received(self, data: bytes) -> None:
         if self._broken is not None or self._lingering:
@@ -74,7 +75,9 @@ class FrontConnection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self.must_close = True  # upgrades are not proxied; answer the request, then close
+            # Upgrades are not proxied: answer the request as plain HTTP, read no further.
+            self.must_close = True
+            self._lingering = True
         except httptools.HttpParserError as exc:
             cause = exc.__context__
             if isinstance(cause, RequestRejected):  # raised by one of our callbacks
@@ -85,7 +88,6 @@ class FrontConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.connections.discard(self)
-        self._cancel_idle_timer()
         if self._body is not None and not self._body.eof:
             self._body.fail(ClientGone("the client left before the body was complete"))
         for request in self._queue:
@@ -124,7 +126,7 @@ class FrontConnection(asyncio.Protocol):
         )
 
     def on_headers_complete(self) -> None:
-        self._cancel_idle_timer()  # the idle timer also bounded how long the head took
+        self.idle_since = None  # the idle bound also covered how long the head took
         parser = self._parser
         headers = CIMultiDictProxy(CIMultiDict(self._headers))
         target = self._origin_form(self._url)
@@ -173,15 +175,16 @@ class FrontConnection(asyncio.Protocol):
         if self._queue and not self.closed:
             self._busy = True
             request = self._queue.popleft()
-            if len(self._queue) <= MAX_PIPELINED:
+            receiving = self._body
+            if len(self._queue) <= MAX_PIPELINED and (receiving is None or not receiving.full):
                 self.resume_reading()
-            self.server.track(asyncio.ensure_future(self._serve(request)))
+            self.server.track(self.server.loop.create_task(self._serve(request)))
         else:
             self._busy = False
             if self.server.draining:
                 self.close()
             else:
-                self._arm_idle_timer()
+                self.idle_since = self.server.loop.time()
 
     async def _serve(self, request: Request) -> None:
         try:
@@ -283,28 +286,13 @@ class FrontConnection(asyncio.Protocol):
             self._reading_paused = False
             self.transport.resume_reading()
 
-    def _arm_idle_timer(self) -> None:
-        self._cancel_idle_timer()
-        loop = asyncio.get_running_loop()
-        self._idle_timer = loop.call_later(self.server.idle_timeout, self._idle_expired)
-
-    def _cancel_idle_timer(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-
-    def _idle_expired(self) -> None:
-        self._idle_timer = None
-        if not self._busy:
-            self.close()
-
     def close(self, graceful: bool = False) -> None:
         """Close now, or (graceful) after what was written has gone out, lingering a while."""
         transport = self.transport
         if self.closed or transport is None:
             return
         self.closed = True
-        self._cancel_idle_timer()
+        self.idle_since = None
         if not graceful:
             transport.abort()
         elif transport.can_write_eof():
@@ -337,6 +325,8 @@ class FrontServer:
         self.draining = False
         self._tasks: set[asyncio.Future[None]] = set()
         self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.loop = asyncio.get_running_loop()  # built inside the proxy's running loop
 
     def track(self, task: asyncio.Future[None]) -> None:
         self._tasks.add(task)
@@ -344,7 +334,8 @@ class FrontServer:
 
     async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
         """Listen; returns the bound port."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
+        self._sweeper = loop.create_task(self._sweep_idle(), name="idle-sweep")
         self._server = await loop.create_server(
             lambda: FrontConnection(self), host, port,
             reuse_port=reuse_port or None, backlog=1024, reuse_address=True,
@@ -353,9 +344,25 @@ class FrontServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return int(self._server.sockets[0].getsockname()[1])
 
+    async def _sweep_idle(self) -> None:
+        """Close connections idle (or slow to send a head) longer than idle_timeout.
+
+        One sweep a quarter of the timeout: cheaper than a timer per request, and a
+        connection lives at most 1.25 times the timeout without a complete head.
+        """
+        period = max(0.05, self.idle_timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            limit = self.loop.time() - self.idle_timeout
+            for connection in list(self.connections):
+                since = connection.idle_since
+                if since is not None and since < limit:
+                    connection.close()
+
     async def shutdown(self, grace_seconds: float) -> None:
         """Stop accepting, let exchanges in progress finish within the grace period."""
         self.draining = True
+        await cancel_and_wait(self._sweeper)
         if self._server is not None:
             self._server.close()
         for connection in list(self.connections):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
@@ -59,17 +60,15 @@ def upstream_request_headers(
 
 
 def downstream_response_headers(
-    headers: CIMultiDictProxy[str], keep_length: bool
+    headers: Iterable[tuple[str, str]], keep_length: bool
 ) -> CIMultiDict[str]:
-    """A member's response headers as they go to the client."""
+    """A member's response headers (name/value pairs) as they go to the client."""
+    pairs = [(name, value, name.lower()) for name, value in headers]
     drop = HOP_BY_HOP if keep_length else _RESPONSE_DROP
-    if "Connection" in headers:
-        drop = drop | _connection_tokens(headers)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        if name.lower() not in drop:
-            out.add(name, value)
-    return out
+    listed = [value for _, value, lowered in pairs if lowered == "connection"]
+    if listed:  # names the member's Connection header lists are hop-by-hop too
+        drop = drop | {t.strip().lower() for value in listed for t in value.split(",")}
+    return CIMultiDict([(name, value) for name, value, lowered in pairs if lowered not in drop])
 
 
 def parse_retry_after(value: str | None, now_epoch: float) -> float | None:

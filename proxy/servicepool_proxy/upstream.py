@@ -90,6 +90,7 @@ class UpstreamResponse:
         "_waiter",
         "complete",
         "content_length",
+        "content_type",
         "head_done",
         "raw_headers",
         "reason",
@@ -104,6 +105,7 @@ class UpstreamResponse:
         self.raw_headers: list[tuple[str, str]] = []
         self._headers: CIMultiDictProxy[str] | None = None
         self.content_length: int | None = None
+        self.content_type = ""  # the media type without parameters, lower-cased
         self.until_eof = False
         self.head_done = False
         self.complete = False
@@ -119,14 +121,6 @@ class UpstreamResponse:
         if self._headers is None:
             self._headers = CIMultiDictProxy(CIMultiDict(self.raw_headers))
         return self._headers
-
-    @property
-    def content_type(self) -> str:
-        """The media type without parameters, lower-cased ('' when absent)."""
-        for name, value in self.raw_headers:
-            if name.lower() == "content-type":
-                return value.split(";", 1)[0].strip().lower()
-        return ""
 
     # -- fed by the connection ------------------------------------------------------------
 
@@ -284,6 +278,8 @@ class UpstreamConnection(asyncio.Protocol):
             lowered = name.lower()
             if lowered == "content-length":
                 response.content_length = int(value)  # llhttp validated it
+            elif lowered == "content-type":
+                response.content_type = value.split(";", 1)[0].strip().lower()
             elif lowered == "transfer-encoding" and "chunked" in value.lower():
                 chunked = True
             elif lowered == "keep-alive":
