@@ -58,7 +58,7 @@ class Upstream(asyncio.Protocol):
             len(body),
         )
         self.headers, self.body = [], []
-        if client is not None:
+        if client is not None and not client.transport.is_closing():
             client.transport.write(head + body)
         if self.parser.should_keep_alive():
             self.idle.append(self)
