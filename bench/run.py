@@ -165,11 +165,29 @@ def wrk(port: int, seconds: float, connections: int = 32) -> tuple[float, int]:
     return (float(rate.group(1)) if rate else 0.0), (int(count.group(1)) if count else 0)
 
 
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: [state, ppid, ...]."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def with_children(pids: list[int]) -> list[int]:
+    """The processes and their children (nginx and HAProxy serve from forked workers)."""
+    found = set(pids)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat_fields(int(entry.name))[1]) in found:
+                    found.add(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return sorted(found)
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time the processes have used so far."""
     ticks = 0
     for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = _stat_fields(pid)
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
 
@@ -245,7 +263,7 @@ def scenario_overhead(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any
     for name, start in starters.items():
         before = len(procs.items)
         peers[name] = start()
-        pids[name] = [p.pid for p in procs.items[before:]]
+        pids[name] = with_children([p.pid for p in procs.items[before:]])
     seconds, reps = (2, 1) if quick else (5, 3)
     rps: dict[str, list[float]] = {name: [] for name in peers}
     cpu_us: dict[str, list[float]] = {name: [] for name in peers if pids[name]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,24 @@ async def handler_servers() -> AsyncIterator[Callable[..., Any]]:
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+RawBehaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def raw_member() -> AsyncIterator[Callable[[RawBehaviour], Awaitable[str]]]:
+    """Factory: `url = await raw_member(behaviour)` serves raw bytes from a socket handler."""
+    servers: list[asyncio.Server] = []
+
+    async def start(behaviour: RawBehaviour) -> str:
+        server = await asyncio.start_server(behaviour, "127.0.0.1", 0)
+        servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    yield start
+    for server in servers:
+        server.close()
 
 
 @pytest.fixture

@@ -15,20 +15,6 @@ from tests.proxy.conftest import pool_document
 Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-@pytest.fixture
-async def raw_member():
-    servers: list[asyncio.Server] = []
-
-    async def start(behaviour: Behaviour) -> str:
-        server = await asyncio.start_server(behaviour, "127.0.0.1", 0)
-        servers.append(server)
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-    yield start
-    for server in servers:
-        server.close()
-
-
 async def read_request(reader: asyncio.StreamReader) -> None:
     await reader.readuntil(b"\r\n\r\n")
 
