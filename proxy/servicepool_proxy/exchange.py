@@ -17,11 +17,12 @@ if TYPE_CHECKING:
 BODY_HIGH_WATER = 256 * 1024
 
 
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+
+
 def reason_phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
+    """The standard reason phrase of a status code ('' for unknown codes)."""
+    return _PHRASES.get(status, "")
 
 
 class ClientGone(ConnectionResetError):

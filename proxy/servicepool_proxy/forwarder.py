@@ -7,8 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from multidict import CIMultiDict
 
@@ -40,8 +39,7 @@ NO_BODY_STATUSES = frozenset({204, 304})
 NO_KEYS = RoutingKeys()
 
 
-@dataclass(frozen=True, slots=True)
-class Timing:
+class Timing(NamedTuple):
     """When the request arrived, when this try was sent, when its first byte came back."""
 
     start: float
@@ -154,7 +152,12 @@ class Forwarder:
         last: AttemptFailed | None = None
 
         for attempt in range(max_tries):
-            member = await self._admit(runtime, tried, start, keys)
+            choice = runtime.balancer.choose(self.clock(), tried, keys.model, keys.affinity_key)
+            member = (
+                choice
+                if isinstance(choice, MemberState)
+                else await self._admit(runtime, tried, start, keys, choice)
+            )
             if isinstance(member, Response):
                 if last is None:
                     return member
@@ -240,32 +243,31 @@ class Forwarder:
         })  # fmt: skip
 
     async def _admit(
-        self, runtime: PoolRuntime, tried: list[MemberState], start: float, keys: RoutingKeys
-    ) -> MemberState | Response:
-        """A member for this try, waiting in the bounded queue while all are busy."""
+        self, runtime: PoolRuntime, tried: list[MemberState], start: float, keys: RoutingKeys,
+        choice: Unavailable,
+    ) -> MemberState | Response:  # fmt: skip
+        """No member could take this try (`choice` says why): wait in the bounded queue while
+        all are busy, or answer with the reason."""
         deadline = start + runtime.spec.queue.timeoutSeconds
-        waited = False
         while True:
-            now = self.clock()
-            choice = runtime.balancer.choose(now, tried, keys.model, keys.affinity_key)
-            if isinstance(choice, MemberState):
-                if waited:
-                    self.metrics.queue_wait.labels(runtime.name).observe(now - start)
-                return choice
             if choice.unknown_model is not None:
                 self.metrics.rejected.labels(runtime.name, "unknown-model").inc()
                 return error_response(404, runtime.name, "unknown-model", choice.detail)
             if not choice.saturated:
                 self.metrics.rejected.labels(runtime.name, "no-member").inc()
                 return error_response(503, runtime.name, "no-member", choice.detail)
-            result = await runtime.queue.wait(deadline - now)
-            waited = True
-            if result is WaitResult.WOKEN:
-                continue
-            self.metrics.rejected.labels(runtime.name, "queue-" + result.name.lower()).inc()
-            return error_response(
-                503, runtime.name, "saturated", _saturated_detail(runtime, result, choice)
-            )
+            result = await runtime.queue.wait(deadline - self.clock())
+            if result is not WaitResult.WOKEN:
+                self.metrics.rejected.labels(runtime.name, "queue-" + result.name.lower()).inc()
+                return error_response(
+                    503, runtime.name, "saturated", _saturated_detail(runtime, result, choice)
+                )
+            now = self.clock()
+            woken = runtime.balancer.choose(now, tried, keys.model, keys.affinity_key)
+            if isinstance(woken, MemberState):
+                self.metrics.queue_wait.labels(runtime.name).observe(now - start)
+                return woken
+            choice = woken
 
     async def _attempt(
         self,

@@ -372,11 +372,6 @@ class UpstreamConnection(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
 
-    async def wait_head(self, response: UpstreamResponse) -> None:
-        """Wait until the status line and headers are in."""
-        while not response.head_done:
-            await response._wait()
-
     def finish(self, response: UpstreamResponse) -> None:
         """The forwarder is done with `response`: pool the connection or close it."""
         self._cancel_timer()
@@ -513,7 +508,8 @@ class UpstreamPool:
                 connection = await self.connect(address, min(connect_seconds, remaining))
             response = connection.start(head, body, head_only, deadline, chunked)
             try:
-                await connection.wait_head(response)
+                while not response.head_done:
+                    await response._wait()
                 return response
             except UpstreamClosed:
                 response.release()
