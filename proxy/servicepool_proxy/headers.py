@@ -67,7 +67,9 @@ def downstream_response_headers(
     drop = HOP_BY_HOP if keep_length else _RESPONSE_DROP
     listed = [value for _, value, lowered in pairs if lowered == "connection"]
     if listed:  # names the member's Connection header lists are hop-by-hop too
-        drop = drop | {t.strip().lower() for value in listed for t in value.split(",")}
+        named = {t.strip().lower() for value in listed for t in value.split(",")}
+        if not named <= drop:  # usually just "keep-alive" or "close"
+            drop = drop | named
     return CIMultiDict([(name, value) for name, value, lowered in pairs if lowered not in drop])
 
 

@@ -25,6 +25,8 @@ READ_HIGH_WATER = 256 * 1024
 # Idle connections kept per member address, and for how long.
 MAX_IDLE_PER_ADDRESS = 1024
 IDLE_SECONDS = 30.0
+# Exchange deadlines are checked this often (one timer per pool, not one per request).
+DEADLINE_TICK = 0.05
 _NO_BODY_STATUSES = frozenset({204, 304})
 _SEND_LENGTH_ALWAYS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -206,7 +208,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_only = False
         self._reading_paused = False
         self._write_ready: asyncio.Future[None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # loop time by which the exchange in progress must be over
         self._header_name = ""
         self._writer: asyncio.Task[None] | None = None
 
@@ -231,7 +233,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._cancel_timer()
+        self.pool.unwatch(self)
         response = self._response
         if response is not None and not response.complete:
             if response.head_done and response.until_eof and exc is None:
@@ -329,13 +331,13 @@ class UpstreamConnection(asyncio.Protocol):
         response = UpstreamResponse(self)
         self._response = response
         self._head_only = head_only
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_at(deadline, self._timed_out)
+        self.deadline = deadline
+        self.pool.watch(self)
         if body is None or isinstance(body, bytes):
             self.transport.write(head + body if body else head)
         else:
             self.transport.write(head)
-            self._writer = loop.create_task(self._send_body(body, chunked))
+            self._writer = asyncio.get_running_loop().create_task(self._send_body(body, chunked))
         return response
 
     async def _send_body(self, body: AsyncIterable[bytes], chunked: bool) -> None:
@@ -360,21 +362,16 @@ class UpstreamConnection(asyncio.Protocol):
             if not isinstance(exc, Exception):
                 raise
 
-    def _timed_out(self) -> None:
-        self._timer = None
+    def timed_out(self) -> None:
+        """The deadline passed: fail the exchange and drop the connection."""
         response = self._response
         if response is not None:
             response._fail(UpstreamTimeout("no answer in time"))
         self.close()
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     def finish(self, response: UpstreamResponse) -> None:
         """The forwarder is done with `response`: pool the connection or close it."""
-        self._cancel_timer()
+        self.pool.unwatch(self)
         writer = self._writer
         self._writer = None
         body_sent = writer is None or writer.done()
@@ -423,6 +420,25 @@ class UpstreamPool:
         self._addresses: dict[str, Address] = {}
         self._ssl_context = ssl_context
         self._closing = False
+        self._busy: set[UpstreamConnection] = set()
+        self._tick: asyncio.TimerHandle | None = None
+
+    def watch(self, connection: UpstreamConnection) -> None:
+        """Hold `connection` to its deadline until it is unwatched."""
+        self._busy.add(connection)
+        if self._tick is None:
+            self._tick = asyncio.get_running_loop().call_later(DEADLINE_TICK, self._expire)
+
+    def unwatch(self, connection: UpstreamConnection) -> None:
+        self._busy.discard(connection)
+
+    def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for connection in [c for c in self._busy if c.deadline <= now]:
+            self._busy.discard(connection)
+            connection.timed_out()
+        self._tick = loop.call_later(DEADLINE_TICK, self._expire) if self._busy else None
 
     def address(self, base_url: str) -> Address:
         """The parsed address of a member's base URL (cached)."""
@@ -523,6 +539,9 @@ class UpstreamPool:
     async def close(self) -> None:
         """Close every idle connection; later releases close theirs."""
         self._closing = True
+        if self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
         for idle in self._idle.values():
             for connection in idle:
                 connection.close()
