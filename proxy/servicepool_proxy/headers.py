@@ -23,7 +23,7 @@ HOP_BY_HOP = frozenset(
         "Upgrade",
     )
 )
-# Recomputed by aiohttp from what is actually sent.
+# Recomputed by the proxy from what is actually sent.
 _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect"}
 _RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
 MEMBER_HEADER = "X-ServicePool-Member"
