@@ -35,6 +35,13 @@ from servicepool_proxy.server import free_port  # noqa: E402
 from tests.support import start_member_process, wait_for_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+
+
+def quick_results() -> Path:
+    """Where a quick run writes, so it never overwrites the committed full results."""
+    return RESULTS / "quick"
+
+
 BODY_1K = "x" * 1024
 
 
@@ -515,8 +522,9 @@ def scenario_operator(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any
 
 
 def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "report.json").write_text(json.dumps(results, indent=2, default=str))
+    out = quick_results() if quick else RESULTS
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(results, indent=2, default=str))
     o = results.get("overhead", {})
     h = results.get("heterogeneous", {})
     f = results.get("failover", {})
@@ -589,11 +597,11 @@ def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
     capacity = RESULTS / "capacity.md"
     if capacity.exists():
         lines += ["", capacity.read_text().replace("# ", "## ", 1)]
-    (RESULTS / "report.md").write_text("\n".join(lines) + "\n")
-    plot(results)
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    plot(results, out)
 
 
-def plot(results: dict[str, Any]) -> None:
+def plot(results: dict[str, Any], out: Path) -> None:
     try:
         import matplotlib
 
@@ -609,7 +617,7 @@ def plot(results: dict[str, Any]) -> None:
         ax.set_title("Throughput, one process per peer")
         plt.xticks(rotation=20, ha="right")
         fig.tight_layout()
-        fig.savefig(RESULTS / "throughput.png", dpi=110)
+        fig.savefig(out / "throughput.png", dpi=110)
         plt.close(fig)
     h = results.get("heterogeneous", {})
     if h:
@@ -622,7 +630,7 @@ def plot(results: dict[str, Any]) -> None:
         ax.legend()
         plt.xticks(rotation=25, ha="right")
         fig.tight_layout()
-        fig.savefig(RESULTS / "heterogeneous.png", dpi=110)
+        fig.savefig(out / "heterogeneous.png", dpi=110)
         plt.close(fig)
 
 
@@ -650,7 +658,7 @@ def main() -> int:
     finally:
         procs.stop_all()
     write_report(results, time.monotonic() - started, args.quick)
-    print((RESULTS / "report.md").read_text())
+    print(((quick_results() if args.quick else RESULTS) / "report.md").read_text())
     return 0
 
 
