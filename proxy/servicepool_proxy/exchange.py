@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections import deque
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from .bytestream import ByteStream
 
 if TYPE_CHECKING:
     from .front import FrontConnection
@@ -41,90 +41,22 @@ class RequestRejected(Exception):
         return Response(self.status, body=body.encode(), content_type="application/json")
 
 
-class BodyReader:
-    """The request body as the client sends it, with back-pressure."""
+class BodyReader(ByteStream):
+    """The request body as the client sends it; `Expect: 100-continue` is answered when the
+    handler first waits for it."""
 
-    __slots__ = ("_chunks", "_connection", "_error", "_size", "_waiter", "continue_needed", "eof")
+    __slots__ = ("_connection", "continue_needed")
 
     def __init__(self, connection: FrontConnection, continue_needed: bool) -> None:
+        super().__init__(connection, BODY_HIGH_WATER)
         self._connection = connection
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
-        self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self.continue_needed = continue_needed  # the client sent Expect: 100-continue
-        self.eof = False
+        self.continue_needed = continue_needed
 
-    def feed(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._size += len(data)
-        if self._size > BODY_HIGH_WATER:
-            self._connection.pause_reading()
-        self._wake()
-
-    @property
-    def full(self) -> bool:
-        """More is buffered than the handler has read: the client should wait."""
-        return self._size > BODY_HIGH_WATER
-
-    def feed_eof(self) -> None:
-        self.eof = True
-        self._wake()
-
-    def fail(self, error: BaseException) -> None:
-        if not self.eof:
-            self._error = error
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        if self._error is not None:
-            raise self._error
-        if self.continue_needed:
+    async def wait(self) -> None:
+        if self.continue_needed and self.error is None:
             self.continue_needed = False
             self._connection.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        self._connection.resume_reading()
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiter = waiter
-        await waiter
-        if self._error is not None:
-            raise self._error
-
-    def _take(self, size: int | None = None) -> bytes:
-        if size is None or size >= self._size:
-            data = b"".join(self._chunks)
-            self._chunks.clear()
-        else:
-            data = b"".join(self._chunks)
-            self._chunks.clear()
-            self._chunks.append(data[size:])
-            data = data[:size]
-        self._size -= len(data)
-        if self._size <= BODY_HIGH_WATER:
-            self._connection.resume_reading()
-        return data
-
-    async def readany(self) -> bytes:
-        """What has arrived (waiting for something); b"" at the end of the body."""
-        while not self._chunks:
-            if self.eof:
-                return b""
-            await self._wait()
-        return self._take()
-
-    async def readexactly(self, size: int) -> bytes:
-        """Exactly `size` bytes; ClientGone when the body ends or the client leaves first."""
-        while self._size < size:
-            if self.eof:
-                raise ClientGone(f"request body ended after {self._size} of {size} bytes")
-            await self._wait()
-        return self._take(size)
+        await super().wait()
 
 
 class Request:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import cast
@@ -19,6 +18,8 @@ from urllib.parse import urlsplit
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
+
+from .bytestream import ByteStream
 
 # Unread response bytes above this pause reading from the member (back-pressure).
 READ_HIGH_WATER = 256 * 1024
@@ -83,17 +84,13 @@ class UpstreamResponse:
     """One member response: status and headers at once, the body as it arrives."""
 
     __slots__ = (
-        "_chunks",
         "_connection",
-        "_error",
         "_headers",
-        "_informational",
-        "_size",
-        "_waiter",
-        "complete",
+        "body",
         "content_length",
         "content_type",
         "head_done",
+        "informational",
         "raw_headers",
         "reason",
         "status",
@@ -108,14 +105,10 @@ class UpstreamResponse:
         self._headers: CIMultiDictProxy[str] | None = None
         self.content_length: int | None = None
         self.content_type = ""  # the media type without parameters, lower-cased
-        self.until_eof = False
+        self.until_eof = False  # the body ends when the member closes the connection
         self.head_done = False
-        self.complete = False
-        self._informational = False
-        self._chunks: deque[bytes] = deque()
-        self._size = 0
-        self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        self.informational = False  # a 1xx head is being skipped
+        self.body = ByteStream(connection, READ_HIGH_WATER)
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:
@@ -124,71 +117,25 @@ class UpstreamResponse:
             self._headers = CIMultiDictProxy(CIMultiDict(self.raw_headers))
         return self._headers
 
-    # -- fed by the connection ------------------------------------------------------------
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def _fail(self, error: BaseException) -> None:
-        if self._error is None and not self.complete:
-            self._error = error
-        self._wake()
-
-    def _body(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._size += len(data)
-        if self._size > READ_HIGH_WATER and self._connection is not None:
-            self._connection.pause_reading()
-        self._wake()
-
-    def _finished(self) -> None:
-        self.complete = True
-        self._wake()
-
-    async def _wait(self) -> None:
-        if self._error is not None:
-            raise self._error
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiter = waiter
-        await waiter
-        if self._error is not None:
-            raise self._error
-
-    # -- used by the forwarder ------------------------------------------------------------
+    @property
+    def complete(self) -> bool:
+        """The whole response is in."""
+        return self.body.eof
 
     async def read(self) -> bytes:
         """The whole body (raises UpstreamError when the member fails before its end)."""
-        while not self.complete:
-            await self._wait()
-        data = b"".join(self._chunks)
-        self._chunks.clear()
-        self._size = 0
-        return data
+        return await self.body.read()
 
-    async def iter_any(self) -> AsyncIterator[bytes]:
+    def iter_any(self) -> AsyncIterator[bytes]:
         """Body chunks as they arrive, merged when several are waiting."""
-        while True:
-            if self._chunks:
-                data = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
-                self._chunks.clear()
-                self._size = 0
-                if self._connection is not None:
-                    self._connection.resume_reading()
-                yield data
-            elif self.complete:
-                return
-            else:
-                await self._wait()
+        return self.body.iter_any()
 
     def release(self) -> None:
         """Give the connection back (kept alive when the exchange ended cleanly)."""
         connection = self._connection
         if connection is not None:
             self._connection = None
+            self.body.source = None
             connection.finish(self)
 
 
@@ -225,7 +172,7 @@ class UpstreamConnection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            response._fail(UpstreamProtocolError(f"not a valid HTTP response: {exc}"))
+            response.body.fail(UpstreamProtocolError(f"not a valid HTTP response: {exc}"))
             self.close()
 
     def eof_received(self) -> bool:
@@ -237,10 +184,10 @@ class UpstreamConnection(asyncio.Protocol):
         response = self._response
         if response is not None and not response.complete:
             if response.head_done and response.until_eof and exc is None:
-                response._finished()
+                response.body.feed_eof()
             else:
                 detail = str(exc) if exc else "the member closed the connection"
-                response._fail(UpstreamClosed(detail))
+                response.body.fail(UpstreamClosed(detail))
         self.resume_writing()  # a sender waiting to write sees `closed` and stops
 
     def pause_writing(self) -> None:
@@ -271,7 +218,7 @@ class UpstreamConnection(asyncio.Protocol):
         assert response is not None
         status = self._parser.get_status_code()
         if 100 <= status < 200:  # 1xx: informational, the real answer follows
-            response._informational = True
+            response.informational = True
             response.raw_headers = []
             return
         response.status = status
@@ -294,24 +241,24 @@ class UpstreamConnection(asyncio.Protocol):
             response.until_eof = response.content_length is None and not chunked
         response.head_done = True
         if self._head_only:
-            response._finished()  # no body follows; the parser is not reused
+            response.body.feed_eof()  # no body follows; the parser is not reused
         else:
-            response._wake()
+            response.body.wake()
 
     def on_body(self, body: bytes) -> None:
         response = self._response
         assert response is not None
-        response._body(body)
+        response.body.feed(body)
 
     def on_message_complete(self) -> None:
         response = self._response
         assert response is not None
-        if response._informational:
-            response._informational = False
+        if response.informational:
+            response.informational = False
             return
         if not self._parser.should_keep_alive():
             self._keep_alive = False
-        response._finished()
+        response.body.feed_eof()
 
     # -- the exchange ---------------------------------------------------------------------
 
@@ -357,7 +304,9 @@ class UpstreamConnection(asyncio.Protocol):
         except BaseException as exc:
             response = self._response
             if response is not None:
-                response._fail(exc if isinstance(exc, Exception) else UpstreamClosed("cancelled"))
+                response.body.fail(
+                    exc if isinstance(exc, Exception) else UpstreamClosed("cancelled")
+                )
             self.close()
             if not isinstance(exc, Exception):
                 raise
@@ -366,7 +315,7 @@ class UpstreamConnection(asyncio.Protocol):
         """The deadline passed: fail the exchange and drop the connection."""
         response = self._response
         if response is not None:
-            response._fail(UpstreamTimeout("no answer in time"))
+            response.body.fail(UpstreamTimeout("no answer in time"))
         self.close()
 
     def finish(self, response: UpstreamResponse) -> None:
@@ -379,7 +328,7 @@ class UpstreamConnection(asyncio.Protocol):
             writer.cancel()
         reusable = (
             response.complete
-            and response._error is None
+            and response.body.error is None
             and body_sent
             and not self._head_only
             and not self.closed
@@ -525,7 +474,7 @@ class UpstreamPool:
             response = connection.start(head, body, head_only, deadline, chunked)
             try:
                 while not response.head_done:
-                    await response._wait()
+                    await response.body.wait()
                 return response
             except UpstreamClosed:
                 response.release()

@@ -176,6 +176,25 @@ async def fetch_member(client: aiohttp.ClientSession, url: str) -> tuple[int, st
         return response.status, response.headers.get("X-ServicePool-Member", "")
 
 
+async def raw_exchange(port: int, payload: bytes, wait: float = 1.0) -> bytes:
+    """Send raw bytes, return everything the proxy answers until it closes or goes quiet."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(payload)
+    await writer.drain()
+    received = b""
+    try:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), wait)
+            if not chunk:
+                break
+            received += chunk
+    except TimeoutError:
+        pass
+    finally:
+        writer.close()
+    return received
+
+
 async def wait_for(predicate: Callable[[], bool], seconds: float, step: float = 0.02) -> bool:
     """Poll a condition until it holds or time runs out."""
     deadline = time.monotonic() + seconds

@@ -7,23 +7,7 @@ import json
 
 import pytest
 
-from .conftest import pool_document
-
-
-async def exchange(port: int, payload: bytes, seconds: float = 1.0) -> bytes:
-    """Send raw bytes, return what comes back until the proxy closes or goes quiet."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(payload)
-    await writer.drain()
-    received = b""
-    try:
-        while chunk := await asyncio.wait_for(reader.read(65536), seconds):
-            received += chunk
-    except TimeoutError:
-        pass
-    finally:
-        writer.close()
-    return received
+from .conftest import pool_document, raw_exchange
 
 
 def bodies(answer: bytes) -> list[dict]:
@@ -52,7 +36,7 @@ async def test_pipelined_requests_are_answered_in_order(one_member):
         b"GET /%d?delay=%s HTTP/1.1\r\nHost: x\r\n\r\n" % (i, b"0.05" if i == 0 else b"0")
         for i in range(3)
     )
-    answer = await exchange(running.server.port, payload)
+    answer = await raw_exchange(running.server.port, payload)
     assert [b["path"] for b in bodies(answer)] == ["/0?delay=0.05", "/1?delay=0", "/2?delay=0"]
 
 
@@ -74,14 +58,14 @@ async def test_expect_100_continue_is_answered_before_the_body(one_member):
 
 async def test_http_1_0_gets_one_answer_and_a_close(one_member):
     _, running = one_member
-    answer = await exchange(running.server.port, b"GET /old HTTP/1.0\r\n\r\n", seconds=2)
+    answer = await raw_exchange(running.server.port, b"GET /old HTTP/1.0\r\n\r\n", wait=2)
     assert answer.startswith(b"HTTP/1.1 200") and b"connection: close" in answer.lower()
     assert bodies(answer)[0]["path"] == "/old"
 
 
 async def test_head_answers_carry_no_body(one_member):
     _, running = one_member
-    answer = await exchange(
+    answer = await raw_exchange(
         running.server.port,
         b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n",
     )
@@ -93,7 +77,7 @@ async def test_head_answers_carry_no_body(one_member):
 
 async def test_upgrade_requests_are_answered_as_plain_http_then_closed(one_member):
     member, running = one_member
-    answer = await exchange(
+    answer = await raw_exchange(
         running.server.port,
         b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
         b"\x81\x05hello",

@@ -10,7 +10,7 @@ import asyncio
 
 import pytest
 
-from tests.proxy.conftest import pool_document
+from tests.proxy.conftest import pool_document, raw_exchange
 
 
 @pytest.fixture
@@ -20,25 +20,6 @@ async def recorded(members, proxy):
     running = await proxy(pool_document([{"name": "m", "url": member.url}],
                                         healthCheck={"enabled": False}))  # fmt: skip
     return member, running
-
-
-async def raw_exchange(port: int, payload: bytes, wait: float = 1.0) -> bytes:
-    """Send raw bytes, return everything the proxy answers until it closes or goes quiet."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(payload)
-    await writer.drain()
-    received = b""
-    try:
-        while True:
-            chunk = await asyncio.wait_for(reader.read(65536), wait)
-            if not chunk:
-                break
-            received += chunk
-    except TimeoutError:
-        pass
-    finally:
-        writer.close()
-    return received
 
 
 SMUGGLING = {

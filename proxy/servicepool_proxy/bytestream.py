@@ -1,0 +1,125 @@
+"""A body in transit: bytes a protocol receives, read by one coroutine, with back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+
+class FlowControlled(Protocol):
+    """The connection a stream comes from: it stops and restarts reading its socket."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+class ByteStream:
+    """Chunks fed by a protocol callback and taken by a reader.
+
+    More than `high_water` unread bytes pause the source; taking them resumes it. A failure
+    (`fail`) is raised to the reader unless the stream had already ended.
+    """
+
+    __slots__ = ("_chunks", "_error", "_high_water", "_size", "_waiter", "eof", "source")
+
+    def __init__(self, source: FlowControlled | None, high_water: int) -> None:
+        self.source = source  # None once the stream is detached from its connection
+        self._high_water = high_water
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self.eof = False
+
+    # -- fed by the protocol --------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size > self._high_water and self.source is not None:
+            self.source.pause_reading()
+        self.wake()
+
+    def feed_eof(self) -> None:
+        self.eof = True
+        self.wake()
+
+    def fail(self, error: BaseException) -> None:
+        if not self.eof and self._error is None:
+            self._error = error
+        self.wake()
+
+    def wake(self) -> None:
+        """Let a waiting reader look again."""
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- read by one coroutine ------------------------------------------------------------
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    @property
+    def full(self) -> bool:
+        """More is buffered than the reader has taken: the source should wait."""
+        return self._size > self._high_water
+
+    async def wait(self) -> None:
+        """Until something happens: data, the end, a failure (raised), or a `wake`."""
+        if self._error is not None:
+            raise self._error
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        await waiter
+        if self._error is not None:
+            raise self._error
+
+    def _take(self, size: int | None = None) -> bytes:
+        data = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        if size is not None and size < len(data):
+            self._chunks.append(data[size:])
+            data = data[:size]
+        self._size -= len(data)
+        if self._size <= self._high_water and self.source is not None:
+            self.source.resume_reading()
+        return data
+
+    async def readany(self) -> bytes:
+        """What has arrived (waiting for something); b"" at the end."""
+        while not self._chunks:
+            if self.eof:
+                return b""
+            await self.wait()
+        return self._take()
+
+    async def readexactly(self, size: int) -> bytes:
+        """Exactly `size` bytes; ConnectionResetError when the stream ends first."""
+        while self._size < size:
+            if self.eof:
+                raise ConnectionResetError(f"the body ended after {self._size} of {size} bytes")
+            await self.wait()
+        return self._take(size)
+
+    async def read(self) -> bytes:
+        """Everything, once the stream has ended."""
+        while not self.eof:
+            await self.wait()
+        return self._take() if self._chunks else b""
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        """Chunks as they arrive, merged when several are waiting."""
+        while True:
+            if self._chunks:
+                yield self._take()
+            elif self.eof:
+                return
+            else:
+                await self.wait()
