@@ -160,6 +160,15 @@ async def proxy() -> AsyncIterator[Callable[..., Any]]:
 
 
 @pytest.fixture
+async def recorded(members: Any, proxy: Any) -> tuple[RunningMember, RunningProxy]:
+    """A proxy in front of one member that records every request it receives."""
+    member = await members("m")
+    running = await proxy(pool_document([{"name": "m", "url": member.url}],
+                                        healthCheck={"enabled": False}))  # fmt: skip
+    return member, running
+
+
+@pytest.fixture
 async def client() -> AsyncIterator[aiohttp.ClientSession]:
     """An HTTP client for talking to proxies."""
     async with aiohttp.ClientSession(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import pytest
-
 from .conftest import pool_document, raw_exchange
 
 
@@ -22,16 +20,8 @@ def bodies(answer: bytes) -> list[dict]:
     return found
 
 
-@pytest.fixture
-async def one_member(members, proxy):
-    member = await members("m")
-    running = await proxy(pool_document([{"name": "m", "url": member.url}],
-                                        healthCheck={"enabled": False}))  # fmt: skip
-    return member, running
-
-
-async def test_pipelined_requests_are_answered_in_order(one_member):
-    _, running = one_member
+async def test_pipelined_requests_are_answered_in_order(recorded):
+    _, running = recorded
     payload = b"".join(
         b"GET /%d?delay=%s HTTP/1.1\r\nHost: x\r\n\r\n" % (i, b"0.05" if i == 0 else b"0")
         for i in range(3)
@@ -40,8 +30,8 @@ async def test_pipelined_requests_are_answered_in_order(one_member):
     assert [b["path"] for b in bodies(answer)] == ["/0?delay=0.05", "/1?delay=0", "/2?delay=0"]
 
 
-async def test_expect_100_continue_is_answered_before_the_body(one_member):
-    member, running = one_member
+async def test_expect_100_continue_is_answered_before_the_body(recorded):
+    member, running = recorded
     reader, writer = await asyncio.open_connection("127.0.0.1", running.server.port)
     writer.write(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
                  b"Expect: 100-continue\r\n\r\n")  # fmt: skip
@@ -56,15 +46,15 @@ async def test_expect_100_continue_is_answered_before_the_body(one_member):
     assert member.behaviour.requests == 1
 
 
-async def test_http_1_0_gets_one_answer_and_a_close(one_member):
-    _, running = one_member
+async def test_http_1_0_gets_one_answer_and_a_close(recorded):
+    _, running = recorded
     answer = await raw_exchange(running.server.port, b"GET /old HTTP/1.0\r\n\r\n", wait=2)
     assert answer.startswith(b"HTTP/1.1 200") and b"connection: close" in answer.lower()
     assert bodies(answer)[0]["path"] == "/old"
 
 
-async def test_head_answers_carry_no_body(one_member):
-    _, running = one_member
+async def test_head_answers_carry_no_body(recorded):
+    _, running = recorded
     answer = await raw_exchange(
         running.server.port,
         b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -75,8 +65,8 @@ async def test_head_answers_carry_no_body(one_member):
     assert bodies(rest)[0]["path"] == "/after"
 
 
-async def test_upgrade_requests_are_answered_as_plain_http_then_closed(one_member):
-    member, running = one_member
+async def test_upgrade_requests_are_answered_as_plain_http_then_closed(recorded):
+    member, running = recorded
     answer = await raw_exchange(
         running.server.port,
         b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"

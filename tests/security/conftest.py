@@ -6,4 +6,5 @@ from tests.proxy.conftest import (  # noqa: F401
     members,
     proxy,
     raw_member,
+    recorded,
 )

@@ -10,17 +10,7 @@ import asyncio
 
 import pytest
 
-from tests.proxy.conftest import pool_document, raw_exchange
-
-
-@pytest.fixture
-async def recorded(members, proxy):
-    """A proxy in front of one member that records every request it receives."""
-    member = await members("m")
-    running = await proxy(pool_document([{"name": "m", "url": member.url}],
-                                        healthCheck={"enabled": False}))  # fmt: skip
-    return member, running
-
+from tests.proxy.conftest import raw_exchange
 
 SMUGGLING = {
     "CL.TE": b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n"
