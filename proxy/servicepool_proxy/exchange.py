@@ -92,10 +92,6 @@ class Request:
     scheme = "http"
 
     @property
-    def body_exists(self) -> bool:
-        return self.content is not None
-
-    @property
     def path(self) -> str:
         return self.target.partition("?")[0]
 

@@ -91,7 +91,7 @@ class Forwarder:
         self.metrics = metrics
         self.clock = clock
 
-    async def __call__(self, request: Request) -> StreamResponse:
+    async def __call__(self, request: Request) -> Response | StreamResponse:
         runtime = self.runtime
         spec = runtime.spec
         start = self.clock()
@@ -115,11 +115,12 @@ class Forwarder:
                 headers.popall(header[0], None)
                 headers[header[0]] = header[1]
         body: bytes | StreamedBody | None = None
-        if request.body_exists:
+        content = request.content
+        if content is not None:
             try:
                 async with asyncio.timeout(spec.timeouts.requestSeconds):
                     body = await read_body(
-                        request.content, request.content_length, body_limit(spec),
+                        content, request.content_length, body_limit(spec),
                         spec.limits.maxRequestBodyBytes,
                     )  # fmt: skip
             except BodyTooLarge as exc:
@@ -280,7 +281,7 @@ class Forwarder:
         start: float,
         idempotent: bool,
         may_retry_status: Callable[[int], bool],
-    ) -> StreamResponse:
+    ) -> Response | StreamResponse:
         runtime = self.runtime
         balancer = runtime.balancer
         timeouts = runtime.spec.timeouts
@@ -343,7 +344,7 @@ class Forwarder:
         upstream: UpstreamResponse,
         member: MemberState,
         timing: Timing,
-    ) -> StreamResponse:
+    ) -> Response | StreamResponse:
         status = upstream.status
         length = upstream.content_length
         no_body = request.method == "HEAD" or status in NO_BODY_STATUSES
@@ -364,16 +365,16 @@ class Forwarder:
             self._finish(member, status, timing, usage, streamed=False)
             return response
 
-        response = StreamResponse(status=status, reason=upstream.reason, headers=headers)
+        stream = StreamResponse(status=status, reason=upstream.reason, headers=headers)
         if length is not None and not no_body:
-            response.content_length = length
-        await response.prepare(request, no_body)
+            stream.content_length = length
+        await stream.prepare(request, no_body)
         usage = None
         if not no_body:
             scan = upstream.content_type == "text/event-stream"
             try:
                 async for chunk in upstream.iter_any():
-                    await response.write(chunk)
+                    await stream.write(chunk)
                     if scan:
                         usage = find_usage_in_sse(chunk) or usage
             except ConnectionResetError:
@@ -391,10 +392,10 @@ class Forwarder:
                 self._finish(member, status, timing, None, streamed=True)
                 # Headers are out: the only honest signal left is an unterminated stream.
                 request.connection.close(graceful=True)
-                return response
-        await response.write_eof()
+                return stream
+        await stream.write_eof()
         self._finish(member, status, timing, usage, streamed=True)
-        return response
+        return stream
 
     def _note_ejection(self, member: MemberState) -> None:
         self.metrics.ejections.labels(self.runtime.name, member.name).inc()
