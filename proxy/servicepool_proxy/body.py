@@ -3,15 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Protocol
 
-
-class StreamReader(Protocol):
-    """Where a request body comes from."""
-
-    async def readany(self) -> bytes: ...
-
-    async def readexactly(self, size: int) -> bytes: ...
+from .bytestream import ByteStream
 
 
 class BodyTooLarge(Exception):
@@ -24,7 +17,7 @@ class StreamedBody:
     It can be sent once; `started` tells whether a retry is still possible.
     """
 
-    def __init__(self, prefix: list[bytes], rest: StreamReader, max_bytes: int = 0) -> None:
+    def __init__(self, prefix: list[bytes], rest: ByteStream, max_bytes: int = 0) -> None:
         self._prefix = prefix
         self._rest = rest
         self._max_bytes = max_bytes
@@ -49,7 +42,7 @@ class StreamedBody:
 
 
 async def read_body(
-    stream: StreamReader, content_length: int | None, limit: int, max_bytes: int = 0
+    stream: ByteStream, content_length: int | None, limit: int, max_bytes: int = 0
 ) -> bytes | StreamedBody:
     """Buffer up to `limit` bytes; a longer body becomes a StreamedBody.
 

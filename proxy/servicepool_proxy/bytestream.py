@@ -1,4 +1,5 @@
-"""A body in transit: bytes a protocol receives, read by one coroutine, with back-pressure."""
+"""Bodies in transit: bytes a protocol receives, read by one coroutine, and the pacing of
+what it writes; back-pressure both ways."""
 
 from __future__ import annotations
 
@@ -14,6 +15,27 @@ class FlowControlled(Protocol):
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
+
+
+class WritePacing:
+    """Protocol flow control for writes: the transport pauses and resumes us, and a sender
+    waits for `writable` before writing more."""
+
+    _writable: asyncio.Future[None] | None = None
+
+    def pause_writing(self) -> None:
+        if self._writable is None or self._writable.done():
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    async def writable(self) -> None:
+        """Until the transport's buffer has drained (at once when it is not full)."""
+        waiter = self._writable
+        if waiter is not None and not waiter.done():
+            await waiter
 
 
 class ByteStream:

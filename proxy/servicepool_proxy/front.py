@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import cast
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from .bytestream import WritePacing
 from .exchange import (
     BodyReader,
     ClientGone,
@@ -39,7 +39,7 @@ MAX_PIPELINED = 16
 LINGER_SECONDS = 2.0
 
 
-class FrontConnection(asyncio.Protocol):
+class FrontConnection(WritePacing, asyncio.Protocol):
     """One client connection: parse, hand each request to the handler, write answers."""
 
     def __init__(self, server: FrontServer) -> None:
@@ -57,7 +57,6 @@ class FrontConnection(asyncio.Protocol):
         self._busy = False
         self._broken: RequestRejected | None = None
         self._reading_paused = False
-        self._writable: asyncio.Future[None] | None = None
         self.idle_since: float | None = None  # loop time when it began waiting for a head
 
     # -- asyncio.Protocol -----------------------------------------------------------------
@@ -94,16 +93,7 @@ class FrontConnection(asyncio.Protocol):
             if request.content is not None:
                 request.content.fail(ClientGone("the client left"))
         self._queue.clear()
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
-
-    def pause_writing(self) -> None:
-        if self._writable is None or self._writable.done():
-            self._writable = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
+        self.resume_writing()  # a writer waiting to drain sees `closed` and stops
 
     # -- httptools callbacks --------------------------------------------------------------
 
@@ -207,11 +197,7 @@ class FrontConnection(asyncio.Protocol):
         if not request.keep_alive or self.server.draining:
             self.must_close = True
         if isinstance(response, Response):
-            if response.close_after:
-                self.must_close = True
-            head = self.encode_head(request, response.status, response.reason,
-                                    response.headers, len(response.body))  # fmt: skip
-            self.write(head if request.method == "HEAD" else head + response.body)
+            self._write_whole(response, request)
         if self.server.access_log:
             log.info('%s "%s %s" %d', self.remote, request.method, request.target,
                      response.status)  # fmt: skip
@@ -220,8 +206,17 @@ class FrontConnection(asyncio.Protocol):
         else:
             self._next()
 
+    def _write_whole(self, response: Response, request: Request | None) -> None:
+        """Send a whole response (to no parsed request: a rejection, then close)."""
+        if response.close_after or request is None:
+            self.must_close = True
+        head = self.encode_head(request, response.status, response.reason,
+                                response.headers, len(response.body))  # fmt: skip
+        head_only = request is not None and request.method == "HEAD"
+        self.write(head if head_only else head + response.body)
+
     def encode_head(
-        self, request: Request, status: int, reason: str, headers: CIMultiDict[str],
+        self, request: Request | None, status: int, reason: str, headers: CIMultiDict[str],
         length: int | None = None,
     ) -> bytes:  # fmt: skip
         """Status line and headers, with this connection's framing and keep-alive."""
@@ -230,7 +225,7 @@ class FrontConnection(asyncio.Protocol):
             lines.append(f"{name}: {value}\r\n")
         if length is not None and "Content-Length" not in headers:
             lines.append(f"Content-Length: {length}\r\n")
-        if self.must_close or not request.keep_alive or self.server.draining:
+        if self.must_close or request is None or not request.keep_alive or self.server.draining:
             self.must_close = True
             lines.append("Connection: close\r\n")
         elif request.version == "1.0":
@@ -248,12 +243,7 @@ class FrontConnection(asyncio.Protocol):
         if self._busy:
             self.must_close = True  # the exchange in progress ends the connection
             return
-        response = rejected.response()
-        self.write(
-            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n\r\n%b"
-            % (response.status, response.reason.encode(), len(response.body), response.body)
-        )
+        self._write_whole(rejected.response(), None)
         self.close(graceful=True)
 
     # -- I/O helpers ----------------------------------------------------------------------
@@ -265,9 +255,7 @@ class FrontConnection(asyncio.Protocol):
 
     async def drain(self) -> None:
         """Wait while the client is not reading what was written."""
-        writable = self._writable
-        if writable is not None and not writable.done():
-            await writable
+        await self.writable()
         if self.closed:
             raise ClientGone("the client connection is closed")
 
@@ -334,14 +322,12 @@ class FrontServer:
 
     async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
         """Listen; returns the bound port."""
-        loop = self.loop = asyncio.get_running_loop()
+        loop = self.loop
         self._sweeper = loop.create_task(self._sweep_idle(), name="idle-sweep")
         self._server = await loop.create_server(
             lambda: FrontConnection(self), host, port,
             reuse_port=reuse_port or None, backlog=1024, reuse_address=True,
         )  # fmt: skip
-        for sock in self._server.sockets:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def _sweep_idle(self) -> None:

@@ -30,10 +30,10 @@ MEMBER_HEADER = "X-ServicePool-Member"
 REQUEST_ID_HEADER = "X-Request-Id"
 
 
-def _connection_tokens(headers: CIMultiDictProxy[str]) -> set[str]:
-    """Header names the sender listed in Connection: those are hop-by-hop too."""
+def _connection_tokens(values: Iterable[str]) -> set[str]:
+    """Header names a sender listed in its Connection headers: those are hop-by-hop too."""
     tokens: set[str] = set()
-    for value in headers.getall("Connection", ()):
+    for value in values:
         tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
     return tokens
 
@@ -42,7 +42,11 @@ def upstream_request_headers(
     headers: CIMultiDictProxy[str], client_ip: str | None, scheme: str, host: str | None
 ) -> CIMultiDict[str]:
     """The client's headers as they go to a member."""
-    drop = _REQUEST_DROP | _connection_tokens(headers) if "Connection" in headers else _REQUEST_DROP
+    drop = (
+        _REQUEST_DROP | _connection_tokens(headers.getall("Connection"))
+        if "Connection" in headers
+        else _REQUEST_DROP
+    )
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         if name.lower() not in drop:
@@ -66,8 +70,8 @@ def downstream_response_headers(
     pairs = [(name, value, name.lower()) for name, value in headers]
     drop = HOP_BY_HOP if keep_length else _RESPONSE_DROP
     listed = [value for _, value, lowered in pairs if lowered == "connection"]
-    if listed:  # names the member's Connection header lists are hop-by-hop too
-        named = {t.strip().lower() for value in listed for t in value.split(",")}
+    if listed:
+        named = _connection_tokens(listed)
         if not named <= drop:  # usually just "keep-alive" or "close"
             drop = drop | named
     return CIMultiDict([(name, value) for name, value, lowered in pairs if lowered not in drop])

@@ -1,9 +1,9 @@
 """The proxy's HTTP/1.1 client: keep-alive connections to members on asyncio protocols.
 
 Purpose-built for the request path: one parser (llhttp, through httptools) per connection,
-responses handed over as raw header pairs and body chunks, no per-request tasks or cookie,
-redirect and decompression machinery. A whole exchange (connect, send, head, body) is
-bounded by one deadline.
+responses handed over as raw header pairs and body chunks, no cookie, redirect or
+decompression machinery, and a task of its own only to send a streamed request body. A
+whole exchange (connect, send, head, body) is bounded by one deadline.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from .bytestream import ByteStream
+from .bytestream import ByteStream, WritePacing
 
 # Unread response bytes above this pause reading from the member (back-pressure).
 READ_HIGH_WATER = 256 * 1024
@@ -139,7 +139,7 @@ class UpstreamResponse:
             connection.finish(self)
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(WritePacing, asyncio.Protocol):
     """One keep-alive connection to a member, parsing one response at a time."""
 
     def __init__(self, address: Address, pool: UpstreamPool) -> None:
@@ -154,9 +154,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._response: UpstreamResponse | None = None
         self._head_only = False
         self._reading_paused = False
-        self._write_ready: asyncio.Future[None] | None = None
         self.deadline = 0.0  # loop time by which the exchange in progress must be over
-        self._header_name = ""
         self._writer: asyncio.Task[None] | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------------
@@ -189,15 +187,6 @@ class UpstreamConnection(asyncio.Protocol):
                 detail = str(exc) if exc else "the member closed the connection"
                 response.body.fail(UpstreamClosed(detail))
         self.resume_writing()  # a sender waiting to write sees `closed` and stops
-
-    def pause_writing(self) -> None:
-        if self._write_ready is None or self._write_ready.done():
-            self._write_ready = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        waiter = self._write_ready
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     # -- httptools callbacks --------------------------------------------------------------
 
@@ -297,8 +286,7 @@ class UpstreamConnection(asyncio.Protocol):
                 if self.closed:
                     return
                 transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
-                if self._write_ready is not None and not self._write_ready.done():
-                    await self._write_ready
+                await self.writable()
             if chunked and not self.closed:
                 transport.write(b"0\r\n\r\n")
         except BaseException as exc:
