@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build kube-apiserver and kube-controller-manager v1.20.2 from Debian's kubernetes source
-# package (its orig tarball vendors every dependency) and cache them. Prints the binary
+# Build the Kubernetes v1.20.2 binaries (control plane: kube-apiserver, kube-controller-manager;
+# node: kubelet, kube-scheduler, kube-proxy) from Debian's kubernetes source package (its orig
+# tarball vendors every dependency) with Debian's Go 1.19, called by its own path, and cache them. Prints the binary
 # directory as the last line. Idempotent: with cached binaries it returns at once.
 set -euo pipefail
 
@@ -8,12 +9,19 @@ VERSION="1.20.2"
 DEB_VERSION="1.20.5+really1.20.2-1.1+deb12u1"
 CACHE="${SERVICEPOOL_K8S_CACHE:-$HOME/.cache/servicepool/kubernetes-v$VERSION}"
 
-if [[ -x "$CACHE/kube-apiserver" && -x "$CACHE/kube-controller-manager" ]]; then
+BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+GO_ROOT="${SERVICEPOOL_GO119:-/usr/lib/go-1.19}"
+
+cached=1
+for binary in "${BINARIES[@]}"; do [[ -x "$CACHE/$binary" ]] || cached=0; done
+if (( cached )); then
   echo "$CACHE"
   exit 0
 fi
 
-for tool in go dpkg-source rsync; do
+[[ -x "$GO_ROOT/bin/go" ]] || { echo "build.sh: $GO_ROOT/bin/go missing (golang-1.19-go); run e2e/cluster/install-deps.sh" >&2; exit 1; }
+export PATH="$GO_ROOT/bin:$PATH" GOROOT="$GO_ROOT" GOTOOLCHAIN=local
+for tool in dpkg-source rsync; do
   command -v "$tool" >/dev/null || { echo "build.sh: $tool missing; run e2e/cluster/install-deps.sh" >&2; exit 1; }
 done
 REFLECT2=/usr/share/gocode/src/github.com/modern-go/reflect2
@@ -37,15 +45,15 @@ rsync -a --exclude go.mod "$REFLECT2/" vendor/github.com/modern-go/reflect2/
 # GOPATH mode, as Debian builds it.
 mkdir -p .go/src/k8s.io
 ln -s ../../.. .go/src/k8s.io/kubernetes
-echo "build.sh: compiling (about 5-6 minutes on 2 cores)" >&2
+echo "build.sh: compiling with $(go version) (about 8-9 minutes on 2 cores)" >&2
 cd .go/src/k8s.io/kubernetes
 GOPATH="$PWD/../../.." GO111MODULE=off GOFLAGS= CGO_ENABLED=0 \
-  make WHAT="cmd/kube-apiserver cmd/kube-controller-manager" >&2
+  make WHAT="$(printf 'cmd/%s ' "${BINARIES[@]}")" >&2
 
 OUT="_output/local/bin/linux/$(go env GOARCH)"
 [[ -x "$OUT/kube-apiserver" ]] || OUT="$(dirname "$(find _output -name kube-apiserver -type f | head -n 1)")"
 mkdir -p "$CACHE.tmp"
-cp "$OUT/kube-apiserver" "$OUT/kube-controller-manager" "$CACHE.tmp/"
+for binary in "${BINARIES[@]}"; do cp "$OUT/$binary" "$CACHE.tmp/"; done
 rm -rf "$CACHE"
 mv "$CACHE.tmp" "$CACHE"
 echo "$CACHE"

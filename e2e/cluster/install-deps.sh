@@ -3,8 +3,13 @@
 # Idempotent and non-interactive; skips apt entirely when everything is present.
 set -euo pipefail
 
-PACKAGES=(etcd-server golang-go rsync jq dpkg-dev golang-github-modern-go-reflect2-dev openssl
-          nginx haproxy wrk)
+# golang-1.19-go is Debian's Go, called by its own path (/usr/lib/go-1.19/bin/go) to build
+# Debian's Kubernetes 1.20 source; any newer Go first on PATH is left alone. The second line
+# is the node: container runtime, CNI, packet filter, image tools, pod DNS.
+PACKAGES=(etcd-server golang-1.19-go rsync jq dpkg-dev golang-github-modern-go-reflect2-dev openssl
+          nginx haproxy wrk curl
+          containerd runc containernetworking-plugins iptables conntrack iproute2 buildah
+          debootstrap dnsmasq-base gcc libc6-dev)
 SUDO=""
 [[ $(id -u) -eq 0 ]] || SUDO="sudo"
 
@@ -46,7 +51,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian starts these services on install; the tests start their own instances.
-for service in nginx haproxy etcd; do
+for service in nginx haproxy etcd containerd; do
   $SUDO service "$service" stop >/dev/null 2>&1 || true
 done
 echo "install-deps.sh: done"

@@ -8,7 +8,12 @@ import sys
 
 import kopf
 
-from .handlers import LEADER_NAME_ENV, LEADER_NAMESPACE_ENV
+from .handlers import (
+    LEADER_NAME_ENV,
+    LEADER_NAMESPACE_ENV,
+    PROXY_IMAGE_ENV,
+    PROXY_IMAGE_PULL_POLICY_ENV,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +49,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="http://0.0.0.0:8081/healthz",
         help="liveness endpoint URL ('' to disable)",
     )
+    parser.add_argument(
+        "--proxy-image",
+        default=os.environ.get(PROXY_IMAGE_ENV),
+        help="image of the proxies where a pool sets no spec.proxy.image "
+        "(the chart passes the operator's own image)",
+    )
+    parser.add_argument(
+        "--proxy-image-pull-policy",
+        choices=["Always", "IfNotPresent", "Never"],
+        default=os.environ.get(PROXY_IMAGE_PULL_POLICY_ENV),
+        help="pull policy of that image where a pool sets none",
+    )
     parser.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--debug", action="store_true")
@@ -55,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.leader_election_namespace:
         os.environ[LEADER_NAMESPACE_ENV] = args.leader_election_namespace
         os.environ[LEADER_NAME_ENV] = args.leader_election_name
+    if args.proxy_image:
+        os.environ[PROXY_IMAGE_ENV] = args.proxy_image
+    if args.proxy_image_pull_policy:
+        os.environ[PROXY_IMAGE_PULL_POLICY_ENV] = args.proxy_image_pull_policy
     kopf.configure(
         debug=args.debug,
         verbose=args.verbose,

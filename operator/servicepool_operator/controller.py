@@ -66,8 +66,10 @@ class PoolController:
         session: aiohttp.ClientSession,
         emit: EventSink,
         body: Mapping[str, Any],
+        proxy_defaults: render.ProxyDefaults = render.OPERATOR_DEFAULTS,
     ) -> None:
         self.kube = kube
+        self.proxy_defaults = proxy_defaults
         self.cluster = cluster
         self.session = session
         self.emit = emit
@@ -170,7 +172,9 @@ class PoolController:
         due = time.monotonic() - self.applied_at > RESYNC_SECONDS
         if self.applied_generation == generation and not due:
             return None
-        manifests = render.render_static_objects(self.name, self.namespace, self.uid, spec)
+        manifests = render.render_static_objects(
+            self.name, self.namespace, self.uid, spec, self.proxy_defaults
+        )
         optional = {
             "NetworkPolicy": render.render_network_policy(
                 self.name, self.namespace, self.uid, spec

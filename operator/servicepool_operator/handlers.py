@@ -14,7 +14,7 @@ import aiohttp
 import kopf
 from kubernetes import client, config
 
-from . import names
+from . import names, render
 from .controller import ClusterView, PoolController
 from .kube import KubeClient
 from .leader import LeaderElector
@@ -25,6 +25,17 @@ log = logging.getLogger("servicepool.operator")
 
 LEADER_NAMESPACE_ENV = "SERVICEPOOL_LEADER_ELECTION_NAMESPACE"
 LEADER_NAME_ENV = "SERVICEPOOL_LEADER_ELECTION_NAME"
+PROXY_IMAGE_ENV = "SERVICEPOOL_PROXY_IMAGE"
+PROXY_IMAGE_PULL_POLICY_ENV = "SERVICEPOOL_PROXY_IMAGE_PULL_POLICY"
+
+
+def proxy_defaults_from_env() -> render.ProxyDefaults:
+    """The image the proxies run where a pool does not name one (set by the CLI's flags)."""
+    return render.ProxyDefaults(
+        image=os.environ.get(PROXY_IMAGE_ENV) or render.OPERATOR_DEFAULTS.image,
+        image_pull_policy=os.environ.get(PROXY_IMAGE_PULL_POLICY_ENV)
+        or render.OPERATOR_DEFAULTS.image_pull_policy,
+    )
 
 
 def load_api_client() -> client.ApiClient:
@@ -54,6 +65,7 @@ class OperatorState:
     session: aiohttp.ClientSession
     tasks: PoolTasks
     leader: LeaderElector | None
+    proxy_defaults: render.ProxyDefaults
     view: ClusterView | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -86,7 +98,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             kube.coordination, lease_namespace,
             os.environ.get(LEADER_NAME_ENV, "servicepool-operator"), identity,
         )  # fmt: skip
-    state = OperatorState(kube, session, PoolTasks(), leader)
+    state = OperatorState(kube, session, PoolTasks(), leader, proxy_defaults_from_env())
     memo["state"] = state
     if leader is not None:
         state.background.append(asyncio.create_task(leader.run(), name="leader-election"))
@@ -146,7 +158,9 @@ def make_view(
 
 def _new_controller(state: OperatorState, body: Mapping[str, Any]) -> PoolController:
     assert state.view is not None
-    return PoolController(state.kube, state.view, state.session, emit_event, body)
+    return PoolController(
+        state.kube, state.view, state.session, emit_event, body, state.proxy_defaults
+    )
 
 
 def _may_act(state: OperatorState) -> bool:

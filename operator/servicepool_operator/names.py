@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from servicepool_proxy import __version__
 from servicepool_proxy.spec import API_GROUP, API_VERSION, KIND
 
 GROUP = API_GROUP
@@ -14,6 +15,8 @@ POOL_LABEL = "servicepool.dev/pool"
 CONFIG_KEY = "pool.yaml"
 CONFIG_MOUNT = "/etc/servicepool"
 SECRETS_MOUNT = "/etc/servicepool/secrets"
+# No public registry carries it: `make image` builds it under this name.
+DEFAULT_IMAGE = f"localhost/servicepool:{__version__}"
 PROXY_PORT = 8080
 ADMIN_PORT = 9090
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -12,6 +13,24 @@ from servicepool_proxy.spec import Member, PoolSpec, SecretKeyRef
 from . import names
 
 Manifest = dict[str, Any]
+
+# The proxy stops accepting this long after SIGTERM, failing readiness meanwhile, so that
+# kube-proxy has dropped the Pod from its rules before the listener closes.
+PROXY_DRAIN_DELAY_SECONDS = 5
+PROXY_GRACE_SECONDS = 25
+# Longer than the drain delay plus the grace period: the kubelet never kills a draining proxy.
+PROXY_TERMINATION_GRACE_SECONDS = PROXY_DRAIN_DELAY_SECONDS + PROXY_GRACE_SECONDS + 10
+
+
+@dataclass(frozen=True)
+class ProxyDefaults:
+    """What the proxy Deployment uses where spec.proxy is silent: the operator's own image."""
+
+    image: str = names.DEFAULT_IMAGE
+    image_pull_policy: str = "IfNotPresent"
+
+
+OPERATOR_DEFAULTS = ProxyDefaults()
 
 
 def owner_reference(pool: str, uid: str) -> dict[str, Any]:
@@ -75,17 +94,21 @@ def proxy_args(pool: str, namespace: str) -> list[str]:
         "--listen", f"0.0.0.0:{names.PROXY_PORT}",
         "--admin", f"0.0.0.0:{names.ADMIN_PORT}",
         "--no-active-health",
+        "--drain-delay", str(PROXY_DRAIN_DELAY_SECONDS),
+        "--grace", str(PROXY_GRACE_SECONDS),
     ]  # fmt: skip
 
 
-def render_deployment(pool: str, namespace: str, uid: str, spec: PoolSpec) -> Manifest:
+def render_deployment(
+    pool: str, namespace: str, uid: str, spec: PoolSpec, defaults: ProxyDefaults = OPERATOR_DEFAULTS
+) -> Manifest:
     """The proxy Deployment: hardened, probed on the admin port, config mounted read-only."""
     shape = spec.proxy
     name = names.proxy_name(pool)
     container = {
         "name": "proxy",
-        "image": shape.image,
-        "imagePullPolicy": shape.imagePullPolicy,
+        "image": shape.image or defaults.image,
+        "imagePullPolicy": shape.imagePullPolicy or defaults.image_pull_policy,
         "command": ["servicepool-proxy"],
         "args": proxy_args(pool, namespace),
         "ports": [
@@ -141,7 +164,7 @@ def render_deployment(pool: str, namespace: str, uid: str, spec: PoolSpec) -> Ma
                         "runAsGroup": 10001,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
-                    "terminationGracePeriodSeconds": 40,
+                    "terminationGracePeriodSeconds": PROXY_TERMINATION_GRACE_SECONDS,
                     "containers": [container],
                     "volumes": volumes,
                 },
@@ -263,12 +286,14 @@ def render_role_binding(pool: str, namespace: str, uid: str) -> Manifest:
     }
 
 
-def render_static_objects(pool: str, namespace: str, uid: str, spec: PoolSpec) -> list[Manifest]:
+def render_static_objects(
+    pool: str, namespace: str, uid: str, spec: PoolSpec, defaults: ProxyDefaults = OPERATOR_DEFAULTS
+) -> list[Manifest]:
     """Everything but the ConfigMap, in the order they should be applied."""
     return [
         render_service_account(pool, namespace, uid),
         render_role(pool, namespace, uid),
         render_role_binding(pool, namespace, uid),
-        render_deployment(pool, namespace, uid, spec),
+        render_deployment(pool, namespace, uid, spec, defaults),
         render_service(pool, namespace, uid, spec),
     ]

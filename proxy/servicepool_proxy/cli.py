@@ -79,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--grace", type=float, default=30.0, help="seconds to finish in-flight requests on SIGTERM"
     )
     parser.add_argument(
+        "--drain-delay",
+        type=float,
+        default=0.0,
+        help="on SIGTERM, keep accepting this many seconds with /readyz failing (and every "
+        "answer closing its connection) before the listener closes, so load balancers such "
+        "as kube-proxy stop sending new connections first",
+    )
+    parser.add_argument(
         "--reuse-port",
         action="store_true",
         help="bind with SO_REUSEPORT so several processes can share the port",
@@ -118,6 +126,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def options_from_args(args: argparse.Namespace) -> ProxyOptions:
+    """Every flag's value in the proxy's options (tests check that none is left out)."""
+    return ProxyOptions(
+        listen_host=args.listen[0],
+        listen_port=args.listen[1],
+        admin_host=args.admin[0],
+        admin_port=args.admin[1],
+        pool_path=args.pool,
+        watch_interval=args.watch_interval,
+        active_health=not args.no_active_health,
+        grace_seconds=args.grace,
+        drain_delay=args.drain_delay,
+        reuse_port=args.reuse_port,
+        access_log=args.access_log,
+        config_map=args.configmap,
+        kubeconfig=args.kubeconfig,
+        secrets_dir=args.secrets_dir,
+        idle_timeout=args.idle_timeout,
+        max_header_bytes=args.max_header_bytes,
+    )
+
+
 def install_event_loop_policy() -> None:
     """Use uvloop when it is installed."""
     try:
@@ -138,18 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     except PoolFileError as exc:
         print(f"servicepool-proxy: invalid pool file {args.pool}: {exc}", file=sys.stderr)
         return 2
-    options = ProxyOptions(
-        listen_host=args.listen[0],
-        listen_port=args.listen[1],
-        admin_host=args.admin[0],
-        admin_port=args.admin[1],
-        pool_path=args.pool,
-        watch_interval=args.watch_interval,
-        active_health=not args.no_active_health,
-        grace_seconds=args.grace,
-        reuse_port=args.reuse_port,
-        access_log=args.access_log,
-    )
+    options = options_from_args(args)
     install_event_loop_policy()
     try:
         asyncio.run(run_until_signalled(ProxyServer(pool, options, text)))

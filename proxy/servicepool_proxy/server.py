@@ -38,6 +38,8 @@ class ProxyOptions:
     watch_interval: float = 1.0
     active_health: bool = True
     grace_seconds: float = 30.0
+    # On SIGTERM, go on accepting this long (not ready, every answer closing) before closing.
+    drain_delay: float = 0.0
     reuse_port: bool = False
     access_log: bool = False
     config_map: tuple[str, str] | None = None  # (namespace, name) to watch via the API
@@ -143,8 +145,13 @@ class ProxyServer:
             self.runtime.refresh_secrets()
 
     async def stop(self) -> None:
-        """Stop accepting, let in-flight requests finish within the grace period, close."""
+        """Fail readiness, keep serving for the drain delay, then stop accepting, let
+        in-flight requests finish within the grace period, and close."""
         self.shutting_down = True
+        if self._front is not None and self.options.drain_delay > 0:
+            self._front.draining = True  # every answer from now on closes its connection
+            log.info("not ready; still accepting for %.1fs", self.options.drain_delay)
+            await asyncio.sleep(self.options.drain_delay)
         await cancel_and_wait(self._secrets_task)
         if self._watcher is not None:
             await self._watcher.stop()

@@ -232,10 +232,14 @@ class ProxyDeployment(SpecModel):
     """The shape of the proxy Deployment the operator runs for the pool."""
 
     replicas: int = Field(1, ge=0, le=100, description="Proxy Pods.")
-    image: str = Field(
-        "ghcr.io/servicepool/servicepool:0.1.0", min_length=1, description="Proxy image."
+    image: str | None = Field(
+        None,
+        min_length=1,
+        description="Proxy image; unset: the operator's own image (its --proxy-image).",
     )
-    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        None, description="Unset: the operator's own pull policy (its --proxy-image-pull-policy)."
+    )
     resources: ProxyResources = Field(default_factory=ProxyResources)
     port: int = Field(80, ge=1, le=65535, description="Port of the pool's Service.")
 

@@ -58,7 +58,8 @@ def test_default_render_is_hardened_cluster_wide_with_leader_election() -> None:
         "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
     }  # fmt: skip
-    assert container["image"] == "ghcr.io/servicepool/servicepool:0.1.0"
+    assert container["image"] == "localhost/servicepool:0.1.0"
+    assert "--proxy-image=localhost/servicepool:0.1.0" in container["args"]
     assert "--all-namespaces" in container["args"]
     assert "--leader-election-namespace=servicepool-system" in container["args"]
     assert len(by_kind(documents, "ClusterRole")) == 1
@@ -98,3 +99,32 @@ def test_wheel_installs_both_commands(tmp_path: Path) -> None:
     assert "servicepool-operator = servicepool_operator.cli:main" in text
     assert "servicepool-proxy = servicepool_proxy.cli:main" in text
     assert "servicepool_proxy/forwarder.py" in names and "servicepool_operator/crd.py" in names
+
+
+def test_image_values_reach_the_operator_and_the_proxies_it_renders() -> None:
+    documents = render({"image": {"repository": "registry.example/team/sp", "tag": "1.2.3",
+                                  "pullPolicy": "Always"}})  # fmt: skip
+    (deployment,) = by_kind(documents, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.example/team/sp:1.2.3"
+    assert container["imagePullPolicy"] == "Always"
+    assert "--proxy-image=registry.example/team/sp:1.2.3" in container["args"]
+    assert "--proxy-image-pull-policy=Always" in container["args"]
+
+
+def ports_of(node: object) -> list[dict]:
+    """Every entry of every `ports` list anywhere in a manifest."""
+    if isinstance(node, dict):
+        found = list(node["ports"]) if isinstance(node.get("ports"), list) else []
+        return found + [p for key, value in node.items() if key != "ports"
+                        for p in ports_of(value)]  # fmt: skip
+    if isinstance(node, list):
+        return [p for item in node for p in ports_of(item)]
+    return []
+
+
+def test_every_port_names_its_protocol_for_server_side_apply() -> None:
+    # Kubernetes 1.20's server-side apply refuses a port list entry without `protocol`.
+    documents = render({"podMonitor": {"enabled": False}})
+    ports = [port for document in documents for port in ports_of(document)]
+    assert ports and all(port.get("protocol") == "TCP" for port in ports), ports

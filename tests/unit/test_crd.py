@@ -58,7 +58,7 @@ def _expected_type(annotation: Any) -> str | None:
     return None  # e.g. int-or-string
 
 
-def _bounds(field: FieldInfo) -> dict[str, Any]:
+def _bounds(field: FieldInfo, expected: str | None) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for item in field.metadata:
         if isinstance(item, annotated_types.Ge):
@@ -68,7 +68,7 @@ def _bounds(field: FieldInfo) -> dict[str, Any]:
         elif isinstance(item, annotated_types.Gt):
             found["minimum"], found["exclusiveMinimum"] = item.gt, True
         elif isinstance(item, annotated_types.MinLen):
-            found["minLength" if field.annotation is str else "minItems"] = item.min_length
+            found["minLength" if expected == "string" else "minItems"] = item.min_length
     return found
 
 
@@ -90,7 +90,7 @@ def check_model(model: type[BaseModel], node: dict[str, Any], path: str) -> int:
             assert child.get("x-kubernetes-int-or-string") or "type" in child, where
         else:
             assert child.get("type") == expected, (where, child.get("type"), expected)
-        for key, value in _bounds(field).items():
+        for key, value in _bounds(field, expected).items():
             if key == "minItems" and expected == "object":
                 continue
             assert child.get(key) == value, (where, key, child.get(key), value)

@@ -141,7 +141,8 @@ def test_defaults_match_the_api() -> None:
     assert spec.memberSelector is None
     assert spec.proxy.replicas == 1
     assert spec.proxy.port == 80
-    assert spec.proxy.imagePullPolicy == "IfNotPresent"
+    assert spec.proxy.image is None  # the operator's own image
+    assert spec.proxy.imagePullPolicy is None
 
 
 def test_empty_spec_and_default_envelope() -> None:

@@ -19,6 +19,11 @@ app.kubernetes.io/name: servicepool-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The one image with both entrypoints: the operator runs it and hands it to its proxies. */}}
+{{- define "servicepool.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
 {{- define "servicepool.serviceAccountName" -}}
 {{- default (include "servicepool.fullname" .) .Values.serviceAccount.name -}}
 {{- end -}}

@@ -1,0 +1,259 @@
+"""Every documented flag of `servicepool-proxy`, run through the installed console script.
+
+Options built in-process once hid five flags that the command line parsed and dropped;
+these tests start the real entry point and watch each flag change what the proxy does.
+(`--configmap` and `--kubeconfig` need an API server: tests/integration runs them.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from servicepool_proxy.server import free_port
+from tests.support import MemberProcess, eventually, start_member_process, wait_for_port
+
+from .conftest import pool_document
+
+ENTRY_POINT = shutil.which("servicepool-proxy", path=os.path.dirname(sys.executable))
+
+
+@dataclass
+class CliProxy:
+    process: subprocess.Popen[str]
+    port: int
+    admin: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str = "/", headers: dict[str, str] | None = None) -> tuple[int, str]:
+        request = urllib.request.Request(self.url + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def admin_get(self, path: str) -> tuple[int, str]:
+        try:
+            url = f"http://127.0.0.1:{self.admin}{path}"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+@pytest.fixture
+def member(tmp_path: Path) -> Iterator[MemberProcess]:
+    started = start_member_process("a")
+    yield started
+    started.kill()
+
+
+@pytest.fixture
+def pool_file(tmp_path: Path, member: MemberProcess) -> Path:
+    path = tmp_path / "pool.yaml"
+    path.write_text(yaml.safe_dump(pool_document([{"name": "a", "url": member.url}])))
+    return path
+
+
+@pytest.fixture
+def run_proxy(tmp_path: Path, pool_file: Path) -> Iterator:
+    """Start the console script with the given extra flags; stops every proxy afterwards."""
+    assert ENTRY_POINT, "the servicepool-proxy console script is not installed"
+    started: list[CliProxy] = []
+
+    def start(*flags: str, port: int | None = None, pool: Path = pool_file) -> CliProxy:
+        port = port or free_port()
+        admin = free_port()
+        log = tmp_path / f"proxy-{len(started)}.log"
+        argv = [ENTRY_POINT, "--pool", str(pool), "--listen", f"127.0.0.1:{port}",
+                "--admin", f"127.0.0.1:{admin}", *flags]  # fmt: skip
+        process = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+        proxy = CliProxy(process, port, admin, log)
+        started.append(proxy)
+        wait_for_port("127.0.0.1", admin, 20, process)  # type: ignore[arg-type]
+        return proxy
+
+    yield start
+    for proxy in started:
+        if proxy.process.poll() is None:
+            proxy.process.kill()
+            proxy.process.wait(5)
+
+
+def test_listen_and_admin_bind_where_they_are_told(run_proxy) -> None:
+    proxy = run_proxy()
+    assert proxy.get("/hello")[0] == 200
+    assert proxy.admin_get("/healthz") == (200, "ok\n")
+
+
+def test_max_header_bytes_refuses_a_longer_header(run_proxy) -> None:
+    proxy = run_proxy("--max-header-bytes", "1024")
+    assert proxy.get("/", {"X-Big": "a" * 3000})[0] == 431
+    assert proxy.get("/", {"X-Small": "a" * 500})[0] == 200
+
+
+def test_idle_timeout_closes_an_idle_connection(run_proxy) -> None:
+    proxy = run_proxy("--idle-timeout", "1")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        started = time.monotonic()
+        assert sock.recv(1) == b""  # closed by the proxy, not by our timeout
+        assert time.monotonic() - started < 3  # 1 s, swept every quarter second
+
+
+def test_no_active_health_leaves_members_unprobed(run_proxy, member: MemberProcess) -> None:
+    probed = run_proxy()
+    unprobed = run_proxy("--no-active-health")
+    member.kill()
+
+    def health(proxy: CliProxy) -> str:
+        return json.loads(proxy.admin_get("/status")[1])["members"][0]["health"]
+
+    assert eventually(lambda: health(probed) == "Unhealthy", 5)
+    time.sleep(1.0)  # two probe intervals of the probing proxy
+    assert health(unprobed) == "Unknown"
+
+
+def test_watch_interval_sets_how_soon_a_changed_file_applies(
+    run_proxy, tmp_path: Path, member: MemberProcess
+) -> None:
+    other = start_member_process("b")
+    try:
+        fast = tmp_path / "fast.yaml"
+        slow = tmp_path / "slow.yaml"
+        document = pool_document([{"name": "a", "url": member.url}])
+        for path in (fast, slow):
+            path.write_text(yaml.safe_dump(document))
+        quick = run_proxy("--watch-interval", "0.1", pool=fast)
+        lazy = run_proxy("--watch-interval", "30", pool=slow)
+        changed = yaml.safe_dump(pool_document([{"name": "b", "url": other.url}]))
+        for path in (fast, slow):
+            path.write_text(changed)
+
+        def member_of(proxy: CliProxy) -> str:
+            return json.loads(proxy.get("/")[1])["member"]
+
+        assert eventually(lambda: member_of(quick) == "b", 3)
+        assert member_of(lazy) == "a"
+    finally:
+        other.kill()
+
+
+def slow_pool(tmp_path: Path, delay: float) -> tuple[Path, MemberProcess]:
+    slow = start_member_process("slow", delay=delay)
+    path = tmp_path / "slow-pool.yaml"
+    path.write_text(yaml.safe_dump(pool_document([{"name": "slow", "url": slow.url}])))
+    return path, slow
+
+
+def background_get(proxy: CliProxy, results: list[int]) -> threading.Thread:
+    def run() -> None:
+        try:
+            results.append(proxy.get("/")[0])
+        except OSError:
+            results.append(0)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_grace_bounds_how_long_in_flight_requests_may_finish(run_proxy, tmp_path: Path) -> None:
+    path, slow = slow_pool(tmp_path, delay=5.0)
+    try:
+        proxy = run_proxy("--grace", "0.5", pool=path)
+        results: list[int] = []
+        thread = background_get(proxy, results)
+        time.sleep(0.5)
+        stopped = time.monotonic()
+        proxy.process.send_signal(signal.SIGTERM)
+        assert proxy.process.wait(10) == 0
+        assert time.monotonic() - stopped < 3  # not the member's 5 s
+        thread.join(10)
+        assert results != [200]
+    finally:
+        slow.kill()
+
+
+def test_drain_delay_keeps_serving_while_not_ready(run_proxy) -> None:
+    proxy = run_proxy("--drain-delay", "2")
+    assert proxy.admin_get("/readyz")[0] == 200
+    proxy.process.send_signal(signal.SIGTERM)
+    assert eventually(lambda: proxy.admin_get("/readyz")[0] == 503, 1)
+    # New connections are still served, and told to close.
+    request = urllib.request.Request(proxy.url + "/during-drain")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+        assert response.headers["Connection"] == "close"
+    assert proxy.process.wait(10) == 0
+    assert "still accepting for 2.0s" in proxy.output()
+
+
+def test_reuse_port_lets_two_proxies_share_a_port(run_proxy) -> None:
+    port = free_port()
+    first = run_proxy("--reuse-port", port=port)
+    second = run_proxy("--reuse-port", port=port)
+    assert first.process.poll() is None and second.process.poll() is None
+    assert first.get("/")[0] == 200
+    without = run_proxy(port=free_port())
+    assert without.process.poll() is None  # its own port: fine
+    refused = subprocess.run(
+        [ENTRY_POINT, "--pool", str(first.log.with_name("pool.yaml")),
+         "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{free_port()}"],
+        capture_output=True, text=True, timeout=20,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "cannot start" in refused.stderr
+
+
+def test_secrets_dir_is_where_client_tokens_are_read(
+    run_proxy, tmp_path: Path, member: MemberProcess
+) -> None:
+    secrets = tmp_path / "secrets"
+    (secrets / "clients").mkdir(parents=True)
+    (secrets / "clients" / "tokens").write_text("s3cret\n")
+    path = tmp_path / "guarded.yaml"
+    path.write_text(yaml.safe_dump(pool_document(
+        [{"name": "a", "url": member.url}],
+        access={"tokens": {"secretName": "clients", "key": "tokens"}},
+    )))  # fmt: skip
+    proxy = run_proxy("--secrets-dir", str(secrets), pool=path)
+    assert proxy.get("/")[0] == 401
+    assert proxy.get("/", {"Authorization": "Bearer s3cret"})[0] == 200
+
+
+def test_access_log_logs_each_request(run_proxy) -> None:
+    logged = run_proxy("--access-log")
+    quiet = run_proxy()
+    for proxy in (logged, quiet):
+        assert proxy.get("/logged-path")[0] == 200
+    assert eventually(lambda: '"GET /logged-path"' in logged.output(), 2)
+    assert '"GET /logged-path"' not in quiet.output()
+
+
+def test_log_level_filters_the_log(run_proxy) -> None:
+    verbose = run_proxy()
+    terse = run_proxy("--log-level", "WARNING")
+    assert eventually(lambda: "proxy listening" in verbose.output(), 2)
+    assert "proxy listening" not in terse.output()
