@@ -22,6 +22,7 @@ from servicepool_proxy.spec import Capacity, Member, PoolSpec
 from . import names, render
 from .kube import KubeClient
 from .membership import MembershipError, PodInfo, check_not_empty, resolve_members
+from .proxies import ProxyPods
 from .status import MemberRecord, Problem, build_status, needs_write, now_iso
 
 log = logging.getLogger("servicepool.operator")
@@ -93,6 +94,7 @@ class PoolController:
         self.applied_at = 0.0
         self.applied_config: str | None = None
         self.reported_problem: tuple[int, str] | None = None
+        self.reported_proxies: str | None = None
         self.writes = 0
 
     def update(self, body: Mapping[str, Any]) -> None:
@@ -156,8 +158,21 @@ class PoolController:
         if problem is None or problem.reason != "InvalidSpec":
             await self._apply_config(active)
         endpoint = names.endpoint(self.name, self.namespace, active.proxy.port)
-        await self._write_status(generation, problem, endpoint)
+        proxies = ProxyPods.of(self.cluster.pods(self.namespace), self.name, active.proxy.replicas)
+        self._report_proxies(proxies)
+        await self._write_status(generation, problem, endpoint, proxies)
         return active.healthCheck.intervalSeconds
+
+    def _report_proxies(self, proxies: ProxyPods) -> None:
+        """An Event when proxy Pods get stuck (once per distinct problem) and when they recover."""
+        _, reason, message = proxies.condition()
+        if proxies.problems and message != self.reported_proxies:
+            self.reported_proxies = message
+            log.warning("pool %s/%s: %s", self.namespace, self.name, message)
+            self.emit(self.body, "Warning", "ProxyPodsFailing", message)
+        elif self.reported_proxies and reason == "ProxiesReady":
+            self.reported_proxies = None
+            self.emit(self.body, "Normal", reason, message)
 
     def _report_problem(self, generation: int, problem: Problem) -> None:
         key = (generation, problem.message)
@@ -293,7 +308,10 @@ class PoolController:
         log.info("pool %s/%s: %s", self.namespace, self.name, message)
         self.emit(self.body, "Normal" if healthy else "Warning", reason, message)
 
-    async def _write_status(self, generation: int, problem: Problem | None, endpoint: str) -> None:
+    async def _write_status(
+        self, generation: int, problem: Problem | None, endpoint: str,
+        proxies: ProxyPods | None = None,
+    ) -> None:  # fmt: skip
         records = [self.records[m.name] for m in self.members if m.name in self.records]
         status = build_status(
             generation=generation,
@@ -302,6 +320,7 @@ class PoolController:
             problem=problem,
             previous=self.last_status,
             now=now_iso(),
+            proxies=proxies,
         )
         if not needs_write(self.last_status, status, time.monotonic() - self.last_write):
             return

@@ -136,6 +136,7 @@ def status_schema() -> Schema:
             "ready": text,
             "readyMembers": {"type": "integer"},
             "totalMembers": {"type": "integer"},
+            "proxies": text,
             "endpoint": text,
             "members": {"type": "array", "items": member},
             "conditions": {"type": "array", "items": condition},
@@ -168,6 +169,7 @@ def build_crd() -> dict[str, Any]:
                     "additionalPrinterColumns": [
                         {"name": "Strategy", "type": "string", "jsonPath": ".spec.strategy"},
                         {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
+                        {"name": "Proxies", "type": "string", "jsonPath": ".status.proxies"},
                         {"name": "Endpoint", "type": "string", "jsonPath": ".status.endpoint"},
                         {
                             "name": "Status",

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,7 +94,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     leader = None
     lease_namespace = os.environ.get(LEADER_NAMESPACE_ENV)
     if lease_namespace:
-        identity = f"{socket.gethostname()}-{os.getpid()}"
+        # Unique per process: a restarted container (same Pod, same PID 1) must not take
+        # itself for the holder of its predecessor's lease.
+        identity = f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
         leader = LeaderElector(
             kube.coordination, lease_namespace,
             os.environ.get(LEADER_NAME_ENV, "servicepool-operator"), identity,
@@ -190,11 +193,15 @@ async def pool_event(
 
 
 @kopf.on.event("", "v1", "pods")
-async def pod_event(namespace: str, memo: kopf.Memo, **_: Any) -> None:
-    """Pods come and go: pools with a selector in that namespace look again."""
+async def pod_event(namespace: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
+    """Pods come and go: pools with a selector in that namespace look again, and so does
+    the pool whose proxy the Pod is."""
     state: OperatorState | None = memo.get("state")
     if state is not None:
         state.tasks.wake_namespace(namespace, selector_only=True)
+        pool = labels.get(names.POOL_LABEL)
+        if pool is not None:
+            state.tasks.wake((namespace, pool))
 
 
 @kopf.on.event("", "v1", "services")

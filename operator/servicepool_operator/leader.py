@@ -27,6 +27,7 @@ class LeaderElector:
         identity: str,
         lease_seconds: int = 15,
         renew_seconds: float = 5.0,
+        retry_seconds: float = 2.0,
     ) -> None:
         self.api = api
         self.namespace = namespace
@@ -34,6 +35,7 @@ class LeaderElector:
         self.identity = identity
         self.lease_seconds = lease_seconds
         self.renew_seconds = renew_seconds
+        self.retry_seconds = retry_seconds  # how often a standby looks for an expired lease
         self.is_leader = False
         self.changed = asyncio.Event()
 
@@ -105,7 +107,7 @@ class LeaderElector:
                 log.warning("leader election: cannot reach the lease: %s", exc)
                 if loop.time() - last_success > self.lease_seconds:
                     self._set(False)
-            await asyncio.sleep(self.renew_seconds)
+            await asyncio.sleep(self.renew_seconds if self.is_leader else self.retry_seconds)
 
     async def release(self) -> None:
         """Give the lease up on shutdown so another replica takes over at once."""

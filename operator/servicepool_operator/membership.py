@@ -13,13 +13,14 @@ from servicepool_proxy.spec import Member, PoolSpec
 
 @dataclass(frozen=True, slots=True)
 class PodInfo:
-    """What the operator keeps of a Pod: enough to decide membership."""
+    """What the operator keeps of a Pod: enough to decide membership and explain a proxy."""
 
     name: str
     labels: Mapping[str, str]
     ip: str | None
     ready: bool
     terminating: bool
+    problem: str | None = None  # why it cannot run, as the kubelet or scheduler says
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> PodInfo:
@@ -34,7 +35,25 @@ class PodInfo:
             ip=status.get("podIP") or None,
             ready=ready,
             terminating=bool(metadata.get("deletionTimestamp")),
+            problem=pod_problem(status),
         )
+
+
+# Waiting reasons that are only a phase of a normal start.
+STARTING = frozenset({"ContainerCreating", "PodInitializing"})
+
+
+def pod_problem(status: Mapping[str, Any]) -> str | None:
+    """Why a Pod's containers cannot run ("Reason: message"), or None when nothing is wrong."""
+    for container in status.get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason and reason not in STARTING:
+            return f"{reason}: {waiting.get('message') or 'waiting'}"
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return f"{condition.get('reason') or 'Unschedulable'}: {condition.get('message', '')}"
+    return None
 
 
 class MembershipError(ValueError):

@@ -9,6 +9,8 @@ from typing import Any
 
 from servicepool_proxy.balancer.member import Health
 
+from .proxies import ProxyPods
+
 # Fields that change on every probe (a failing member's count too); alone they justify a
 # write at most once a minute.
 VOLATILE_MEMBER_FIELDS = frozenset(
@@ -119,8 +121,9 @@ def build_status(
     problem: Problem | None,
     previous: Mapping[str, Any],
     now: str,
+    proxies: ProxyPods | None = None,
 ) -> dict[str, Any]:
-    """The whole status block for the pool."""
+    """The whole status block for the pool (proxies: None before any were rendered)."""
     total = len(records)
     ready = sum(1 for r in records if r.health is Health.HEALTHY)
     unhealthy = [r.name for r in records if r.health is Health.UNHEALTHY]
@@ -157,6 +160,11 @@ def build_status(
             set_condition(conditions_before, "Degraded", *degraded, generation, now),
         ],
     }
+    if proxies is not None:
+        status["proxies"] = proxies.summary
+        status["conditions"].append(set_condition(
+            conditions_before, "ProxyAvailable", *proxies.condition(), generation, now
+        ))  # fmt: skip
     if endpoint:
         status["endpoint"] = endpoint
     return status

@@ -63,6 +63,12 @@ class PoolTasks:
         for key in list(self.tasks):
             await self._stop(key)
 
+    def wake(self, key: Key) -> None:
+        """Make one pool look at the cluster again (if this replica runs its loop)."""
+        controller = self.controllers.get(key)
+        if controller is not None:
+            controller.wake.set()
+
     def wake_namespace(self, namespace: str, selector_only: bool) -> None:
         """Make pools of a namespace look at the cluster again."""
         for (pool_namespace, _), controller in self.controllers.items():

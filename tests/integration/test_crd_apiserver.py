@@ -68,7 +68,7 @@ def test_printer_columns(kube_api: client.ApiClient, namespace: str, kubeconfig:
         body("cols", strategy="leastInFlight", members=[{"name": "a", "url": "http://x:1"}]),
     )  # fmt: skip
     custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, "cols", {
-        "status": {"ready": "1/1", "endpoint": "http://cols.ns.svc:80",
+        "status": {"ready": "1/1", "proxies": "2/2", "endpoint": "http://cols.ns.svc:80",
                    "conditions": [{"type": "Ready", "status": "True",
                                    "reason": "AllMembersHealthy"}]},
     })  # fmt: skip
@@ -76,7 +76,9 @@ def test_printer_columns(kube_api: client.ApiClient, namespace: str, kubeconfig:
         ["kubectl", "--kubeconfig", kubeconfig, "get", "sp", "-n", namespace],
         check=True, capture_output=True, text=True, timeout=30,
     ).stdout.splitlines()  # fmt: skip
-    assert table[0].split() == ["NAME", "STRATEGY", "READY", "ENDPOINT", "STATUS", "AGE"]
-    assert table[1].split()[:5] == [
-        "cols", "leastInFlight", "1/1", "http://cols.ns.svc:80", "AllMembersHealthy",
+    assert table[0].split() == [
+        "NAME", "STRATEGY", "READY", "PROXIES", "ENDPOINT", "STATUS", "AGE"
+    ]  # fmt: skip
+    assert table[1].split()[:6] == [
+        "cols", "leastInFlight", "1/1", "2/2", "http://cols.ns.svc:80", "AllMembersHealthy",
     ]  # fmt: skip

@@ -34,7 +34,8 @@ def test_two_replicas_with_leader_election_do_not_fight(
         assert eventually(lambda: pools.status("elected").get("ready") == "1/1", 15)
         lease = coordination.read_namespaced_lease("servicepool-operator", namespace)
         holder = lease.spec.holder_identity
-        leader = next(r for r in replicas if f"-{r.process.pid}" in holder)  # type: ignore[union-attr]
+        # Identities are unique per process; each replica logs its own when it leads.
+        leader = next(r for r in replicas if f"{holder} holds lease" in r.log())
         follower = next(r for r in replicas if r is not leader)
         assert "holds lease" in leader.log() and "holds lease" not in follower.log()
         assert "created Deployment" not in follower.log()
