@@ -1,12 +1,17 @@
 # One image, two entrypoints: servicepool-operator (default) and servicepool-proxy.
-FROM python:3.11-slim AS build
+# BASE_IMAGE: any Python >= 3.11 image whose `pip` installs onto PATH (e2e/cluster/images.sh
+# passes a locally built Debian one where no registry is reachable).
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE} AS build
+# pip's settings (index, CA bundle) where the build needs the host's: images.sh mounts a file.
+ARG PIP_CONFIG_FILE
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY proxy ./proxy
 COPY operator ./operator
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[operator]"
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin servicepool
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels "servicepool[operator]" \

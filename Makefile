@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: venv demo test test-unit test-proxy test-integration lint format crd docs bench bench-quick cluster-up cluster-down clean
+IMAGE ?= localhost/servicepool:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' proxy/servicepool_proxy/__init__.py)
+
+.PHONY: venv deps image demo test test-unit test-proxy test-integration test-node lint format crd docs bench bench-quick cluster-up cluster-down node-up clean
 
 $(BIN)/servicepool-proxy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +19,22 @@ venv: $(BIN)/servicepool-proxy
 demo: venv
 	$(BIN)/python -m servicepool_proxy.demo
 
-## Everything CI runs: lint, then the whole test suite (integration tests bring up a
-## local Kubernetes control plane unless KUBECONFIG points at a cluster).
-test: venv lint
+## What the cluster tiers need, set up once and cached (needs root or sudo): Debian packages,
+## Kubernetes v1.20.2 built from Debian's source, the pause, base and project images.
+deps:
+	e2e/cluster/install-deps.sh
+	e2e/cluster/build.sh >/dev/null
+	e2e/cluster/images.sh build >/dev/null
+
+## The project image (operator and proxy), as $(IMAGE) in buildah's store. No public registry
+## carries it: push it where your nodes pull from, e.g. `buildah push $(IMAGE) docker://REG/...`.
+image:
+	e2e/cluster/install-deps.sh
+	SERVICEPOOL_IMAGE=$(IMAGE) e2e/cluster/images.sh project
+
+## Everything CI runs: lint, then the whole test suite. The integration tier brings up a local
+## control plane and the node tier a real single-node cluster (unless KUBECONFIG is set).
+test: venv lint deps
 	$(BIN)/pytest -q
 
 test-unit: venv
@@ -28,8 +43,12 @@ test-unit: venv
 test-proxy: venv
 	$(BIN)/pytest -q tests/proxy
 
-test-integration: venv
+test-integration: venv deps
 	$(BIN)/pytest -q -m integration
+
+## servicepool as users run it: Helm, operator and proxy Pods, members, a ClusterIP.
+test-node: venv deps
+	$(BIN)/pytest -q e2e/node
 
 lint: venv
 	$(BIN)/ruff check .
@@ -65,6 +84,11 @@ cluster-up:
 
 cluster-down:
 	e2e/cluster/down.sh .cluster
+
+## A real single-node cluster (kubelet, containerd, kube-proxy) with the image imported;
+## stop it with `make cluster-down`.
+node-up: deps
+	e2e/cluster/up.sh --node .cluster
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

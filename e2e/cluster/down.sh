@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Stop the control plane started by `up.sh DIR` and remove its state. Harmless to repeat.
+# A node cluster (`up.sh --node DIR`) is node-down.sh's.
 set -uo pipefail
 
 DIR="${1:?usage: down.sh DIR}"
 [[ -d "$DIR" ]] || exit 0
+[[ "$(cat "$DIR/mode" 2>/dev/null)" == node ]] && exec "$(dirname "$0")/node-down.sh" "$DIR"
 if [[ -f "$DIR/pids" ]]; then
   # Stop in reverse order: controller-manager, apiserver, etcd.
   pids=$(awk '{print $2}' "$DIR/pids" | tac)

@@ -3,9 +3,11 @@
 # kube-controller-manager v1.20.2) on free loopback ports, with its state under DIR.
 # Writes DIR/kubeconfig and prints its path as the last line. No container engine needed.
 # Several control planes can run side by side; stop one with `down.sh DIR`.
+# `up.sh --node DIR` starts a real node instead (kubelet, containers, Services): node-up.sh.
 set -euo pipefail
 
-DIR="${1:?usage: up.sh DIR}"
+[[ "${1:-}" == --node ]] && exec "$(dirname "$0")/node-up.sh" "${@:2}"
+DIR="${1:?usage: up.sh [--node] DIR}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
@@ -74,7 +76,7 @@ start kube-apiserver "$BIN/kube-apiserver" \
   --service-account-issuer https://kubernetes.default.svc \
   --service-account-key-file "$DIR/sa.pub" \
   --service-account-signing-key-file "$DIR/sa.key" \
-  --service-cluster-ip-range 10.96.0.0/16 \
+  --service-cluster-ip-range 198.19.0.0/16 \
   --allow-privileged=true \
   --enable-priority-and-fairness=false
 

@@ -1,0 +1,68 @@
+# Shared by the cluster scripts (sourced, not run).
+
+# The URI of the Debian mirror this machine's apt uses for SUITE (the first one listed, from
+# the deb822 *.sources files or the one-line *.list files); empty when apt has none.
+debian_mirror() {
+  local suite="$1" found="" file
+  for file in /etc/apt/sources.list.d/*.sources; do
+    [[ -f "$file" ]] || continue
+    found+="$(awk -v suite="$suite" 'BEGIN { RS = "" } {
+        types = uris = suites = ""
+        n = split($0, lines, "\n")
+        for (i = 1; i <= n; i++) {
+          if (lines[i] ~ /^Types:/) types = " " substr(lines[i], 7) " "
+          if (lines[i] ~ /^URIs:/) uris = substr(lines[i], 6)
+          if (lines[i] ~ /^Suites:/) suites = " " substr(lines[i], 8) " "
+        }
+        if (types ~ /[ \t]deb[ \t]/ && suites ~ ("[ \t]" suite "[ \t]")) {
+          split(uris, u, " ")
+          print u[1]
+        }
+      }' "$file")"$'\n'
+  done
+  for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [[ -f "$file" ]] || continue
+    found+="$(sed -E 's/\[[^]]*\]//' "$file" |
+      awk -v suite="$suite" '$1 == "deb" && $3 == suite { print $2 }')"$'\n'
+  done
+  found="${found#"${found%%[![:space:]]*}"}"
+  printf '%s\n' "${found%%$'\n'*}"
+}
+
+SERVICEPOOL_CACHE="${SERVICEPOOL_CACHE:-$HOME/.cache/servicepool}"
+# The pod sandbox image, built by images.sh: containerd's sandbox_image, the kubelet's pod
+# infra image.
+PAUSE_IMAGE="localhost/servicepool-pause:3.2"
+
+# Remove every container (and its task) from the node's containerd at SOCKET, and CNI's cache
+# of their network results (kept outside DIR whatever the configuration says).
+remove_containers() {
+  local ctr=(ctr -a "$1" -n k8s.io) containers id
+  containers="$("${ctr[@]}" containers ls -q 2>/dev/null)" || return 0
+  [[ -n "$containers" ]] || return 0
+  # shellcheck disable=SC2086  # one id a word
+  "${ctr[@]}" tasks delete --force $containers >/dev/null 2>&1 || true
+  # shellcheck disable=SC2086
+  "${ctr[@]}" containers delete $containers >/dev/null 2>&1 || true
+  for id in $containers; do rm -f /var/lib/cni/results/*-"$id"-*; done
+}
+
+# The node cluster (node-up.sh, node-down.sh): fixed addresses, so one at a time.
+NODE_NAME="servicepool-node"
+NODE_IP="198.18.0.1"
+POD_CIDR="198.18.0.0/24"
+CLUSTER_CIDR="198.18.0.0/16"
+SERVICE_CIDR="198.19.0.0/16"
+API_SERVICE_IP="198.19.0.1"
+NODE_CLAIM="/run/servicepool-node"
+NODE_RULE_COMMENT="servicepool-node"
+# Kernel settings the node changes: ip_forward (node-up.sh), the kubelet's tunables, kube-proxy's
+# route_localnet. Saved on up, restored on down.
+NODE_SYSCTLS=(net.ipv4.ip_forward net.ipv4.conf.all.route_localnet vm.overcommit_memory
+              vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys
+              kernel.keys.root_maxbytes)
+# Where containerd, CNI and the kubelet write outside DIR whatever their configuration says;
+# down.sh removes those that did not exist before up.
+NODE_OUTSIDE_PATHS=(/var/log/pods /var/log/containers /var/lib/cni /var/lib/cni/results
+                    /var/lib/kubelet /var/lib/kubelet/device-plugins
+                    /run/containerd /run/containerd/s)
