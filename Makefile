@@ -38,7 +38,7 @@ test: venv lint deps
 	$(BIN)/pytest -q
 
 test-unit: venv
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q tests/unit tests/operator
 
 test-proxy: venv
 	$(BIN)/pytest -q tests/proxy

@@ -20,6 +20,7 @@ from .controller import ClusterView, PoolController
 from .kube import KubeClient
 from .leader import LeaderElector
 from .membership import PodInfo
+from .probing import HttpProbe
 from .tasks_registry import PoolTasks
 
 log = logging.getLogger("servicepool.operator")
@@ -162,7 +163,7 @@ def make_view(
 def _new_controller(state: OperatorState, body: Mapping[str, Any]) -> PoolController:
     assert state.view is not None
     return PoolController(
-        state.kube, state.view, state.session, emit_event, body, state.proxy_defaults
+        state.kube, state.view, HttpProbe(state.session), emit_event, body, state.proxy_defaults
     )
 
 

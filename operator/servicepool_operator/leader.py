@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -12,8 +15,21 @@ from kubernetes.client.rest import ApiException
 log = logging.getLogger("servicepool.operator")
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
+    """The wall time a Lease records."""
     return datetime.now(UTC)
+
+
+class LeaseApi(Protocol):
+    """The Lease calls of CoordinationV1Api that leader election makes."""
+
+    def read_namespaced_lease(self, name: str, namespace: str) -> client.V1Lease: ...
+
+    def create_namespaced_lease(self, namespace: str, body: client.V1Lease) -> client.V1Lease: ...
+
+    def replace_namespaced_lease(
+        self, name: str, namespace: str, body: client.V1Lease
+    ) -> client.V1Lease: ...
 
 
 class LeaderElector:
@@ -21,13 +37,15 @@ class LeaderElector:
 
     def __init__(
         self,
-        api: client.CoordinationV1Api,
+        api: LeaseApi,
         namespace: str,
         name: str,
         identity: str,
         lease_seconds: int = 15,
         renew_seconds: float = 5.0,
         retry_seconds: float = 2.0,
+        now: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api = api
         self.namespace = namespace
@@ -36,11 +54,14 @@ class LeaderElector:
         self.lease_seconds = lease_seconds
         self.renew_seconds = renew_seconds
         self.retry_seconds = retry_seconds  # how often a standby looks for an expired lease
+        self.now = now  # wall time, compared with the holder's renewTime
+        self.monotonic = monotonic  # how long since this replica last reached the lease
+        self.last_success: float | None = None
         self.is_leader = False
         self.changed = asyncio.Event()
 
     def _try_acquire(self) -> bool:
-        now = _now()
+        now = self.now()
         spec = client.V1LeaseSpec(
             holder_identity=self.identity,
             lease_duration_seconds=self.lease_seconds,
@@ -93,21 +114,28 @@ class LeaderElector:
             )
             self.changed.set()
 
+    async def step(self) -> float:
+        """Try once to take or renew the lease; returns seconds until the next try.
+
+        When the API cannot be reached, leadership lasts until the lease would have expired.
+        """
+        try:
+            acquired = await asyncio.to_thread(self._try_acquire)
+            if acquired:
+                self.last_success = self.monotonic()
+            self._set(acquired)
+        except Exception as exc:
+            log.warning("leader election: cannot reach the lease: %s", exc)
+            last = self.last_success
+            if last is None or self.monotonic() - last > self.lease_seconds:
+                self._set(False)
+        return self.renew_seconds if self.is_leader else self.retry_seconds
+
     async def run(self) -> None:
-        """Acquire and renew forever; a failed renewal past the lease time gives up leadership."""
-        last_success = 0.0
-        loop = asyncio.get_running_loop()
+        """Acquire and renew until cancelled."""
         while True:
-            try:
-                acquired = await asyncio.to_thread(self._try_acquire)
-                if acquired:
-                    last_success = loop.time()
-                self._set(acquired)
-            except Exception as exc:  # API down: keep leading only while the lease holds
-                log.warning("leader election: cannot reach the lease: %s", exc)
-                if loop.time() - last_success > self.lease_seconds:
-                    self._set(False)
-            await asyncio.sleep(self.renew_seconds if self.is_leader else self.retry_seconds)
+            delay = await self.step()
+            await asyncio.sleep(delay)
 
     async def release(self) -> None:
         """Give the lease up on shutdown so another replica takes over at once."""

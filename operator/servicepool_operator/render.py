@@ -99,13 +99,12 @@ def proxy_args(pool: str, namespace: str) -> list[str]:
     ]  # fmt: skip
 
 
-def render_deployment(
-    pool: str, namespace: str, uid: str, spec: PoolSpec, defaults: ProxyDefaults = OPERATOR_DEFAULTS
-) -> Manifest:
-    """The proxy Deployment: hardened, probed on the admin port, config mounted read-only."""
+def proxy_container(
+    pool: str, namespace: str, spec: PoolSpec, defaults: ProxyDefaults
+) -> dict[str, Any]:
+    """The proxy container: hardened, probed on the admin port, config mounted read-only."""
     shape = spec.proxy
-    name = names.proxy_name(pool)
-    container = {
+    return {
         "name": "proxy",
         "image": shape.image or defaults.image,
         "imagePullPolicy": shape.imagePullPolicy or defaults.image_pull_policy,
@@ -134,7 +133,10 @@ def render_deployment(
         },
         "volumeMounts": [{"name": "config", "mountPath": names.CONFIG_MOUNT, "readOnly": True}],
     }
-    volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": name}}]
+
+
+def mount_secrets(spec: PoolSpec, container: dict[str, Any], volumes: list[dict[str, Any]]) -> None:
+    """Mount every referenced Secret read-only, only the keys the pool names."""
     for ref in referenced_secrets(spec):
         volume = f"secret-{ref.secretName}"
         keys = sorted({r.key for r in secret_refs(spec) if r.secretName == ref.secretName})
@@ -147,12 +149,22 @@ def render_deployment(
             "secret": {"secretName": ref.secretName,
                        "items": [{"key": key, "path": key} for key in keys]},
         })  # fmt: skip
+
+
+def render_deployment(
+    pool: str, namespace: str, uid: str, spec: PoolSpec, defaults: ProxyDefaults = OPERATOR_DEFAULTS
+) -> Manifest:
+    """The proxy Deployment: non-root Pods that drain before the kubelet may kill them."""
+    name = names.proxy_name(pool)
+    container = proxy_container(pool, namespace, spec, defaults)
+    volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": name}}]
+    mount_secrets(spec, container, volumes)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _metadata(pool, namespace, name, uid),
         "spec": {
-            "replicas": shape.replicas,
+            "replicas": spec.proxy.replicas,
             "selector": {"matchLabels": names.selector_labels(pool)},
             "template": {
                 "metadata": {"labels": names.labels(pool)},

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from servicepool_proxy.balancer.member import Health
 
 from .proxies import ProxyPods
+from .records import MemberRecord
+from .status_model import Condition, ConditionStatus, PoolStatus
 
 # Fields that change on every probe (a failing member's count too); alone they justify a
 # write at most once a minute.
@@ -18,99 +19,64 @@ VOLATILE_MEMBER_FIELDS = frozenset(
 )
 LATENCY_REFRESH_SECONDS = 60.0
 
-
-def now_iso() -> str:
-    """The current time as Kubernetes writes it."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(slots=True)
-class MemberRecord:
-    """The operator's probe history of one member."""
-
-    name: str
-    url: str
-    health: Health = Health.UNKNOWN
-    probe_successes: int = 0
-    probe_failures: int = 0
-    probe_message: str = ""
-    last_probe_time: str | None = None
-    last_transition_time: str | None = None
-    latency_ms: float | None = None
-    capacity: dict[str, Any] | None = None
-
-    def to_status(self) -> dict[str, Any]:
-        """The member's entry in status.members."""
-        entry: dict[str, Any] = {
-            "name": self.name,
-            "url": self.url,
-            "state": self.health.value,
-            "consecutiveFailures": self.probe_failures,
-        }
-        # Empty strings are left out: the local 1.20 harness decodes "" as null.
-        if self.probe_message:
-            entry["message"] = self.probe_message
-        if self.last_probe_time:
-            entry["lastProbeTime"] = self.last_probe_time
-        if self.last_transition_time:
-            entry["lastTransitionTime"] = self.last_transition_time
-        if self.latency_ms is not None:
-            entry["latencyMs"] = self.latency_ms
-        if self.capacity is not None:
-            entry["capacity"] = self.capacity
-        return entry
-
-    @classmethod
-    def from_status(cls, entry: Mapping[str, Any]) -> MemberRecord:
-        """Recover a record from a status entry written earlier (e.g. before a restart)."""
-        try:
-            health = Health(entry.get("state", "Unknown"))
-        except ValueError:
-            health = Health.UNKNOWN
-        failures = int(entry.get("consecutiveFailures") or 0)
-        return cls(
-            name=str(entry.get("name", "")),
-            url=str(entry.get("url", "")),
-            health=health,
-            probe_successes=1 if health is Health.HEALTHY else 0,
-            probe_failures=failures,
-            probe_message=str(entry.get("message") or ""),
-            last_probe_time=entry.get("lastProbeTime"),
-            last_transition_time=entry.get("lastTransitionTime"),
-            latency_ms=entry.get("latencyMs"),
-            capacity=entry.get("capacity"),
-        )
+# (holds, reason, message) of one condition
+Verdict = tuple[bool, str, str]
 
 
 @dataclass(frozen=True, slots=True)
 class Problem:
     """Why the pool cannot be (fully) served as specified."""
 
-    reason: str  # InvalidSpec, Conflict, ApplyFailed
+    reason: str  # InvalidSpec, Conflict
     message: str
 
 
 def set_condition(
     previous: Sequence[Mapping[str, Any]],
     type_: str,
-    status: bool,
-    reason: str,
-    message: str,
+    verdict: Verdict,
     generation: int,
     now: str,
-) -> dict[str, Any]:
+) -> Condition:
     """A condition; lastTransitionTime moves only when the status flips."""
-    value = "True" if status else "False"
+    holds, reason, message = verdict
+    value: ConditionStatus = "True" if holds else "False"
     old = next((c for c in previous if c.get("type") == type_), None)
     since = old["lastTransitionTime"] if old and old.get("status") == value else now
-    return {
-        "type": type_,
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since,
-        "observedGeneration": generation,
-    }
+    return Condition(
+        type=type_,
+        status=value,
+        reason=reason,
+        message=message,
+        lastTransitionTime=since,
+        observedGeneration=generation,
+    )
+
+
+def ready_verdict(problem: Problem | None, ready: int, total: int) -> Verdict:
+    """The Ready condition: True while any member can serve and nothing blocks the pool."""
+    if problem is not None:
+        return False, problem.reason, problem.message
+    if total == 0:
+        return False, "NoMembers", "the pool has no members (no Pod matches yet)"
+    if ready == 0:
+        return False, "NoHealthyMembers", f"0 of {total} members are healthy"
+    if ready == total:
+        return True, "AllMembersHealthy", f"{ready} of {total} members are healthy"
+    return True, "SomeMembersHealthy", f"{ready} of {total} members are healthy"
+
+
+def degraded_verdict(problem: Problem | None, records: Sequence[MemberRecord]) -> Verdict:
+    """The Degraded condition: True when anything is less than fully well."""
+    unhealthy = [r.name for r in records if r.health is Health.UNHEALTHY]
+    not_healthy = sum(1 for r in records if r.health is not Health.HEALTHY)
+    if problem is not None:
+        return True, problem.reason, problem.message
+    if unhealthy:
+        return True, "MembersUnhealthy", "unhealthy: " + ", ".join(sorted(unhealthy))
+    if not_healthy:
+        return True, "MembersUnknown", f"{not_healthy} member(s) not probed healthy yet"
+    return False, "AllMembersHealthy", "every member is healthy"
 
 
 def build_status(
@@ -122,52 +88,29 @@ def build_status(
     previous: Mapping[str, Any],
     now: str,
     proxies: ProxyPods | None = None,
-) -> dict[str, Any]:
+) -> PoolStatus:
     """The whole status block for the pool (proxies: None before any were rendered)."""
     total = len(records)
     ready = sum(1 for r in records if r.health is Health.HEALTHY)
-    unhealthy = [r.name for r in records if r.health is Health.UNHEALTHY]
-    conditions_before = previous.get("conditions") or []
-
-    if problem is not None:
-        ready_condition = (False, problem.reason, problem.message)
-    elif total == 0:
-        ready_condition = (False, "NoMembers", "the pool has no members (no Pod matches yet)")
-    elif ready == 0:
-        ready_condition = (False, "NoHealthyMembers", f"0 of {total} members are healthy")
-    elif ready == total:
-        ready_condition = (True, "AllMembersHealthy", f"{ready} of {total} members are healthy")
-    else:
-        ready_condition = (True, "SomeMembersHealthy", f"{ready} of {total} members are healthy")
-
-    if problem is not None:
-        degraded = (True, problem.reason, problem.message)
-    elif unhealthy:
-        degraded = (True, "MembersUnhealthy", "unhealthy: " + ", ".join(sorted(unhealthy)))
-    elif ready < total:
-        degraded = (True, "MembersUnknown", f"{total - ready} member(s) not probed healthy yet")
-    else:
-        degraded = (False, "AllMembersHealthy", "every member is healthy")
-
-    status: dict[str, Any] = {
-        "observedGeneration": generation,
-        "ready": f"{ready}/{total}",
-        "readyMembers": ready,
-        "totalMembers": total,
-        "members": [r.to_status() for r in records],
-        "conditions": [
-            set_condition(conditions_before, "Ready", *ready_condition, generation, now),
-            set_condition(conditions_before, "Degraded", *degraded, generation, now),
-        ],
-    }
+    before = previous.get("conditions") or []
+    conditions = [
+        set_condition(before, "Ready", ready_verdict(problem, ready, total), generation, now),
+        set_condition(before, "Degraded", degraded_verdict(problem, records), generation, now),
+    ]
     if proxies is not None:
-        status["proxies"] = proxies.summary
-        status["conditions"].append(set_condition(
-            conditions_before, "ProxyAvailable", *proxies.condition(), generation, now
-        ))  # fmt: skip
-    if endpoint:
-        status["endpoint"] = endpoint
-    return status
+        conditions.append(
+            set_condition(before, "ProxyAvailable", proxies.condition(), generation, now)
+        )
+    return PoolStatus(
+        observedGeneration=generation,
+        ready=f"{ready}/{total}",
+        readyMembers=ready,
+        totalMembers=total,
+        members=[r.to_status() for r in records],
+        conditions=conditions,
+        proxies=proxies.summary if proxies is not None else None,
+        endpoint=endpoint or None,
+    )
 
 
 def _stable_view(status: Mapping[str, Any]) -> dict[str, Any]:

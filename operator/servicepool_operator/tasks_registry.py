@@ -5,12 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
-from typing import Any
-
-from .controller import PoolController
+from typing import Any, Protocol
 
 Key = tuple[str, str]
-Factory = Callable[[Mapping[str, Any]], PoolController]
+
+
+class PoolLoop(Protocol):
+    """What the registry needs of a pool's loop (a PoolController)."""
+
+    body: Mapping[str, Any]
+    wake: asyncio.Event
+
+    @property
+    def uid(self) -> str: ...
+
+    def update(self, body: Mapping[str, Any]) -> None: ...
+
+    async def run(self) -> None: ...
+
+
+Factory = Callable[[Mapping[str, Any]], PoolLoop]
 
 
 class PoolTasks:
@@ -18,7 +32,7 @@ class PoolTasks:
 
     def __init__(self) -> None:
         self.bodies: dict[Key, Mapping[str, Any]] = {}
-        self.controllers: dict[Key, PoolController] = {}
+        self.controllers: dict[Key, PoolLoop] = {}
         self.tasks: dict[Key, asyncio.Task[None]] = {}
 
     def remember(self, key: Key, body: Mapping[str, Any]) -> None:

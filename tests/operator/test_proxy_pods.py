@@ -69,7 +69,7 @@ def test_proxy_availability_counts_the_pools_live_proxy_pods(
 def test_a_stuck_proxy_pod_is_named_with_its_reason_in_the_condition() -> None:
     proxies = ProxyPods.of([proxy_pod("demo-proxy-abc", False, NEVER_PULL)], "demo", 1)
     status = build_status(generation=3, endpoint="", records=[], problem=None, previous={},
-                          now="2026-11-25T00:00:00Z", proxies=proxies)  # fmt: skip
+                          now="2026-11-25T00:00:00Z", proxies=proxies).to_api()  # fmt: skip
     (condition,) = [c for c in status["conditions"] if c["type"] == "ProxyAvailable"]
     assert condition["status"] == "False" and condition["reason"] == "ProxyPodsFailing"
     assert condition["message"] == f"0 of 1 proxy Pods are ready; demo-proxy-abc: {NEVER_PULL}"

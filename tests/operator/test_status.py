@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from servicepool_operator.records import MemberRecord
 from servicepool_operator.status import (
     LATENCY_REFRESH_SECONDS,
-    MemberRecord,
     Problem,
     build_status,
     needs_write,
@@ -21,7 +21,7 @@ def records(*states: Health) -> list[MemberRecord]:
 
 def status(recs, problem=None, previous=None, now="2026-01-01T00:00:00Z", generation=3):
     return build_status(generation=generation, endpoint="http://p.ns.svc:80", records=recs,
-                        problem=problem, previous=previous or {}, now=now)  # fmt: skip
+                        problem=problem, previous=previous or {}, now=now).to_api()  # fmt: skip
 
 
 def condition(st, type_):
@@ -85,8 +85,20 @@ def test_record_round_trips_through_status():
     record = MemberRecord(name="a", url="http://a:1", health=Health.UNHEALTHY,
                           probe_failures=3, probe_message="probe /healthz timed out",
                           last_transition_time="2026-01-01T00:00:00Z")  # fmt: skip
-    again = MemberRecord.from_status(record.to_status())
+    again = MemberRecord.from_status(record.to_status().model_dump(mode="json"))
     assert again.health is Health.UNHEALTHY
     assert again.probe_failures == 3
     assert again.last_transition_time == "2026-01-01T00:00:00Z"
     assert again.probe_message == "probe /healthz timed out"
+
+
+def test_the_status_leaves_out_empty_strings_and_unset_fields():
+    record = MemberRecord(name="a", url="http://a:1", health=Health.HEALTHY, probe_message="")
+    st = status([record], now="2026-01-01T00:00:00Z")
+    assert st["members"] == [
+        {"name": "a", "url": "http://a:1", "state": "Healthy", "consecutiveFailures": 0}
+    ]
+    assert "proxies" not in st
+    no_endpoint = build_status(generation=1, endpoint="", records=[], problem=None, previous={},
+                               now="2026-01-01T00:00:00Z").to_api()  # fmt: skip
+    assert "endpoint" not in no_endpoint and no_endpoint["members"] == []

@@ -13,16 +13,21 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from servicepool_operator import crd
+from servicepool_operator.status_model import PoolStatus
 from servicepool_proxy.spec import PoolSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "servicepool.dev_servicepools.yaml"
 
 
-def spec_node() -> dict[str, Any]:
+def schema_node(part: str) -> dict[str, Any]:
     document = yaml.safe_load(CRD_FILE.read_text())
     version = document["spec"]["versions"][0]
-    return version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    return version["schema"]["openAPIV3Schema"]["properties"][part]
+
+
+def spec_node() -> dict[str, Any]:
+    return schema_node("spec")
 
 
 def test_committed_crd_is_the_generated_one() -> None:
@@ -116,6 +121,16 @@ def check_model(model: type[BaseModel], node: dict[str, Any], path: str) -> int:
 
 def test_every_model_field_is_in_the_schema_with_matching_type_bounds_and_default() -> None:
     assert check_model(PoolSpec, spec_node(), "spec") > 60
+
+
+def test_every_status_field_is_in_the_schema_and_conditions_are_a_map_by_type() -> None:
+    status = schema_node("status")
+    assert check_model(PoolStatus, status, "status") > 20
+    conditions = status["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    assert "type" in conditions["items"]["required"]  # a map key must be required
+    assert status["x-kubernetes-preserve-unknown-fields"] is True
 
 
 def test_schema_is_structural() -> None:

@@ -1,0 +1,44 @@
+"""Where a pool loop reads the time and waits; tests pass a fake one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+def now_iso() -> str:
+    """The current time as Kubernetes writes it."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Clock(Protocol):
+    """Monotonic seconds for intervals, wall time for status, and a wait a wake can cut short."""
+
+    def monotonic(self) -> float: ...
+
+    def wall(self) -> str: ...
+
+    async def wait(self, wake: asyncio.Event, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary start, never going back."""
+        return time.monotonic()
+
+    def wall(self) -> str:
+        """Now, as Kubernetes writes timestamps."""
+        return now_iso()
+
+    async def wait(self, wake: asyncio.Event, seconds: float) -> None:
+        """Return after `seconds`, or as soon as `wake` is set."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=seconds)
+
+
+SYSTEM_CLOCK = SystemClock()

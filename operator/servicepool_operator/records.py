@@ -1,0 +1,159 @@
+"""The operator's probe history of a pool's members, and how probe results fold into it (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from servicepool_proxy.balancer.member import Health
+from servicepool_proxy.balancer.pool import apply_probe
+from servicepool_proxy.spec import HealthCheck, Member
+
+from .status_model import MemberStatus
+
+# A member is due when this share of the interval has passed (passes run a little early).
+DUE_SHARE = 0.9
+NOT_PROBED = "not probed: healthCheck.enabled is false"
+
+
+@dataclass(slots=True)
+class MemberRecord:
+    """The operator's probe history of one member."""
+
+    name: str
+    url: str
+    health: Health = Health.UNKNOWN
+    probe_successes: int = 0
+    probe_failures: int = 0
+    probe_message: str = ""
+    last_probe_time: str | None = None
+    last_transition_time: str | None = None
+    latency_ms: float | None = None
+    capacity: dict[str, Any] | None = None
+
+    def to_status(self) -> MemberStatus:
+        """The member's entry in status.members."""
+        return MemberStatus(
+            name=self.name,
+            url=self.url,
+            state=self.health.value,
+            consecutiveFailures=self.probe_failures,
+            message=self.probe_message,
+            lastProbeTime=self.last_probe_time,
+            lastTransitionTime=self.last_transition_time,
+            latencyMs=self.latency_ms,
+            capacity=self.capacity,
+        )
+
+    @classmethod
+    def from_status(cls, entry: Mapping[str, Any]) -> MemberRecord:
+        """Recover a record from a status entry written earlier (e.g. before a restart)."""
+        try:
+            health = Health(entry.get("state", "Unknown"))
+        except ValueError:
+            health = Health.UNKNOWN
+        failures = int(entry.get("consecutiveFailures") or 0)
+        return cls(
+            name=str(entry.get("name", "")),
+            url=str(entry.get("url", "")),
+            health=health,
+            probe_successes=1 if health is Health.HEALTHY else 0,
+            probe_failures=failures,
+            probe_message=str(entry.get("message") or ""),
+            last_probe_time=entry.get("lastProbeTime"),
+            last_transition_time=entry.get("lastTransitionTime"),
+            latency_ms=entry.get("latencyMs"),
+            capacity=entry.get("capacity"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One probe of one member; capacity is None when no new load report was read."""
+
+    ok: bool
+    message: str = ""
+    latency_ms: float = 0.0
+    capacity: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A member whose health changed in this pass, and what it was before."""
+
+    record: MemberRecord
+    before: Health
+
+
+class MemberRecords:
+    """Probe history by member name, and when each member was last probed (monotonic time)."""
+
+    def __init__(self, entries: Iterable[Mapping[str, Any]] = ()) -> None:
+        self.by_name: dict[str, MemberRecord] = {
+            entry["name"]: MemberRecord.from_status(entry) for entry in entries if entry.get("name")
+        }
+        self.last_probe: dict[str, float] = {}
+
+    def follow(self, members: Sequence[Member]) -> None:
+        """Forget members that left; start afresh for new members and changed URLs."""
+        current = {m.name: m.url or "" for m in members}
+        for name in [n for n in self.by_name if n not in current]:
+            del self.by_name[name]
+            self.last_probe.pop(name, None)
+        for name, url in current.items():
+            record = self.by_name.get(name)
+            if record is None or record.url != url:
+                self.by_name[name] = MemberRecord(name=name, url=url)
+                self.last_probe.pop(name, None)
+
+    def listed(self, members: Sequence[Member]) -> list[MemberRecord]:
+        """The records of these members, in their order."""
+        return [self.by_name[m.name] for m in members if m.name in self.by_name]
+
+    def due(self, now: float, interval: float) -> list[MemberRecord]:
+        """Members whose next probe is due at `now`."""
+        return [
+            r for r in self.by_name.values()
+            if now - self.last_probe.get(r.name, -1e9) >= DUE_SHARE * interval
+        ]  # fmt: skip
+
+    def record_probes(
+        self,
+        results: Sequence[tuple[MemberRecord, ProbeResult]],
+        check: HealthCheck,
+        now: float,
+        stamp: str,
+    ) -> list[Transition]:
+        """Fold probe results in (probed at `now`, written as `stamp`); returns the flips."""
+        transitions = []
+        for record, result in results:
+            self.last_probe[record.name] = now
+            before = record.health
+            record.last_probe_time = stamp
+            record.latency_ms = round(result.latency_ms, 1) if result.ok else None
+            if result.capacity is not None:
+                record.capacity = result.capacity
+            if apply_probe(record, result.ok, result.message, check):
+                record.last_transition_time = stamp
+                transitions.append(Transition(record, before))
+        return transitions
+
+    def assume_healthy(
+        self, due: Sequence[MemberRecord], now: float, stamp: str
+    ) -> list[Transition]:
+        """With probing off every member counts as healthy; returns the flips."""
+        transitions = []
+        for record in due:
+            self.last_probe[record.name] = now
+            record.probe_message = NOT_PROBED
+            if record.health is Health.HEALTHY:
+                continue
+            transitions.append(Transition(record, record.health))
+            record.health = Health.HEALTHY
+            record.last_transition_time = stamp
+        return transitions
+
+    def unhealthy(self) -> set[str]:
+        """Names of the members probed unhealthy."""
+        return {name for name, r in self.by_name.items() if r.health is Health.UNHEALTHY}
