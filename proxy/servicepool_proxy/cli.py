@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -111,6 +112,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=8190,
         help="longest request line and header field accepted (431 beyond)",
     )
+    parser.add_argument(
+        "--max-head-bytes",
+        type=int,
+        default=65536,
+        help="largest request head, and trailer section, accepted (431 beyond)",
+    )
+    parser.add_argument(
+        "--head-timeout",
+        type=float,
+        default=10.0,
+        help="close a connection whose request head is not complete this many seconds "
+        "after its first byte",
+    )
+    parser.add_argument(
+        "--trailer-timeout",
+        type=float,
+        default=10.0,
+        help="answer 408 when chunked trailers are not complete this many seconds after "
+        "their first byte",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        metavar="CIDR",
+        action="append",
+        type=ipaddress.ip_network,
+        default=[],
+        help="a proxy in front whose X-Forwarded-For/-Proto/-Host are kept (repeatable); "
+        "from anyone else they are replaced",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -149,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
         grace_seconds=args.grace,
         reuse_port=args.reuse_port,
         access_log=args.access_log,
+        max_head_bytes=args.max_head_bytes,
+        head_timeout=args.head_timeout,
+        trailer_timeout=args.trailer_timeout,
+        trusted_proxies=tuple(args.trusted_proxy),
     )
     install_event_loop_policy()
     try:
