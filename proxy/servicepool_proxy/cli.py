@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a proxy in front whose X-Forwarded-For/-Proto/-Host are kept (repeatable); "
         "from anyone else they are replaced",
     )
+    parser.add_argument(
+        "--body-buffer-bytes",
+        type=int,
+        default=64 << 20,
+        help="request-body bytes held at once, across all requests, before a member is "
+        "picked (see retries.bufferBytes); a body that would go past it streams",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -183,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         head_timeout=args.head_timeout,
         trailer_timeout=args.trailer_timeout,
         trusted_proxies=tuple(args.trusted_proxy),
+        body_buffer_bytes=args.body_buffer_bytes,
     )
     install_event_loop_policy()
     try:

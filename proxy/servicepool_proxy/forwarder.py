@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 from .admission import WaitResult
 from .balancer.member import MemberState
 from .balancer.pool import Unavailable
-from .body import BodyTooLarge, StreamedBody, read_body
+from .body import BodyTooLarge, BufferBudget, StreamedBody, held_bytes, read_body
 from .exchange import Request, Response, StreamResponse, json_response
 from .faults import AttemptFailed, ClientFault, attribute, classify, client_fault
 from .headers import (
@@ -67,6 +67,7 @@ class Forwarder:
         runtime: PoolRuntime,
         upstream: UpstreamPool,
         metrics: ProxyMetrics,
+        budget: BufferBudget,
         clock: Callable[[], float] = time.monotonic,
         trusted_proxies: Networks = (),
     ) -> None:
@@ -75,6 +76,7 @@ class Forwarder:
         self.metrics = metrics
         self.clock = clock
         self.trusted_proxies = trusted_proxies
+        self.budget = budget  # request-body bytes held at once, across all requests
 
     async def __call__(self, request: Request) -> Response | StreamResponse:
         runtime = self.runtime
@@ -106,7 +108,7 @@ class Forwarder:
             try:
                 async with asyncio.timeout(spec.timeouts.requestSeconds):
                     body = await read_body(
-                        content, request.content_length, body_limit(spec),
+                        content, request.content_length, body_limit(spec), self.budget,
                         spec.limits.maxRequestBodyBytes,
                     )  # fmt: skip
             except BodyTooLarge as exc:
@@ -117,6 +119,18 @@ class Forwarder:
                                       "the request body did not arrive in time")  # fmt: skip
             if isinstance(body, StreamedBody) and request.content_length is not None:
                 headers["Content-Length"] = str(request.content_length)
+        try:
+            return await self._forward(request, headers, body, start)
+        finally:
+            self.budget.give(held_bytes(body))
+
+    async def _forward(
+        self, request: Request, headers: CIMultiDict[str], body: bytes | StreamedBody | None,
+        start: float,
+    ) -> Response | StreamResponse:  # fmt: skip
+        """Pick a member, try, retry what may be retried; the answer or the last failure."""
+        runtime = self.runtime
+        spec = runtime.spec
         keys = NO_KEYS
         if spec.models is not None or spec.affinity is not None:
             if (

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from .access import DEFAULT_SECRETS_DIR
 from .admin import make_admin_app
+from .body import BufferBudget
 from .forwarder import Forwarder
 from .front import FrontServer
 from .headers import Networks
@@ -52,6 +53,7 @@ class ProxyOptions:
     head_timeout: float = 10.0  # from a request head's first byte to its end
     trailer_timeout: float = 10.0  # from the first trailer byte to the end of the request
     trusted_proxies: Networks = ()  # peers whose X-Forwarded-* headers are believed
+    body_buffer_bytes: int = 64 << 20  # request-body bytes held at once; beyond, bodies stream
 
 
 def _bound_port(site: web.TCPSite) -> int:
@@ -92,9 +94,11 @@ class ProxyServer:
     async def start(self) -> None:
         """Bind both ports and start background work."""
         options = self.options
+        budget = BufferBudget(options.body_buffer_bytes)
         forwarder = Forwarder(
-            self.runtime, self._upstream, self.metrics, trusted_proxies=options.trusted_proxies
-        )
+            self.runtime, self._upstream, self.metrics, budget,
+            trusted_proxies=options.trusted_proxies,
+        )  # fmt: skip
         self._front = FrontServer(
             forwarder,
             idle_timeout=options.idle_timeout,
