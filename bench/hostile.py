@@ -28,7 +28,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.run import Processes, open_loop, with_children, write_pool  # noqa: E402
+from bench.run import Processes, cpu_seconds, open_loop, with_children, write_pool  # noqa: E402
 from servicepool_proxy.server import free_port  # noqa: E402
 from tests.support import start_member_process  # noqa: E402
 
@@ -215,6 +215,7 @@ def run_attack(name: str, peer: str, seconds: float, tmp: Path) -> dict[str, Any
                 time.sleep(0.1)
 
         sampler = threading.Thread(target=sample, daemon=True)
+        cpu_before = cpu_seconds(pids)
         sampler.start()
         attacker = subprocess.Popen([sys.executable, __file__, "--attack", name,
                                      "--port", str(port), "--seconds", str(seconds)])  # fmt: skip
@@ -223,6 +224,7 @@ def run_attack(name: str, peer: str, seconds: float, tmp: Path) -> dict[str, Any
         attacker.wait(seconds + 30)
         stop.set()
         sampler.join()
+        cpu = cpu_seconds(pids) - cpu_before
         time.sleep(SETTLE_SECONDS)
         return {
             "rssBeforeMb": round(before, 1),
@@ -232,6 +234,7 @@ def run_attack(name: str, peer: str, seconds: float, tmp: Path) -> dict[str, Any
             "errors": normal["errors"],
             "statuses": normal["statuses"],
             "memberConnectionsPeak": max(member_peak),
+            "proxyCpuSeconds": round(cpu, 2),
             "ejections": ejections(admin) if admin else None,
         }
     finally:
@@ -248,8 +251,8 @@ def write_report(results: dict[str, dict[str, dict[str, Any]]], seconds: float) 
         "garbage collection. 2 cores, loopback.",
         "",
         "| attack | peer | RSS before / peak / after (MB) | normal p99 (ms) | normal errors "
-        "| member connections (peak) | ejections |",
-        "|---|---|---|---|---|---|---|",
+        "| member connections (peak) | ejections | proxy CPU (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for attack, peers in results.items():
         for peer, r in peers.items():
@@ -257,7 +260,7 @@ def write_report(results: dict[str, dict[str, dict[str, Any]]], seconds: float) 
             lines.append(
                 f"| {attack} | {peer} | {r['rssBeforeMb']} / {r['rssPeakMb']} / "
                 f"{r['rssAfterMb']} | {r['p99Ms']} | {r['errors']} | "
-                f"{r['memberConnectionsPeak']} | {ejected} |"
+                f"{r['memberConnectionsPeak']} | {ejected} | {r['proxyCpuSeconds']} |"
             )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "hostile.md").write_text("\n".join(lines) + "\n")

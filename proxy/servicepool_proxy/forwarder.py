@@ -150,7 +150,7 @@ class Forwarder:
         max_tries = 1 + spec.retries.attempts
         tried: list[MemberState] = []
         failures: list[str] = []
-        last: AttemptFailed | None = None
+        last_kind: str | None = None  # of the last failure (the exception is not kept: a cycle)
 
         for attempt in range(max_tries):
             choice = runtime.balancer.choose(self.clock(), tried, keys.model, keys.affinity_key)
@@ -160,7 +160,7 @@ class Forwarder:
                 else await self._admit(runtime, tried, start, keys, choice)
             )
             if isinstance(member, Response):
-                if last is None:
+                if last_kind is None:
                     return member
                 break
             tried.append(member)
@@ -186,7 +186,7 @@ class Forwarder:
             except ClientFault as fault:
                 return self._client_failed(fault)
             except AttemptFailed as failure:
-                last = failure
+                last_kind = failure.kind
                 failures.append(f"{member.name}: {failure}")
                 self.metrics.upstream_errors.labels(runtime.name, member.name, failure.kind).inc()
                 if failure.kind != "status" and balancer.record_failure(
@@ -200,9 +200,9 @@ class Forwarder:
                 balancer.release(member, trial)
                 runtime.queue.wake_one()
 
-        assert last is not None
-        status = 504 if last.kind == "timeout" else 502
-        self.metrics.rejected.labels(runtime.name, "upstream-" + last.kind).inc()
+        assert last_kind is not None
+        status = 504 if last_kind == "timeout" else 502
+        self.metrics.rejected.labels(runtime.name, "upstream-" + last_kind).inc()
         return error_response(
             status,
             runtime.name,

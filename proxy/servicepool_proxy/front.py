@@ -40,9 +40,10 @@ MAX_PIPELINED = 16  # parsed requests waiting behind the one being served
 # Outside a body the parser is fed this much at a time, so that a read full of pipelined
 # requests stops being parsed once MAX_PIPELINED wait (the rest waits unparsed).
 HEAD_SLICE = 1024
-# After a last answer, what the client still sends is read and dropped for up to this long,
-# so the answer is not destroyed by a reset (nginx's lingering close).
+# After a last answer, what the client still sends is read and dropped for up to this long
+# and this much, so the answer is not destroyed by a reset (nginx's lingering close).
 LINGER_SECONDS = 2.0
+LINGER_BYTES = 64 * 1024
 
 
 class FrontConnection(WritePacing, asyncio.Protocol):
@@ -55,6 +56,7 @@ class FrontConnection(WritePacing, asyncio.Protocol):
         self.closed = False
         self.must_close = False
         self._lingering = False
+        self._dropped = 0  # bytes read and dropped while lingering
         # Dropped when the connection is lost: it holds this protocol's callbacks (a cycle).
         self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self._meter = LineMeter(server.max_header_bytes, server.max_head_bytes)
@@ -82,7 +84,12 @@ class FrontConnection(WritePacing, asyncio.Protocol):
         self.idle_since = self.server.loop.time()
 
     def data_received(self, data: bytes) -> None:
-        if self._broken or self._lingering:
+        if self._lingering:
+            self._dropped += len(data)
+            if self._dropped > LINGER_BYTES and self.transport is not None:
+                self.transport.pause_reading()  # a client still sending is not reading
+            return
+        if self._broken:
             return
         if self._backlog:  # a read that was under way when reading paused
             self._backlog += data
@@ -114,7 +121,7 @@ class FrontConnection(WritePacing, asyncio.Protocol):
             except httptools.HttpParserError as exc:
                 cause = exc.__context__
                 if isinstance(cause, RequestRejected):  # raised by one of our callbacks
-                    self._reject(cause)
+                    self._reject(cause.with_traceback(None))  # its frames hold this connection
                 else:
                     self._reject(RequestRejected(400, f"malformed request: {exc}"))
                 return
@@ -287,6 +294,9 @@ class FrontConnection(WritePacing, asyncio.Protocol):
             response = Response(500, body=b'{"error": "internal"}\n',
                                 content_type="application/json")  # fmt: skip
             self.must_close = True
+        finally:
+            if request.content is not None:
+                request.content.release()
         if self.closed:
             return
         body = request.content

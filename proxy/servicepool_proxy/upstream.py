@@ -144,6 +144,7 @@ class UpstreamResponse:
             self._connection = None
             self.body.source = None
             connection.finish(self)
+            self.body.release()
 
 
 class UpstreamConnection(WritePacing, asyncio.Protocol):
