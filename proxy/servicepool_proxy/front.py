@@ -28,6 +28,7 @@ from .exchange import (
     Response,
     StreamResponse,
 )
+from .heap import release_free_memory
 from .linemeter import LineMeter, Section
 from .tasks import cancel_and_wait
 
@@ -44,6 +45,8 @@ HEAD_SLICE = 1024
 # and this much, so the answer is not destroyed by a reset (nginx's lingering close).
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 * 1024
+# After this many connections have closed, the next sweep gives freed heap memory back.
+TRIM_AFTER_CLOSES = 64
 
 
 class FrontConnection(WritePacing, asyncio.Protocol):
@@ -144,6 +147,7 @@ class FrontConnection(WritePacing, asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.server.connections.discard(self)
+        self.server.closed_since_trim += 1
         body, self._body = self._body, None
         if body is not None and not body.eof:
             body.fail(ClientGone("the client left before the body was complete"))
@@ -428,6 +432,7 @@ class FrontServer:
         self.max_head_bytes = max_head_bytes
         self.access_log = access_log
         self.connections: set[FrontConnection] = set()
+        self.closed_since_trim = 0
         self.draining = False
         self._tasks: set[asyncio.Future[None]] = set()
         self._server: asyncio.Server | None = None
@@ -449,7 +454,8 @@ class FrontServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def _sweep_idle(self) -> None:
-        """Close connections idle, or slow to send a head or trailers, past their deadline.
+        """Close connections idle, or slow to send a head or trailers, past their deadline,
+        and give memory freed by many closed connections back to the system.
 
         One sweep a quarter of the shortest timeout: cheaper than a timer per request, and
         a deadline is overrun by at most a quarter of that timeout.
@@ -460,6 +466,9 @@ class FrontServer:
             now = self.loop.time()
             for connection in list(self.connections):
                 connection.check_time(now)
+            if self.closed_since_trim >= TRIM_AFTER_CLOSES:
+                self.closed_since_trim = 0
+                release_free_memory()
 
     async def shutdown(self, grace_seconds: float) -> None:
         """Stop accepting, let exchanges in progress finish within the grace period."""
