@@ -87,17 +87,25 @@ async def pipeline_unread(port: int, until: float) -> None:
     writer.transport.abort()
 
 
-async def abandoned_uploads(port: int, until: float) -> None:
-    """Uploads larger than the retry buffer, each abandoned after 50 ms, 20 a second."""
+async def abandon(port: int, until: float, length: int) -> None:
+    """Uploads of `length` bytes, each abandoned after 64 kB and 50 ms, 20 a second."""
+    head = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % length
     while time.monotonic() < until:
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 2000000\r\n\r\n")
-            writer.write(b"u" * 65536)
+            writer.write(head + b"u" * 65536)
             await asyncio.sleep(0.05)
             writer.transport.abort()
         except OSError:
             pass
+
+
+async def abandoned_uploads(port: int, until: float) -> None:
+    await abandon(port, until, 2_000_000)
+
+
+async def abandoned_streamed_uploads(port: int, until: float) -> None:
+    await abandon(port, until, 20_000_000)  # over retries.bufferBytes: servicepool streams it
 
 
 async def slow_uploads(port: int, until: float) -> None:
@@ -124,6 +132,7 @@ ATTACKS: dict[str, Attack] = {
     "endless trailer line": trailer_line,
     "8000 pipelined GETs, never read": pipeline_unread,
     "abandoned 2 MB uploads": abandoned_uploads,
+    "abandoned 20 MB uploads": abandoned_streamed_uploads,
     "500 slow 2 MB uploads": slow_uploads,
 }
 
@@ -272,6 +281,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--only", action="append", help="run only attacks containing this")
+    parser.add_argument("--peers", nargs="+", default=["servicepool", "nginx"],
+                        choices=["servicepool", "nginx"])  # fmt: skip
     parser.add_argument("--attack", help=argparse.SUPPRESS)  # the attacker process
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -284,7 +295,7 @@ def main() -> int:
             if args.only and not any(part in name for part in args.only):
                 continue
             results[name] = {}
-            for peer in ("servicepool", "nginx"):
+            for peer in args.peers:
                 results[name][peer] = run_attack(name, peer, args.seconds, Path(tmp))
                 print(name, peer, results[name][peer], flush=True)
     write_report(results, args.seconds)

@@ -45,8 +45,8 @@ HEAD_SLICE = 1024
 # and this much, so the answer is not destroyed by a reset (nginx's lingering close).
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 * 1024
-# After this many connections have closed, the next sweep gives freed heap memory back.
-TRIM_AFTER_CLOSES = 64
+# A sweep after connections closed gives freed heap memory back, at most this often.
+TRIM_SECONDS = 1.0
 
 
 class FrontConnection(WritePacing, asyncio.Protocol):
@@ -103,7 +103,8 @@ class FrontConnection(WritePacing, asyncio.Protocol):
         """Parse `data`, checking the line bounds after each piece; keep what follows a full
         queue of pipelined requests for later."""
         parser = self._parser
-        assert parser is not None
+        if parser is None:  # closed, or broken by an earlier rejection
+            return
         meter = self._meter
         size = len(data)
         view = memoryview(data) if size > HEAD_SLICE else None
@@ -154,10 +155,16 @@ class FrontConnection(WritePacing, asyncio.Protocol):
         for request in self._queue:
             if request.content is not None:
                 request.content.fail(ClientGone("the client left"))
-        self._queue.clear()
-        self._backlog = b""
-        self._parser = None
+        self._drop_input()
         self.resume_writing()  # a writer waiting to drain sees `closed` and stops
+
+    def _drop_input(self) -> None:
+        """Nothing more will be parsed: let go of the parser (a cycle through its callbacks,
+        and the partial line it holds), what waits unparsed and unserved requests."""
+        self._parser = None
+        self._backlog = b""
+        self._queue.clear()
+        self._headers = []
 
     # -- httptools callbacks --------------------------------------------------------------
 
@@ -350,9 +357,8 @@ class FrontConnection(WritePacing, asyncio.Protocol):
     def _reject(self, rejected: RequestRejected) -> None:
         """Answer a request that cannot be parsed or is too large, then close."""
         self._broken = True
-        self._queue.clear()
-        self._backlog = b""
         self.head_since = self.trailer_since = None
+        self._drop_input()
         self.pause_reading()
         if self._body is not None:
             self._body.fail(rejected)  # the handler reading it answers with rejected.status
@@ -399,6 +405,7 @@ class FrontConnection(WritePacing, asyncio.Protocol):
             return
         self.closed = True
         self.idle_since = self.head_since = self.trailer_since = None
+        self._drop_input()
         if not graceful:
             transport.abort()
         elif transport.can_write_eof():
@@ -420,8 +427,8 @@ class FrontServer:
     """Listens for clients and serves each request with `handler`."""
 
     def __init__(
-        self, handler: Handler, *, idle_timeout: float, max_header_bytes: int,
-        max_head_bytes: int = 65536, head_timeout: float = 10.0, trailer_timeout: float = 10.0,
+        self, handler: Handler, *, idle_timeout: float, head_timeout: float,
+        trailer_timeout: float, max_header_bytes: int, max_head_bytes: int,
         access_log: bool = False,
     ) -> None:  # fmt: skip
         self.handler = handler
@@ -461,13 +468,15 @@ class FrontServer:
         a deadline is overrun by at most a quarter of that timeout.
         """
         period = max(0.05, min(self.idle_timeout, self.head_timeout, self.trailer_timeout) / 4)
+        trimmed = 0.0
         while True:
             await asyncio.sleep(period)
             now = self.loop.time()
             for connection in list(self.connections):
                 connection.check_time(now)
-            if self.closed_since_trim >= TRIM_AFTER_CLOSES:
+            if self.closed_since_trim and now - trimmed >= TRIM_SECONDS:
                 self.closed_since_trim = 0
+                trimmed = now
                 release_free_memory()
 
     async def shutdown(self, grace_seconds: float) -> None:

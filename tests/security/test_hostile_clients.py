@@ -351,5 +351,5 @@ async def test_memory_returns_near_its_baseline_after_floods_without_a_forced_co
     before = pool.proxy.rss_mb()
     for head in (HEADER_FLOOD, TRAILER_FLOOD):
         await under_attack(pool, lambda port, head=head: flood(port, head), seconds=1.5)
-    await asyncio.sleep(1)
+    await asyncio.sleep(3)  # the last connections linger up to 2 s after their answer
     assert pool.proxy.rss_mb() - before < 20, (before, pool.proxy.rss_mb())
