@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -9,6 +10,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from servicepool_proxy.server import free_port
 
@@ -76,3 +81,44 @@ def eventually(predicate: Callable[[], object], seconds: float, step: float = 0.
         time.sleep(step)
         value = predicate()
     return value
+
+
+@dataclass
+class ProxyProcess:
+    """`servicepool-proxy` in its own process (uvloop, as deployed), so its memory can be read."""
+
+    port: int
+    admin_port: int
+    process: subprocess.Popen[bytes]
+
+    def rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        match = re.search(r"VmRSS:\s+(\d+) kB", status)
+        assert match is not None
+        return int(match.group(1)) / 1024
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def start_proxy_process(pool_dir: Path, spec: dict[str, Any], *flags: str) -> ProxyProcess:
+    """Write a pool file with `spec` and start a proxy on it; waits until it listens."""
+    pool = pool_dir / "pool.yaml"
+    pool.write_text(yaml.safe_dump({"apiVersion": "servicepool.dev/v1alpha1",
+                                    "kind": "ServicePool", "metadata": {"name": "p"},
+                                    "spec": spec}))  # fmt: skip
+    port, admin = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "servicepool_proxy.cli", "--pool", str(pool),
+         "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
+         "--log-level", "ERROR", *flags],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port("127.0.0.1", port, 20, process)
+    except RuntimeError:
+        process.kill()
+        raise
+    return ProxyProcess(port, admin, process)

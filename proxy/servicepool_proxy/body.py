@@ -17,11 +17,14 @@ class StreamedBody:
     It can be sent once; `started` tells whether a retry is still possible.
     """
 
-    def __init__(self, prefix: list[bytes], rest: ByteStream, max_bytes: int = 0) -> None:
+    def __init__(
+        self, prefix: list[bytes], rest: ByteStream, max_bytes: int = 0, held: int = 0
+    ) -> None:
         self._prefix = prefix
         self._rest = rest
         self._max_bytes = max_bytes
         self.started = False
+        self.held = held  # bytes of the prefix taken from the buffer budget
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Yield the body; marks it started at the first chunk."""
@@ -41,29 +44,60 @@ class StreamedBody:
             yield chunk
 
 
+class BufferBudget:
+    """Bytes of request bodies the proxy holds at once; a body that would go past it streams."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.limit:
+            return False
+        self.used += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
+
+
+def held_bytes(body: bytes | StreamedBody | None) -> int:
+    """What `read_body` took from the budget for `body` (to be given back after the exchange)."""
+    if body is None:
+        return 0
+    return len(body) if isinstance(body, bytes) else body.held
+
+
 async def read_body(
-    stream: ByteStream, content_length: int | None, limit: int, max_bytes: int = 0
-) -> bytes | StreamedBody:
-    """Buffer up to `limit` bytes; a longer body becomes a StreamedBody.
+    stream: ByteStream, content_length: int | None, limit: int, budget: BufferBudget,
+    max_bytes: int = 0,
+) -> bytes | StreamedBody:  # fmt: skip
+    """Read the body whole while it stays within `limit` and the budget has room; a longer
+    body becomes a StreamedBody of what was read and the rest. What is held is taken from
+    `budget` as it arrives.
 
     Raises BodyTooLarge when the body is (or is declared) over `max_bytes` (0: no limit);
     a streamed body that grows past it later fails while it is being sent.
     """
     if max_bytes and content_length is not None and content_length > max_bytes:
         raise BodyTooLarge(f"request body of {content_length} bytes is over {max_bytes}")
-    if content_length is not None and content_length <= limit:
-        return await stream.readexactly(content_length) if content_length else b""
-    if content_length is not None:
+    if content_length is not None and content_length > limit:
         return StreamedBody([], stream, max_bytes)
     chunks: list[bytes] = []
     size = 0
-    while True:
-        chunk = await stream.readany()
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-        if max_bytes and size > max_bytes:
-            raise BodyTooLarge(f"request body over {max_bytes} bytes")
-        if size > limit:
-            return StreamedBody(chunks, stream, max_bytes)
+    try:
+        while True:
+            chunk = await stream.readany()
+            if not chunk:
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if max_bytes and size + len(chunk) > max_bytes:
+                raise BodyTooLarge(f"request body over {max_bytes} bytes")
+            if size + len(chunk) > limit or not budget.take(len(chunk)):
+                return StreamedBody([*chunks, chunk], stream, max_bytes, held=size)
+            chunks.append(chunk)
+            size += len(chunk)
+    except BaseException:
+        budget.give(size)
+        raise

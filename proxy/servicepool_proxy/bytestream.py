@@ -74,6 +74,14 @@ class ByteStream:
             self._error = error
         self.wake()
 
+    def release(self) -> None:
+        """The reader is done: drop what is buffered, and the failure's traceback (it holds
+        the reader's frames, which hold this stream: a reference cycle)."""
+        self._chunks.clear()
+        self._size = 0
+        if self._error is not None:
+            self._error.__traceback__ = None
+
     def wake(self) -> None:
         """Let a waiting reader look again."""
         waiter = self._waiter

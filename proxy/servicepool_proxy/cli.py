@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -119,6 +120,42 @@ def build_parser() -> argparse.ArgumentParser:
         default=8190,
         help="longest request line and header field accepted (431 beyond)",
     )
+    parser.add_argument(
+        "--max-head-bytes",
+        type=int,
+        default=65536,
+        help="largest request head, and trailer section, accepted (431 beyond)",
+    )
+    parser.add_argument(
+        "--head-timeout",
+        type=float,
+        default=10.0,
+        help="close a connection whose request head is not complete this many seconds "
+        "after its first byte",
+    )
+    parser.add_argument(
+        "--trailer-timeout",
+        type=float,
+        default=10.0,
+        help="answer 408 when chunked trailers are not complete this many seconds after "
+        "their first byte",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        metavar="CIDR",
+        action="append",
+        type=ipaddress.ip_network,
+        default=[],
+        help="a proxy in front whose X-Forwarded-For/-Proto/-Host are kept (repeatable); "
+        "from anyone else they are replaced",
+    )
+    parser.add_argument(
+        "--body-buffer-bytes",
+        type=int,
+        default=64 << 20,
+        help="request-body bytes held at once, across all requests, before a member is "
+        "picked (see retries.bufferBytes); a body that would go past it streams",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -145,6 +182,11 @@ def options_from_args(args: argparse.Namespace) -> ProxyOptions:
         secrets_dir=args.secrets_dir,
         idle_timeout=args.idle_timeout,
         max_header_bytes=args.max_header_bytes,
+        max_head_bytes=args.max_head_bytes,
+        head_timeout=args.head_timeout,
+        trailer_timeout=args.trailer_timeout,
+        trusted_proxies=tuple(args.trusted_proxy),
+        body_buffer_bytes=args.body_buffer_bytes,
     )
 
 

@@ -14,11 +14,14 @@ from multidict import CIMultiDict
 from .admission import WaitResult
 from .balancer.member import MemberState
 from .balancer.pool import Unavailable
-from .body import BodyTooLarge, StreamedBody, read_body
+from .body import BodyTooLarge, BufferBudget, StreamedBody, held_bytes, read_body
 from .exchange import Request, Response, StreamResponse, json_response
+from .faults import AttemptFailed, ClientFault, attribute, classify, client_fault
 from .headers import (
     MEMBER_HEADER,
+    Networks,
     downstream_response_headers,
+    is_trusted,
     parse_retry_after,
     upstream_request_headers,
 )
@@ -26,7 +29,7 @@ from .metrics import ProxyMetrics
 from .routing_keys import RoutingKeys, body_limit, needs_json_body, routing_keys
 from .runtime import PoolRuntime
 from .signals import find_usage_in_json, find_usage_in_sse
-from .upstream import UpstreamError, UpstreamPool, UpstreamResponse
+from .upstream import UpstreamPool, UpstreamResponse
 
 log = logging.getLogger("servicepool.proxy")
 
@@ -47,26 +50,6 @@ class Timing(NamedTuple):
     first_byte: float
 
 
-class AttemptFailed(Exception):
-    """One try on one member failed before the client saw a byte."""
-
-    def __init__(self, kind: str, detail: str) -> None:
-        super().__init__(f"{kind}: {detail}")
-        self.kind = kind
-        self.detail = detail
-
-
-def classify(exc: BaseException) -> AttemptFailed:
-    """Name the failure the way retryOn does: connect-failure, reset or timeout."""
-    if isinstance(exc, UpstreamError):
-        return AttemptFailed(exc.kind, str(exc) or type(exc).__name__)
-    if isinstance(exc, TimeoutError):
-        return AttemptFailed("timeout", "no answer in time")
-    if isinstance(exc, ConnectionError):
-        return AttemptFailed("reset", str(exc) or type(exc).__name__)
-    return AttemptFailed("reset", f"{type(exc).__name__}: {exc}")
-
-
 def error_response(status: int, pool: str, error: str, detail: str) -> Response:
     """A response the proxy writes itself, with a body saying what happened."""
     body = json.dumps({"error": error, "pool": pool, "detail": detail}) + "\n"
@@ -84,12 +67,16 @@ class Forwarder:
         runtime: PoolRuntime,
         upstream: UpstreamPool,
         metrics: ProxyMetrics,
+        budget: BufferBudget,
         clock: Callable[[], float] = time.monotonic,
+        trusted_proxies: Networks = (),
     ) -> None:
         self.runtime = runtime
         self.upstream = upstream
         self.metrics = metrics
         self.clock = clock
+        self.trusted_proxies = trusted_proxies
+        self.budget = budget  # request-body bytes held at once, across all requests
 
     async def __call__(self, request: Request) -> Response | StreamResponse:
         runtime = self.runtime
@@ -104,8 +91,9 @@ class Forwarder:
             response.headers["WWW-Authenticate"] = auth.challenge(runtime.name)
             return response
         headers = upstream_request_headers(
-            request.headers, request.remote, request.scheme, request.host
-        )
+            request.headers, request.remote, request.scheme, request.host,
+            is_trusted(request.remote, self.trusted_proxies),
+        )  # fmt: skip
         if spec.access is not None:
             headers.popall(spec.access.header, None)  # the pool's credential, not the members'
         credential = runtime.upstream_credential
@@ -120,7 +108,7 @@ class Forwarder:
             try:
                 async with asyncio.timeout(spec.timeouts.requestSeconds):
                     body = await read_body(
-                        content, request.content_length, body_limit(spec),
+                        content, request.content_length, body_limit(spec), self.budget,
                         spec.limits.maxRequestBodyBytes,
                     )  # fmt: skip
             except BodyTooLarge as exc:
@@ -131,6 +119,18 @@ class Forwarder:
                                       "the request body did not arrive in time")  # fmt: skip
             if isinstance(body, StreamedBody) and request.content_length is not None:
                 headers["Content-Length"] = str(request.content_length)
+        try:
+            return await self._forward(request, headers, body, start)
+        finally:
+            self.budget.give(held_bytes(body))
+
+    async def _forward(
+        self, request: Request, headers: CIMultiDict[str], body: bytes | StreamedBody | None,
+        start: float,
+    ) -> Response | StreamResponse:  # fmt: skip
+        """Pick a member, try, retry what may be retried; the answer or the last failure."""
+        runtime = self.runtime
+        spec = runtime.spec
         keys = NO_KEYS
         if spec.models is not None or spec.affinity is not None:
             if (
@@ -150,7 +150,7 @@ class Forwarder:
         max_tries = 1 + spec.retries.attempts
         tried: list[MemberState] = []
         failures: list[str] = []
-        last: AttemptFailed | None = None
+        last_kind: str | None = None  # of the last failure (the exception is not kept: a cycle)
 
         for attempt in range(max_tries):
             choice = runtime.balancer.choose(self.clock(), tried, keys.model, keys.affinity_key)
@@ -160,7 +160,7 @@ class Forwarder:
                 else await self._admit(runtime, tried, start, keys, choice)
             )
             if isinstance(member, Response):
-                if last is None:
+                if last_kind is None:
                     return member
                 break
             tried.append(member)
@@ -183,10 +183,10 @@ class Forwarder:
                         and (idempotent or status == 429)
                     ),
                 )
-            except BodyTooLarge as exc:
-                return self._too_large(exc)
+            except ClientFault as fault:
+                return self._client_failed(fault)
             except AttemptFailed as failure:
-                last = failure
+                last_kind = failure.kind
                 failures.append(f"{member.name}: {failure}")
                 self.metrics.upstream_errors.labels(runtime.name, member.name, failure.kind).inc()
                 if failure.kind != "status" and balancer.record_failure(
@@ -200,9 +200,9 @@ class Forwarder:
                 balancer.release(member, trial)
                 runtime.queue.wake_one()
 
-        assert last is not None
-        status = 504 if last.kind == "timeout" else 502
-        self.metrics.rejected.labels(runtime.name, "upstream-" + last.kind).inc()
+        assert last_kind is not None
+        status = 504 if last_kind == "timeout" else 502
+        self.metrics.rejected.labels(runtime.name, "upstream-" + last_kind).inc()
         return error_response(
             status,
             runtime.name,
@@ -230,8 +230,12 @@ class Forwarder:
 
     def _too_large(self, exc: BodyTooLarge) -> Response:
         """413, and the connection closes: the rest of the body is not read."""
-        self.metrics.rejected.labels(self.runtime.name, "body-too-large").inc()
-        response = error_response(413, self.runtime.name, "body-too-large", str(exc))
+        return self._client_failed(ClientFault("body-too-large", 413, str(exc)))
+
+    def _client_failed(self, fault: ClientFault) -> Response:
+        """The answer to a client that ended its own exchange; the connection closes."""
+        self.metrics.rejected.labels(self.runtime.name, fault.reason).inc()
+        response = error_response(fault.status, self.runtime.name, fault.reason, str(fault))
         response.force_close()
         return response
 
@@ -298,11 +302,8 @@ class Forwarder:
                 connect_seconds=timeouts.connectSeconds,
                 replayable=idempotent,
             )
-        except Exception as exc:  # every transport error becomes a classified failure
-            too_large = _body_too_large(exc)
-            if too_large is not None:  # the client's fault, not the member's
-                raise too_large from exc
-            raise classify(exc) from exc
+        except Exception as exc:  # the client's fault, or the member's failure classified
+            raise attribute(exc) from exc
         try:
             first_byte = self.clock()
             status = upstream.status
@@ -357,7 +358,7 @@ class Forwarder:
             try:
                 payload = await upstream.read()
             except Exception as exc:
-                raise classify(exc) from exc
+                raise attribute(exc) from exc
             response = Response(
                 status=status, reason=upstream.reason, headers=headers, body=payload
             )
@@ -380,6 +381,11 @@ class Forwarder:
             except ConnectionResetError:
                 raise  # the client went away; nothing to tell it
             except Exception as exc:
+                fault = client_fault(exc)
+                if fault is not None:  # headers are out: cut the stream, blame nobody
+                    self.metrics.rejected.labels(self.runtime.name, fault.reason).inc()
+                    request.connection.close(graceful=True)
+                    return stream
                 failure = classify(exc)
                 log.warning("member %s failed mid-stream: %s", member.name, failure)
                 if self.runtime.balancer.record_failure(
@@ -406,18 +412,6 @@ class Forwarder:
             member.ejected_until - self.clock(),
             member.last_error,
         )
-
-
-def _body_too_large(exc: BaseException) -> BodyTooLarge | None:
-    """The BodyTooLarge behind a client error, if that is what stopped the upload."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            return None
-        if isinstance(seen, BodyTooLarge):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 def _saturated_detail(runtime: PoolRuntime, result: WaitResult, choice: Unavailable) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Iterable
 from datetime import UTC
@@ -26,6 +27,10 @@ HOP_BY_HOP = frozenset(
 # Recomputed by the proxy from what is actually sent.
 _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect"}
 _RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
+# What a client says about earlier hops is believed only from a trusted proxy.
+_FORWARDING = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
+_UNTRUSTED_REQUEST_DROP = _REQUEST_DROP | _FORWARDING
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 MEMBER_HEADER = "X-ServicePool-Member"
 REQUEST_ID_HEADER = "X-Request-Id"
 
@@ -38,14 +43,26 @@ def _connection_tokens(values: Iterable[str]) -> set[str]:
     return tokens
 
 
+def is_trusted(client_ip: str | None, networks: Networks) -> bool:
+    """Whether the peer is one of the proxies whose X-Forwarded-* headers are believed."""
+    if not networks or not client_ip:
+        return False
+    address = ipaddress.ip_address(client_ip)
+    return any(address in network for network in networks)
+
+
 def upstream_request_headers(
-    headers: CIMultiDictProxy[str], client_ip: str | None, scheme: str, host: str | None
-) -> CIMultiDict[str]:
-    """The client's headers as they go to a member."""
+    headers: CIMultiDictProxy[str], client_ip: str | None, scheme: str, host: str | None,
+    trusted: bool = False,
+) -> CIMultiDict[str]:  # fmt: skip
+    """The client's headers as they go to a member.
+
+    X-Forwarded-For/-Proto/-Host describe this connection; a `trusted` peer's own values
+    are kept (its For list is extended with its address).
+    """
+    base = _REQUEST_DROP if trusted else _UNTRUSTED_REQUEST_DROP
     drop = (
-        _REQUEST_DROP | _connection_tokens(headers.getall("Connection"))
-        if "Connection" in headers
-        else _REQUEST_DROP
+        base | _connection_tokens(headers.getall("Connection")) if "Connection" in headers else base
     )
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():

@@ -12,8 +12,10 @@ from aiohttp import web
 
 from .access import DEFAULT_SECRETS_DIR
 from .admin import make_admin_app
+from .body import BufferBudget
 from .forwarder import Forwarder
 from .front import FrontServer
+from .headers import Networks
 from .kubesource import ConfigMapSource, make_core_api
 from .metrics import ProxyMetrics
 from .prober import MemberPoller, capacity_poller, health_poller, model_poller
@@ -49,6 +51,11 @@ class ProxyOptions:
     # after this long.
     idle_timeout: float = 15.0
     max_header_bytes: int = 8190  # per request line and per header field
+    max_head_bytes: int = 65536  # the whole header section, and the whole trailer section
+    head_timeout: float = 10.0  # from a request head's first byte to its end
+    trailer_timeout: float = 10.0  # from the first trailer byte to the end of the request
+    trusted_proxies: Networks = ()  # peers whose X-Forwarded-* headers are believed
+    body_buffer_bytes: int = 64 << 20  # request-body bytes held at once; beyond, bodies stream
 
 
 def _bound_port(site: web.TCPSite) -> int:
@@ -89,11 +96,18 @@ class ProxyServer:
     async def start(self) -> None:
         """Bind both ports and start background work."""
         options = self.options
-        forwarder = Forwarder(self.runtime, self._upstream, self.metrics)
+        budget = BufferBudget(options.body_buffer_bytes)
+        forwarder = Forwarder(
+            self.runtime, self._upstream, self.metrics, budget,
+            trusted_proxies=options.trusted_proxies,
+        )  # fmt: skip
         self._front = FrontServer(
             forwarder,
             idle_timeout=options.idle_timeout,
             max_header_bytes=options.max_header_bytes,
+            max_head_bytes=options.max_head_bytes,
+            head_timeout=options.head_timeout,
+            trailer_timeout=options.trailer_timeout,
             access_log=options.access_log,
         )
         self.port = await self._front.start(

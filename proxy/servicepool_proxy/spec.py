@@ -155,10 +155,12 @@ class Retries(SpecModel):
         description="Conditions: connect-failure, reset, timeout, or a 4xx/5xx status code.",
     )
     bufferBytes: int = Field(
-        1 << 20,
+        8 << 20,
         ge=0,
         le=64 << 20,
-        description="Request bodies up to this size are buffered so they can be retried.",
+        description="Request bodies up to this size are received whole before a member is "
+        "picked, so they can be retried and a slow upload holds no member (while the proxy "
+        "holds less than --body-buffer-bytes of them); larger bodies stream.",
     )
 
     @field_validator("retryOn")

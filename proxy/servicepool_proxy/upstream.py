@@ -50,6 +50,13 @@ class UpstreamTimeout(UpstreamError, TimeoutError):
     kind = "timeout"
 
 
+class ClientStalled(UpstreamError):
+    """The deadline passed while the exchange waited on the client: for more of its body,
+    or for it to read the answer. The member is not at fault."""
+
+    kind = "client-stalled"
+
+
 class UpstreamClosed(UpstreamError):
     """The member closed or reset the connection before the response was complete."""
 
@@ -137,6 +144,7 @@ class UpstreamResponse:
             self._connection = None
             self.body.source = None
             connection.finish(self)
+            self.body.release()
 
 
 class UpstreamConnection(WritePacing, asyncio.Protocol):
@@ -150,12 +158,13 @@ class UpstreamConnection(WritePacing, asyncio.Protocol):
         self.keep_alive_until = 0.0  # when an idle wait would outlast the member's patience
         self._idle_limit = IDLE_SECONDS
         self._keep_alive = True
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._response: UpstreamResponse | None = None
         self._head_only = False
         self._reading_paused = False
         self.deadline = 0.0  # loop time by which the exchange in progress must be over
         self._writer: asyncio.Task[None] | None = None
+        self._awaiting_body = False  # the body sender waits for the client's next chunk
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -167,8 +176,10 @@ class UpstreamConnection(WritePacing, asyncio.Protocol):
         if response is None or response.complete:
             self.close()  # bytes nobody asked for: the connection cannot be trusted
             return
+        parser = self._parser
+        assert parser is not None  # set to None only once the connection is lost
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserError as exc:
             response.body.fail(UpstreamProtocolError(f"not a valid HTTP response: {exc}"))
             self.close()
@@ -178,6 +189,7 @@ class UpstreamConnection(WritePacing, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._parser = None  # it holds this protocol's callbacks: a cycle otherwise
         self.pool.unwatch(self)
         response = self._response
         if response is not None and not response.complete:
@@ -205,7 +217,9 @@ class UpstreamConnection(WritePacing, asyncio.Protocol):
     def on_headers_complete(self) -> None:
         response = self._response
         assert response is not None
-        status = self._parser.get_status_code()
+        parser = self._parser
+        assert parser is not None
+        status = parser.get_status_code()
         if 100 <= status < 200:  # 1xx: informational, the real answer follows
             response.informational = True
             response.raw_headers = []
@@ -245,7 +259,9 @@ class UpstreamConnection(WritePacing, asyncio.Protocol):
         if response.informational:
             response.informational = False
             return
-        if not self._parser.should_keep_alive():
+        parser = self._parser
+        assert parser is not None
+        if not parser.should_keep_alive():
             self._keep_alive = False
         response.body.feed_eof()
 
@@ -280,13 +296,16 @@ class UpstreamConnection(WritePacing, asyncio.Protocol):
         transport = self.transport
         assert transport is not None
         try:
+            self._awaiting_body = True
             async for chunk in body:
-                if not chunk:
-                    continue
+                self._awaiting_body = False
                 if self.closed:
                     return
-                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
-                await self.writable()
+                if chunk:
+                    transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                    await self.writable()
+                self._awaiting_body = True
+            self._awaiting_body = False
             if chunked and not self.closed:
                 transport.write(b"0\r\n\r\n")
         except BaseException as exc:
@@ -303,7 +322,14 @@ class UpstreamConnection(WritePacing, asyncio.Protocol):
         """The deadline passed: fail the exchange and drop the connection."""
         response = self._response
         if response is not None:
-            response.body.fail(UpstreamTimeout("no answer in time"))
+            writer = self._writer
+            if writer is not None and not writer.done() and self._awaiting_body:
+                error: UpstreamError = ClientStalled("the request body did not arrive in time")
+            elif self._reading_paused:  # the answer waits for the client to read it
+                error = ClientStalled("the client did not read the answer in time")
+            else:
+                error = UpstreamTimeout("no answer in time")
+            response.body.fail(error)
         self.close()
 
     def finish(self, response: UpstreamResponse) -> None:

@@ -8,6 +8,7 @@ that the proxy ignores or misreads fails here rather than in a cluster.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,15 @@ FLAGS: list[tuple[list[str], str, object]] = [
     (["--secrets-dir", "/s"], "secrets_dir", Path("/s")),
     (["--idle-timeout", "2.5"], "idle_timeout", 2.5),
     (["--max-header-bytes", "1024"], "max_header_bytes", 1024),
+    (["--max-head-bytes", "4096"], "max_head_bytes", 4096),
+    (["--head-timeout", "3"], "head_timeout", 3.0),
+    (["--trailer-timeout", "4"], "trailer_timeout", 4.0),
+    (
+        ["--trusted-proxy", "198.18.0.0/16"],
+        "trusted_proxies",
+        (ipaddress.ip_network("198.18.0.0/16"),),
+    ),
+    (["--body-buffer-bytes", "1000"], "body_buffer_bytes", 1000),
 ]
 
 

@@ -257,3 +257,18 @@ def test_log_level_filters_the_log(run_proxy) -> None:
     terse = run_proxy("--log-level", "WARNING")
     assert eventually(lambda: "proxy listening" in verbose.output(), 2)
     assert "proxy listening" not in terse.output()
+
+
+def test_max_head_bytes_bounds_the_whole_header_section(run_proxy) -> None:
+    proxy = run_proxy("--max-head-bytes", "2048")
+    many = {f"X-H{i}": "a" * 400 for i in range(8)}  # each field short, together 3.3 KB
+    assert proxy.get("/", many)[0] == 431
+    assert run_proxy().get("/", many)[0] == 200
+
+
+def test_trusted_proxy_keeps_the_forwarded_for_of_a_proxy_in_front(run_proxy) -> None:
+    def forwarded_for(proxy: CliProxy) -> str:
+        return json.loads(proxy.get("/", {"X-Forwarded-For": "203.0.113.9"})[1])["forwardedFor"]
+
+    assert forwarded_for(run_proxy()) == "127.0.0.1"  # a client's claim is replaced
+    assert forwarded_for(run_proxy("--trusted-proxy", "127.0.0.0/8")) == "203.0.113.9, 127.0.0.1"

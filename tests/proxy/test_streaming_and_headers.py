@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import time
 
@@ -45,7 +46,11 @@ async def test_forwarding_headers_and_hop_by_hop(proxy, client, handler_servers)
         )
 
     url = await handler_servers(inspect)
-    running = await proxy(pool_document([{"name": "m", "url": url}]))
+    # The test client is a trusted proxy here: its X-Forwarded-For is extended, not replaced.
+    running = await proxy(
+        pool_document([{"name": "m", "url": url}]),
+        trusted_proxies=(ipaddress.ip_network("127.0.0.0/8"),),
+    )
     async with client.get(
         running.url + "/h?q=1%202",
         headers={

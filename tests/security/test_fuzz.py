@@ -4,43 +4,25 @@ to a proxy process; it must answer or close, never crash, and keep serving."""
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servicepool_proxy.server import free_port
-from tests.support import start_member_process, wait_for_port
+from tests.support import start_member_process, start_proxy_process
 
 
 @pytest.fixture(scope="module")
 def proxy_port(tmp_path_factory) -> Iterator[int]:
     member = start_member_process("fuzz")
-    pool = tmp_path_factory.mktemp("fuzz") / "pool.yaml"
-    pool.write_text(yaml.safe_dump({
-        "apiVersion": "servicepool.dev/v1alpha1", "kind": "ServicePool",
-        "metadata": {"name": "fuzz"},
-        "spec": {"members": [{"name": "m", "url": member.url}],
-                 "healthCheck": {"enabled": False}, "timeouts": {"requestSeconds": 2}},
-    }))  # fmt: skip
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "servicepool_proxy.cli", "--pool", str(Path(pool)),
-         "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{free_port()}",
-         "--log-level", "ERROR", "--idle-timeout", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    wait_for_port("127.0.0.1", port, 20, process)
-    yield port
-    assert process.poll() is None, "the proxy died during the fuzz run"
-    process.terminate()
-    process.wait(10)
+    spec = {"members": [{"name": "m", "url": member.url}],
+            "healthCheck": {"enabled": False}, "timeouts": {"requestSeconds": 2}}  # fmt: skip
+    proxy = start_proxy_process(tmp_path_factory.mktemp("fuzz"), spec, "--idle-timeout", "2")
+    yield proxy.port
+    assert proxy.process.poll() is None, "the proxy died during the fuzz run"
+    proxy.stop()
     member.kill()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Iterator
 from email.utils import format_datetime, parsedate_to_datetime
@@ -13,6 +14,7 @@ from servicepool_proxy.headers import (
     HOP_BY_HOP,
     REQUEST_ID_HEADER,
     downstream_response_headers,
+    is_trusted,
     parse_retry_after,
     upstream_request_headers,
 )
@@ -22,8 +24,11 @@ def headers(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
     return CIMultiDictProxy(CIMultiDict(pairs))
 
 
-def upstream(*pairs: tuple[str, str], client: str | None = "192.0.2.7", host: str | None = None):
-    return upstream_request_headers(headers(*pairs), client, "http", host)
+def upstream(
+    *pairs: tuple[str, str], client: str | None = "192.0.2.7", host: str | None = None,
+    trusted: bool = False,
+):  # fmt: skip
+    return upstream_request_headers(headers(*pairs), client, "http", host, trusted)
 
 
 # --- request headers ------------------------------------------------------------------
@@ -80,14 +85,22 @@ def test_x_forwarded_for_added() -> None:
     assert out["X-Forwarded-For"] == "192.0.2.7"
 
 
-def test_x_forwarded_for_appended() -> None:
-    out = upstream(("X-Forwarded-For", "203.0.113.1, 198.51.100.2"), client="192.0.2.7")
+def test_x_forwarded_for_appended_for_a_trusted_proxy() -> None:
+    out = upstream(
+        ("X-Forwarded-For", "203.0.113.1, 198.51.100.2"), client="192.0.2.7", trusted=True
+    )
     assert out.getall("X-Forwarded-For") == ["203.0.113.1, 198.51.100.2, 192.0.2.7"]
 
 
-def test_x_forwarded_for_untouched_without_client_ip() -> None:
+def test_x_forwarded_for_from_an_untrusted_client_is_replaced() -> None:
+    out = upstream(("X-Forwarded-For", "203.0.113.1, 198.51.100.2"), client="192.0.2.7")
+    assert out.getall("X-Forwarded-For") == ["192.0.2.7"]
+
+
+def test_x_forwarded_for_without_client_ip() -> None:
     assert "X-Forwarded-For" not in upstream(client=None)
-    out = upstream(("X-Forwarded-For", "203.0.113.1"), client=None)
+    assert "X-Forwarded-For" not in upstream(("X-Forwarded-For", "203.0.113.1"), client=None)
+    out = upstream(("X-Forwarded-For", "203.0.113.1"), client=None, trusted=True)
     assert out["X-Forwarded-For"] == "203.0.113.1"
 
 
@@ -96,6 +109,7 @@ def test_x_forwarded_for_keeps_every_line() -> None:
         ("X-Forwarded-For", "203.0.113.1"),
         ("X-Forwarded-For", "198.51.100.2"),
         client="192.0.2.7",
+        trusted=True,
     )
     assert ", ".join(out.getall("X-Forwarded-For")) == "203.0.113.1, 198.51.100.2, 192.0.2.7"
 
@@ -106,15 +120,34 @@ def test_x_forwarded_proto_and_host_added_if_missing() -> None:
     assert out["X-Forwarded-Host"] == "shop.example:8443"
 
 
-def test_x_forwarded_proto_and_host_kept_if_present() -> None:
+def test_x_forwarded_proto_and_host_kept_from_a_trusted_proxy() -> None:
+    out = upstream_request_headers(
+        headers(("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "public.example")),
+        "192.0.2.7",
+        "http",
+        "internal:80",
+        trusted=True,
+    )
+    assert out["X-Forwarded-Proto"] == "https"
+    assert out["X-Forwarded-Host"] == "public.example"
+
+
+def test_x_forwarded_proto_and_host_from_an_untrusted_client_are_replaced() -> None:
     out = upstream_request_headers(
         headers(("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "public.example")),
         "192.0.2.7",
         "http",
         "internal:80",
     )
-    assert out["X-Forwarded-Proto"] == "https"
-    assert out["X-Forwarded-Host"] == "public.example"
+    assert out.getall("X-Forwarded-Proto") == ["http"]
+    assert out.getall("X-Forwarded-Host") == ["internal:80"]
+
+
+def test_trust_is_decided_by_the_peer_address() -> None:
+    networks = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8"))
+    assert is_trusted("10.1.2.3", networks) and is_trusted("fd00::1", networks)
+    assert not is_trusted("192.0.2.7", networks)
+    assert not is_trusted(None, networks) and not is_trusted("10.1.2.3", ())
 
 
 def test_no_x_forwarded_host_without_host() -> None:
