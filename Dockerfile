@@ -9,6 +9,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY proxy ./proxy
 COPY operator ./operator
+COPY api ./api
+COPY dev ./dev
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[operator]"
 
 FROM ${BASE_IMAGE}

@@ -17,7 +17,7 @@ venv: $(BIN)/servicepool-proxy
 
 ## A real pool: three member processes, the proxy, traffic, a failure and a kill.
 demo: venv
-	$(BIN)/python -m servicepool_proxy.demo
+	$(BIN)/python -m servicepool_dev.demo
 
 ## What the cluster tiers need, set up once and cached (needs root or sudo): Debian packages,
 ## Kubernetes v1.20.2 built from Debian's source, the pause, base and project images.
@@ -60,12 +60,12 @@ format: venv
 
 ## Regenerate the CRD from the pydantic model (a unit test fails when it is stale).
 crd: venv
-	$(BIN)/python -m servicepool_operator.crd > crds/servicepool.dev_servicepools.yaml
+	$(BIN)/python -m servicepool_dev.crd > crds/servicepool.dev_servicepools.yaml
 	cp crds/servicepool.dev_servicepools.yaml charts/servicepool/crds/
 
 ## Regenerate the field reference in README.md from the model.
 docs: venv
-	$(BIN)/python -m servicepool_operator.fieldref --write README.md
+	$(BIN)/python -m servicepool_dev.fieldref --write README.md
 
 ## Benchmarks against direct, nginx and HAProxy (not part of `make test`).
 bench: venv

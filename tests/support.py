@@ -61,7 +61,7 @@ def start_member_process(
     """Start `servicepool-sample-member` and wait until it accepts connections."""
     port = port or free_port(host)
     process = subprocess.Popen(
-        [sys.executable, "-m", "servicepool_proxy.samplemember", "--name", name,
+        [sys.executable, "-m", "servicepool_dev.samplemember", "--name", name,
          "--host", host, "--port", str(port), "--delay", str(delay), *(extra or [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -145,7 +145,7 @@ build_project() {
   base_id="$(id_of "$BASE_IMAGE")"
   inputs="$(cd "$ROOT" && {
     echo "$BASE_IMAGE $base_id"
-    find Dockerfile pyproject.toml README.md proxy operator -type f \
+    find Dockerfile pyproject.toml README.md api proxy operator dev -type f \
       -not -path '*/__pycache__/*' -not -path '*.egg-info/*' -print0 | sort -z | xargs -0 sha256sum
   } | hash_of)"
   if [[ "$(label_of "$IMAGE")" == "$inputs" ]]; then

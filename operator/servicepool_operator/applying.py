@@ -11,11 +11,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from servicepool_api.status import PoolStatus
+
 from . import names
 from .kube import ApplyResult
 from .planning import ConfigPlan, ObjectPlan, PoolRef
 from .status import Problem, needs_write
-from .status_model import PoolStatus
 
 log = logging.getLogger("servicepool.operator")
 

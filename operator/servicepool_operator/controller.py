@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from servicepool_proxy.spec import Member, PoolSpec
+from servicepool_api.spec import Member, PoolSpec
 
 from . import render
 from .applying import Applier, PoolWrites

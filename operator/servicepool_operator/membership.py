@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from servicepool_proxy.spec import Member, PoolSpec
+from servicepool_api.spec import Member, PoolSpec
 
 
 @dataclass(frozen=True, slots=True)

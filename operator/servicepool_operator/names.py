@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from servicepool_proxy import __version__
-from servicepool_proxy.spec import API_GROUP, API_VERSION, KIND
+from servicepool_api import __version__
+from servicepool_api.spec import API_GROUP, API_VERSION, KIND
 
 GROUP = API_GROUP
 VERSION = API_VERSION
@@ -12,13 +12,8 @@ API_VERSION_FULL = f"{GROUP}/{VERSION}"
 POOL_KIND = KIND
 MANAGED_BY = "servicepool-operator"
 POOL_LABEL = "servicepool.dev/pool"
-CONFIG_KEY = "pool.yaml"
-CONFIG_MOUNT = "/etc/servicepool"
-SECRETS_MOUNT = "/etc/servicepool/secrets"
 # No public registry carries it: `make image` builds it under this name.
 DEFAULT_IMAGE = f"localhost/servicepool:{__version__}"
-PROXY_PORT = 8080
-ADMIN_PORT = 9090
 
 
 def proxy_name(pool: str) -> str:

@@ -11,15 +11,15 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from servicepool_proxy.loader import PoolFileError, parse_pool
-from servicepool_proxy.spec import Member, PoolSpec
+from servicepool_api.loader import PoolFileError, parse_pool
+from servicepool_api.spec import Member, PoolSpec
+from servicepool_api.status import PoolStatus
 
 from . import names, render
 from .membership import MembershipError, PodInfo, check_not_empty, resolve_members
 from .proxies import ProxyPods
 from .records import MemberRecord
 from .status import Problem, build_status
-from .status_model import PoolStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from servicepool_proxy.balancer.member import Health
-from servicepool_proxy.balancer.pool import apply_probe
-from servicepool_proxy.spec import HealthCheck, Member
-
-from .status_model import MemberStatus
+from servicepool_api.health import Health, apply_probe
+from servicepool_api.spec import HealthCheck, Member
+from servicepool_api.status import MemberStatus
 
 # A member is due when this share of the interval has passed (passes run a little early).
 DUE_SHARE = 0.9

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from servicepool_proxy.spec import Member, PoolSpec, SecretKeyRef
+from servicepool_api import contract
+from servicepool_api.spec import Member, PoolSpec, SecretKeyRef
 
 from . import names
 
@@ -82,21 +84,20 @@ def render_config_map(pool: str, namespace: str, uid: str, config: str) -> Manif
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(pool, namespace, names.proxy_name(pool), uid),
-        "data": {names.CONFIG_KEY: config},
+        "data": {contract.CONFIG_KEY: config},
     }
 
 
-def proxy_args(pool: str, namespace: str) -> list[str]:
-    """The proxy's command line in the Deployment."""
-    return [
-        "--pool", f"{names.CONFIG_MOUNT}/{names.CONFIG_KEY}",
-        "--configmap", f"{namespace}/{names.proxy_name(pool)}",
-        "--listen", f"0.0.0.0:{names.PROXY_PORT}",
-        "--admin", f"0.0.0.0:{names.ADMIN_PORT}",
-        "--no-active-health",
-        "--drain-delay", str(PROXY_DRAIN_DELAY_SECONDS),
-        "--grace", str(PROXY_GRACE_SECONDS),
-    ]  # fmt: skip
+def proxy_options(pool: str, namespace: str) -> contract.ProxyOptions:
+    """How the proxy in the Deployment runs: config from its ConfigMap (file and API),
+    probing left to the operator, a drain before the listener closes."""
+    return contract.ProxyOptions(
+        pool_path=Path(contract.CONFIG_MOUNT) / contract.CONFIG_KEY,
+        config_map=(namespace, names.proxy_name(pool)),
+        active_health=False,
+        drain_delay=PROXY_DRAIN_DELAY_SECONDS,
+        grace_seconds=PROXY_GRACE_SECONDS,
+    )
 
 
 def proxy_container(
@@ -109,10 +110,10 @@ def proxy_container(
         "image": shape.image or defaults.image,
         "imagePullPolicy": shape.imagePullPolicy or defaults.image_pull_policy,
         "command": ["servicepool-proxy"],
-        "args": proxy_args(pool, namespace),
+        "args": contract.proxy_args(proxy_options(pool, namespace)),
         "ports": [
-            {"name": "http", "containerPort": names.PROXY_PORT, "protocol": "TCP"},
-            {"name": "admin", "containerPort": names.ADMIN_PORT, "protocol": "TCP"},
+            {"name": "http", "containerPort": contract.PROXY_PORT, "protocol": "TCP"},
+            {"name": "admin", "containerPort": contract.ADMIN_PORT, "protocol": "TCP"},
         ],
         "readinessProbe": {
             "httpGet": {"path": "/readyz", "port": "admin"},
@@ -131,7 +132,7 @@ def proxy_container(
             "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "volumeMounts": [{"name": "config", "mountPath": names.CONFIG_MOUNT, "readOnly": True}],
+        "volumeMounts": [{"name": "config", "mountPath": contract.CONFIG_MOUNT, "readOnly": True}],
     }
 
 
@@ -141,7 +142,7 @@ def mount_secrets(spec: PoolSpec, container: dict[str, Any], volumes: list[dict[
         volume = f"secret-{ref.secretName}"
         keys = sorted({r.key for r in secret_refs(spec) if r.secretName == ref.secretName})
         container["volumeMounts"].append(
-            {"name": volume, "mountPath": f"{names.SECRETS_MOUNT}/{ref.secretName}",
+            {"name": volume, "mountPath": f"{contract.SECRETS_MOUNT}/{ref.secretName}",
              "readOnly": True}
         )  # fmt: skip
         volumes.append({
@@ -225,9 +226,9 @@ def render_network_policy(pool: str, namespace: str, uid: str, spec: PoolSpec) -
                         "key": "kubernetes.io/metadata.name", "operator": "In",
                         "values": list(spec.access.allowedNamespaces),
                     }]}}],
-                    "ports": [{"protocol": "TCP", "port": names.PROXY_PORT}],
+                    "ports": [{"protocol": "TCP", "port": contract.PROXY_PORT}],
                 },
-                {"ports": [{"protocol": "TCP", "port": names.ADMIN_PORT}]},
+                {"ports": [{"protocol": "TCP", "port": contract.ADMIN_PORT}]},
             ],
         },
     }  # fmt: skip

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from servicepool_proxy.balancer.member import Health
+from servicepool_api.health import Health
 
 from .planning import PoolRef
 from .proxies import ProxyPods

@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from servicepool_proxy.balancer.member import Health
+from servicepool_api.health import Health
+from servicepool_api.status import Condition, ConditionStatus, PoolStatus
 
 from .proxies import ProxyPods
 from .records import MemberRecord
-from .status_model import Condition, ConditionStatus, PoolStatus
 
 # Fields that change on every probe (a failing member's count too); alone they justify a
 # write at most once a minute.

@@ -12,10 +12,9 @@ import hmac
 import logging
 from pathlib import Path
 
-from .spec import Access, SecretKeyRef, UpstreamAuth
+from servicepool_api.spec import Access, SecretKeyRef, UpstreamAuth
 
 log = logging.getLogger("servicepool.proxy")
-DEFAULT_SECRETS_DIR = Path("/etc/servicepool/secrets")
 
 
 def secret_path(secrets_dir: Path, ref: SecretKeyRef) -> Path:

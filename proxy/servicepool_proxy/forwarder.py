@@ -11,6 +11,8 @@ from typing import Any, NamedTuple
 
 from multidict import CIMultiDict
 
+from servicepool_api.signals import find_usage_in_json, find_usage_in_sse
+
 from .admission import WaitResult
 from .balancer.member import MemberState
 from .balancer.pool import Unavailable
@@ -28,7 +30,6 @@ from .headers import (
 from .metrics import ProxyMetrics
 from .routing_keys import RoutingKeys, body_limit, needs_json_body, routing_keys
 from .runtime import PoolRuntime
-from .signals import find_usage_in_json, find_usage_in_sse
 from .upstream import UpstreamPool, UpstreamResponse
 
 log = logging.getLogger("servicepool.proxy")

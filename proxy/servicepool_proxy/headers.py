@@ -10,6 +10,8 @@ from email.utils import parsedate_to_datetime
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from servicepool_api.contract import Networks
+
 HOP_BY_HOP = frozenset(
     h.lower()
     for h in (
@@ -30,7 +32,6 @@ _RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
 # What a client says about earlier hops is believed only from a trusted proxy.
 _FORWARDING = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
 _UNTRUSTED_REQUEST_DROP = _REQUEST_DROP | _FORWARDING
-Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 MEMBER_HEADER = "X-ServicePool-Member"
 REQUEST_ID_HEADER = "X-Request-Id"
 

@@ -10,57 +10,23 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
-from .balancer.member import MemberState
-from .balancer.pool import apply_probe
-from .metrics import ProxyMetrics
-from .runtime import PoolRuntime
-from .signals import (
+from servicepool_api.health import apply_probe
+from servicepool_api.probes import fetch, probe_once
+from servicepool_api.signals import (
     SignalError,
     parse_load_report,
     parse_model_list,
 )
+
+from .balancer.member import MemberState
+from .metrics import ProxyMetrics
+from .runtime import PoolRuntime
 from .tasks import cancel_and_wait
 
 log = logging.getLogger("servicepool.proxy")
 
 # A check looks at one member and says whether routing-relevant state changed.
 Check = Callable[[aiohttp.ClientSession, MemberState], Awaitable[bool]]
-
-
-async def probe_once(
-    session: aiohttp.ClientSession, base_url: str, path: str, limit_seconds: float
-) -> tuple[bool, str]:
-    """GET the member's health path; 2xx/3xx is healthy. Returns (ok, message)."""
-    try:
-        async with session.get(
-            base_url + path,
-            timeout=aiohttp.ClientTimeout(total=limit_seconds),
-            allow_redirects=False,
-        ) as response:
-            await response.read()
-            if response.status in (401, 403):
-                return False, f"probe {path} returned HTTP {response.status} (auth-failed)"
-            if 200 <= response.status < 400:
-                return True, ""
-            return False, f"probe {path} returned HTTP {response.status}"
-    except TimeoutError:
-        return False, f"probe {path} timed out after {limit_seconds:g}s"
-    except aiohttp.ClientError as exc:
-        return False, f"probe {path} failed: {exc}"
-
-
-async def fetch(session: aiohttp.ClientSession, url: str, limit_seconds: float) -> bytes:
-    """GET a URL and return the body; raises SignalError on any failure."""
-    try:
-        async with session.get(
-            url, timeout=aiohttp.ClientTimeout(total=limit_seconds), allow_redirects=False
-        ) as response:
-            body = await response.read()
-            if response.status != 200:
-                raise SignalError(f"GET {url} returned HTTP {response.status}")
-            return body
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        raise SignalError(f"GET {url} failed: {exc or type(exc).__name__}") from None
 
 
 class MemberPoller:

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 
-from .signals import request_field
-from .spec import PoolSpec
+from servicepool_api.signals import request_field
+from servicepool_api.spec import PoolSpec
 
 
 @dataclass(frozen=True, slots=True)

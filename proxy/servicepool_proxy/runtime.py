@@ -6,11 +6,13 @@ import logging
 import random
 from pathlib import Path
 
-from .access import DEFAULT_SECRETS_DIR, ClientAuth, UpstreamCredential
+from servicepool_api.contract import DEFAULT_SECRETS_DIR
+from servicepool_api.spec import ServicePool
+
+from .access import ClientAuth, UpstreamCredential
 from .admission import WaitQueue
 from .balancer.member import MemberState
 from .balancer.pool import Balancer
-from .spec import ServicePool
 
 log = logging.getLogger("servicepool.proxy")
 

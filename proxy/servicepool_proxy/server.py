@@ -5,57 +5,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import web
 
-from .access import DEFAULT_SECRETS_DIR
+from servicepool_api.contract import ProxyOptions
+from servicepool_api.spec import ServicePool
+
 from .admin import make_admin_app
 from .body import BufferBudget
 from .forwarder import Forwarder
 from .front import FrontServer
-from .headers import Networks
 from .kubesource import ConfigMapSource, make_core_api
 from .metrics import ProxyMetrics
 from .prober import MemberPoller, capacity_poller, health_poller, model_poller
 from .runtime import PoolRuntime
-from .spec import ServicePool
 from .tasks import cancel_and_wait
 from .upstream import UpstreamPool
 from .watcher import ConfigGate, PoolFileWatcher
 
 log = logging.getLogger("servicepool.proxy")
-
-
-@dataclass(frozen=True)
-class ProxyOptions:
-    """How to run the proxy (as opposed to the pool, which says where to send traffic)."""
-
-    listen_host: str = "0.0.0.0"
-    listen_port: int = 8080
-    admin_host: str = "0.0.0.0"
-    admin_port: int = 9090
-    pool_path: Path | None = None
-    watch_interval: float = 1.0
-    active_health: bool = True
-    grace_seconds: float = 30.0
-    # On SIGTERM, go on accepting this long (not ready, every answer closing) before closing.
-    drain_delay: float = 0.0
-    reuse_port: bool = False
-    access_log: bool = False
-    config_map: tuple[str, str] | None = None  # (namespace, name) to watch via the API
-    kubeconfig: str | None = None
-    secrets_dir: Path = DEFAULT_SECRETS_DIR
-    # An idle connection, or one that has not completed a request's headers, is closed
-    # after this long.
-    idle_timeout: float = 15.0
-    max_header_bytes: int = 8190  # per request line and per header field
-    max_head_bytes: int = 65536  # the whole header section, and the whole trailer section
-    head_timeout: float = 10.0  # from a request head's first byte to its end
-    trailer_timeout: float = 10.0  # from the first trailer byte to the end of the request
-    trusted_proxies: Networks = ()  # peers whose X-Forwarded-* headers are believed
-    body_buffer_bytes: int = 64 << 20  # request-body bytes held at once; beyond, bodies stream
 
 
 def _bound_port(site: web.TCPSite) -> int:

@@ -8,8 +8,9 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from .loader import PoolFileError, parse_pool_text
-from .spec import ServicePool
+from servicepool_api.loader import PoolFileError, parse_pool_text
+from servicepool_api.spec import ServicePool
+
 from .tasks import cancel_and_wait
 
 log = logging.getLogger("servicepool.proxy")

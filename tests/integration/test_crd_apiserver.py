@@ -8,7 +8,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from servicepool_proxy.spec import PoolSpec
+from servicepool_api.spec import PoolSpec
 
 from .crd_support import install_crd
 

@@ -12,11 +12,11 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from servicepool_api.spec import PoolSpec
 from servicepool_operator.controller import ClusterView
 from servicepool_operator.kube import ApplyResult, is_subset, owned_by
 from servicepool_operator.membership import PodInfo
 from servicepool_operator.records import ProbeResult
-from servicepool_proxy.spec import PoolSpec
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 

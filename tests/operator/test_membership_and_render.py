@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from servicepool_api.loader import parse_pool_text
+from servicepool_api.spec import PoolSpec
 from servicepool_operator import names, render
 from servicepool_operator.membership import (
     MembershipError,
@@ -12,8 +14,6 @@ from servicepool_operator.membership import (
     check_not_empty,
     resolve_members,
 )
-from servicepool_proxy.loader import parse_pool_text
-from servicepool_proxy.spec import PoolSpec
 
 
 def pod(name: str, ip: str | None = "10.0.0.1", ready: bool = True, **labels: str) -> PodInfo:

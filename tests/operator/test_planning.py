@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
+from servicepool_api import contract
+from servicepool_api.health import Health
+from servicepool_api.spec import PoolSpec
 from servicepool_operator import names, render
 from servicepool_operator.membership import PodInfo
 from servicepool_operator.planning import (
@@ -18,8 +21,6 @@ from servicepool_operator.planning import (
 )
 from servicepool_operator.records import MemberRecord
 from servicepool_operator.status import Problem
-from servicepool_proxy.balancer.member import Health
-from servicepool_proxy.spec import PoolSpec
 
 POOL = PoolRef("demo", "ns", "uid-1")
 STATIC = ["ServiceAccount", "Role", "RoleBinding", "Deployment", "Service"]
@@ -95,7 +96,7 @@ def test_the_config_routes_every_member_not_probed_unhealthy(
     assert plan.config is not None
     document = yaml.safe_load(plan.config.text)
     assert [m["name"] for m in document["spec"]["members"]] == routed
-    assert plan.config.manifest["data"][names.CONFIG_KEY] == plan.config.text
+    assert plan.config.manifest["data"][contract.CONFIG_KEY] == plan.config.text
     assert (plan.config.routed, plan.config.total) == (len(routed), 3)
 
 

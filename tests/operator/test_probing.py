@@ -11,9 +11,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from servicepool_api.spec import PoolSpec
 from servicepool_operator.clocks import SystemClock
 from servicepool_operator.probing import HttpProbe
-from servicepool_proxy.spec import PoolSpec
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from servicepool_api import contract
+from servicepool_api.contract import ProxyOptions, build_parser, options_from_args, proxy_args
+from servicepool_api.loader import parse_pool
 from servicepool_operator import names, render
-from servicepool_proxy.cli import build_parser, options_from_args
-from servicepool_proxy.loader import parse_pool
-from servicepool_proxy.server import ProxyOptions
 
 POOL = parse_pool({
     "apiVersion": "servicepool.dev/v1alpha1", "kind": "ServicePool",
@@ -40,7 +40,7 @@ def rendered_options() -> ProxyOptions:
 def test_the_rendered_proxy_follows_its_configmap_through_the_api() -> None:
     options = rendered_options()
     assert options.config_map == ("team-a", names.proxy_name("demo"))
-    assert options.pool_path == Path(names.CONFIG_MOUNT) / names.CONFIG_KEY
+    assert options.pool_path == Path(contract.CONFIG_MOUNT) / contract.CONFIG_KEY
 
 
 def test_the_rendered_proxy_listens_on_the_ports_the_pod_and_probes_name() -> None:
@@ -65,7 +65,7 @@ def test_the_rendered_proxy_drains_before_the_kubelet_may_kill_it() -> None:
 
 
 def test_the_rendered_proxy_mounts_secrets_where_it_reads_them() -> None:
-    assert str(rendered_options().secrets_dir) == names.SECRETS_MOUNT
+    assert str(rendered_options().secrets_dir) == contract.SECRETS_MOUNT
 
 
 def test_the_proxy_runs_the_operators_image_unless_the_pool_names_one() -> None:
@@ -120,3 +120,11 @@ def test_each_flag_sets_its_option(argv: list[str], field: str, expected: object
 def test_every_option_has_a_flag() -> None:
     fields = {field.name for field in dataclasses.fields(ProxyOptions)}
     assert fields == {field for _, field, _ in FLAGS}
+
+
+def test_rendered_arguments_round_trip_through_the_proxys_parser() -> None:
+    everything = ProxyOptions(**{
+        field: expected for argv, field, expected in FLAGS
+    })  # fmt: skip
+    for options in (ProxyOptions(pool_path=Path("/p.yaml")), everything, rendered_options()):
+        assert options_from_args(build_parser().parse_args(proxy_args(options))) == options

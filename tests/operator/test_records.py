@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from servicepool_api.health import Health
+from servicepool_api.spec import HealthCheck, Member
 from servicepool_operator.records import NOT_PROBED, MemberRecords, ProbeResult
-from servicepool_proxy.balancer.member import Health
-from servicepool_proxy.spec import HealthCheck, Member
 
 A = Member(name="a", url="http://a:1")
 B = Member(name="b", url="http://b:1")

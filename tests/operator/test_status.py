@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from servicepool_api.health import Health
 from servicepool_operator.records import MemberRecord
 from servicepool_operator.status import (
     LATENCY_REFRESH_SECONDS,
@@ -9,7 +10,6 @@ from servicepool_operator.status import (
     build_status,
     needs_write,
 )
-from servicepool_proxy.balancer.member import Health
 
 
 def records(*states: Health) -> list[MemberRecord]:

@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from servicepool_proxy.loader import parse_pool
-from servicepool_proxy.samplemember import Behaviour, make_member_app
+from servicepool_api.loader import parse_pool
+from servicepool_dev.samplemember import Behaviour, make_member_app
 from servicepool_proxy.server import ProxyOptions, ProxyServer
 
 from ..support import MemberProcess, start_member_process

@@ -7,7 +7,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from servicepool_proxy.samplemember import Behaviour
+from servicepool_dev.samplemember import Behaviour
 
 from .conftest import pool_document, wait_for
 
@@ -162,7 +162,7 @@ async def test_affinity_is_the_same_on_two_proxies_and_moves_few_keys(members, p
     # m2 leaves the pool: only its own keys move.
     fewer = pool_document([m for m in member_list if m["name"] != "m2"], strategy="random",
                           affinity=affinity, healthCheck={"enabled": False})  # fmt: skip
-    from servicepool_proxy.loader import parse_pool
+    from servicepool_api.loader import parse_pool
 
     first.server.apply(parse_pool(fewer))
     after = {k: await owner(first, k) for k in keys}

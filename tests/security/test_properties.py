@@ -10,10 +10,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from servicepool_api.loader import PoolFileError, parse_pool, parse_pool_text
+from servicepool_api.spec import PoolSpec
 from servicepool_operator import render
 from servicepool_operator.membership import MembershipError, PodInfo, resolve_members
-from servicepool_proxy.loader import PoolFileError, parse_pool, parse_pool_text
-from servicepool_proxy.spec import PoolSpec
 
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 70000), st.floats(allow_nan=True),

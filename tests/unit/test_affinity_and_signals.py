@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from servicepool_proxy.balancer.affinity import AffinityTable, HashRing, load_bound, pick_affine
-from servicepool_proxy.balancer.member import MemberState
-from servicepool_proxy.balancer.strategies import is_full, least_reported_load, reported_load
-from servicepool_proxy.routing_keys import cookie_value, routing_keys
-from servicepool_proxy.signals import (
+from servicepool_api.signals import (
     SignalError,
     find_usage_in_sse,
     parse_metrics_report,
     parse_model_list,
     parse_status_report,
 )
-from servicepool_proxy.spec import Capacity, PoolSpec
+from servicepool_api.spec import Capacity, PoolSpec
+from servicepool_proxy.balancer.affinity import AffinityTable, HashRing, load_bound, pick_affine
+from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.balancer.strategies import is_full, least_reported_load, reported_load
+from servicepool_proxy.routing_keys import cookie_value, routing_keys
 
 
 def members(*names: str, weight: int = 1) -> list[MemberState]:

@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from servicepool_proxy.balancer.member import Health, MemberState
-from servicepool_proxy.balancer.pool import Balancer, Unavailable, apply_probe
-from servicepool_proxy.spec import HealthCheck, PoolSpec
+from servicepool_api.health import Health, apply_probe
+from servicepool_api.spec import HealthCheck, PoolSpec
+from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.balancer.pool import Balancer, Unavailable
 
 
 def spec(members: list[dict[str, Any]], **fields: Any) -> PoolSpec:

@@ -12,9 +12,9 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from servicepool_operator import crd
-from servicepool_operator.status_model import PoolStatus
-from servicepool_proxy.spec import PoolSpec
+from servicepool_api.spec import PoolSpec
+from servicepool_api.status import PoolStatus
+from servicepool_dev import crd
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "servicepool.dev_servicepools.yaml"
@@ -150,13 +150,13 @@ def test_schema_is_structural() -> None:
 
 
 def test_strategy_enum_matches() -> None:
-    from servicepool_proxy.spec import Strategy
+    from servicepool_api.spec import Strategy
 
     assert spec_node()["properties"]["strategy"]["enum"] == [s.value for s in Strategy]
 
 
 def test_readme_field_reference_is_current() -> None:
-    from servicepool_operator import fieldref
+    from servicepool_dev import fieldref
 
     readme = (ROOT / "README.md").read_text()
     assert fieldref.replace_in(readme) == readme, "run `make docs` and commit README.md"

@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
+from servicepool_api.spec import OutlierDetection, PoolSpec
 from servicepool_proxy.balancer import outlier
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pool import Balancer
-from servicepool_proxy.spec import OutlierDetection, PoolSpec
 
 
 def policy(**fields: Any) -> OutlierDetection:

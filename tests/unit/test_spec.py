@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 import yaml
 
-from servicepool_proxy.loader import (
+from servicepool_api.loader import (
     PoolFileError,
     format_location,
     load_pool_file,
     parse_pool,
     parse_pool_text,
 )
-from servicepool_proxy.spec import PoolSpec, ServicePool, Strategy
+from servicepool_api.spec import PoolSpec, ServicePool, Strategy
 
 BASE: dict[str, Any] = {
     "apiVersion": "servicepool.dev/v1alpha1",

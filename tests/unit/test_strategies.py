@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
+from servicepool_api.spec import Strategy
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.strategies import (
     LATENCY_HALF_LIFE_SECONDS,
@@ -21,7 +22,6 @@ from servicepool_proxy.balancer.strategies import (
     smooth_weighted_round_robin,
     weighted_random,
 )
-from servicepool_proxy.spec import Strategy
 
 
 def members(*weights: int) -> list[MemberState]:

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-from ..spec import Member
+from servicepool_api.health import Health
+from servicepool_api.spec import Member
+
 from .stats import MemberStats
-
-
-class Health(StrEnum):
-    """Result of active probing."""
-
-    UNKNOWN = "Unknown"
-    HEALTHY = "Healthy"
-    UNHEALTHY = "Unhealthy"
 
 
 @dataclass(eq=False, slots=True)

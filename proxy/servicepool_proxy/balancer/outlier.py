@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ..spec import OutlierDetection
+from servicepool_api.spec import OutlierDetection
+
 from .member import MemberState
 
 EWMA_ALPHA = 0.3

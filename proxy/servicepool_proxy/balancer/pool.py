@@ -5,12 +5,12 @@ from __future__ import annotations
 import random
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Protocol
 
-from ..spec import HealthCheck, PoolSpec
+from servicepool_api.spec import PoolSpec
+
 from . import outlier
 from .affinity import AffinityTable, HashRing, pick_affine
-from .member import Health, MemberState
+from .member import MemberState
 from .strategies import make_picker
 
 
@@ -198,30 +198,3 @@ class Balancer:
     def record_auth_error(self, member: MemberState, status: int, trial: bool = False) -> None:
         """The member answered 401 or 403."""
         outlier.record_auth_error(member, status, trial)
-
-
-class ProbeTarget(Protocol):
-    """Anything that keeps probe counters: the proxy's members and the operator's records."""
-
-    health: Health
-    probe_successes: int
-    probe_failures: int
-    probe_message: str
-
-
-def apply_probe(member: ProbeTarget, ok: bool, message: str, check: HealthCheck) -> bool:
-    """Fold one active probe result into the member's health; True on a state change."""
-    member.probe_message = "" if ok else message
-    if ok:
-        member.probe_failures = 0
-        member.probe_successes += 1
-        if member.health is not Health.HEALTHY and member.probe_successes >= check.healthyThreshold:
-            member.health = Health.HEALTHY
-            return True
-        return False
-    member.probe_successes = 0
-    member.probe_failures += 1
-    if member.health is not Health.UNHEALTHY and member.probe_failures >= check.unhealthyThreshold:
-        member.health = Health.UNHEALTHY
-        return True
-    return False

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from ..spec import Capacity, Strategy
+from servicepool_api.spec import Capacity, Strategy
+
 from .member import MemberState
 
 # A latency estimate older than this many seconds counts half as much as a fresh one.

@@ -1,4 +1,4 @@
-"""`python -m servicepool_proxy.demo`: a real pool of three member processes behind the proxy.
+"""`python -m servicepool_dev.demo`: a real pool of three member processes behind the proxy.
 
 It sends steady traffic and prints, second by second, how requests split across members,
 while one member starts failing, another is killed, and both come back.
@@ -19,7 +19,7 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from .server import free_port
+from servicepool_proxy.server import free_port
 
 RATE_PER_SECOND = 100
 
@@ -42,7 +42,7 @@ class Demo:
             [
                 sys.executable,
                 "-m",
-                "servicepool_proxy.samplemember",
+                "servicepool_dev.samplemember",
                 "--name",
                 name,
                 "--port",

@@ -1,0 +1,242 @@
+"""The contract between the operator and the proxy: where the config is, which ports, and
+the proxy's command line. The operator renders `proxy_args(...)`; the proxy parses it with
+`build_parser()`; both are defined here, once, and a test round-trips them."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+CONFIG_KEY = "pool.yaml"  # the key of the rendered ConfigMap
+CONFIG_MOUNT = "/etc/servicepool"  # where the proxy Pod mounts it
+SECRETS_MOUNT = "/etc/servicepool/secrets"  # <mount>/<secret>/<key>
+DEFAULT_SECRETS_DIR = Path(SECRETS_MOUNT)
+PROXY_PORT = 8080
+ADMIN_PORT = 9090
+
+Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
+
+@dataclass(frozen=True)
+class ProxyOptions:
+    """How to run the proxy (as opposed to the pool, which says where to send traffic)."""
+
+    listen_host: str = "0.0.0.0"
+    listen_port: int = PROXY_PORT
+    admin_host: str = "0.0.0.0"
+    admin_port: int = ADMIN_PORT
+    pool_path: Path | None = None
+    watch_interval: float = 1.0
+    active_health: bool = True
+    grace_seconds: float = 30.0
+    # On SIGTERM, go on accepting this long (not ready, every answer closing) before closing.
+    drain_delay: float = 0.0
+    reuse_port: bool = False
+    access_log: bool = False
+    config_map: tuple[str, str] | None = None  # (namespace, name) to watch via the API
+    kubeconfig: str | None = None
+    secrets_dir: Path = DEFAULT_SECRETS_DIR
+    # An idle connection, or one that has not completed a request's headers, is closed
+    # after this long.
+    idle_timeout: float = 15.0
+    max_header_bytes: int = 8190  # per request line and per header field
+    max_head_bytes: int = 65536  # the whole header section, and the whole trailer section
+    head_timeout: float = 10.0  # from a request head's first byte to its end
+    trailer_timeout: float = 10.0  # from the first trailer byte to the end of the request
+    trusted_proxies: Networks = ()  # peers whose X-Forwarded-* headers are believed
+    body_buffer_bytes: int = 64 << 20  # request-body bytes held at once; beyond, bodies stream
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """HOST:PORT (or :PORT) as a tuple; argparse reports errors."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+def parse_config_map(value: str) -> tuple[str, str]:
+    """NAMESPACE/NAME as a tuple."""
+    namespace, sep, name = value.partition("/")
+    if not sep or not namespace or not name:
+        raise argparse.ArgumentTypeError(f"expected NAMESPACE/NAME, got {value!r}")
+    return namespace, name
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="servicepool-proxy",
+        description="Balance HTTP requests across the members of a ServicePool.",
+    )
+    parser.add_argument("--pool", required=True, type=Path, help="ServicePool YAML file")
+    parser.add_argument(
+        "--listen",
+        default=f"0.0.0.0:{PROXY_PORT}",
+        type=parse_host_port,
+        help="where clients connect (default %(default)s)",
+    )
+    parser.add_argument(
+        "--admin",
+        default=f"0.0.0.0:{ADMIN_PORT}",
+        type=parse_host_port,
+        help="metrics, health and status (default %(default)s)",
+    )
+    parser.add_argument(
+        "--no-active-health",
+        action="store_true",
+        help="do not probe members (when something else probes them)",
+    )
+    parser.add_argument(
+        "--watch-interval",
+        type=float,
+        default=1.0,
+        help="seconds between checks of the pool file for changes",
+    )
+    parser.add_argument(
+        "--grace", type=float, default=30.0, help="seconds to finish in-flight requests on SIGTERM"
+    )
+    parser.add_argument(
+        "--drain-delay",
+        type=float,
+        default=0.0,
+        help="on SIGTERM, keep accepting this many seconds with /readyz failing (and every "
+        "answer closing its connection) before the listener closes, so load balancers such "
+        "as kube-proxy stop sending new connections first",
+    )
+    parser.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind with SO_REUSEPORT so several processes can share the port",
+    )
+    parser.add_argument(
+        "--configmap",
+        metavar="NAMESPACE/NAME",
+        type=parse_config_map,
+        help="also follow this ConfigMap's pool.yaml through the Kubernetes "
+        "API (the file is the fallback and may be absent at start)",
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig for --configmap outside a cluster")
+    parser.add_argument(
+        "--secrets-dir",
+        type=Path,
+        default=DEFAULT_SECRETS_DIR,
+        help="where Secrets named by spec.access/upstreamAuth are mounted "
+        "(<dir>/<secret>/<key>; default %(default)s)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=15.0,
+        help="close idle connections, and connections that do not complete "
+        "a request's headers, after this many seconds",
+    )
+    parser.add_argument(
+        "--max-header-bytes",
+        type=int,
+        default=8190,
+        help="longest request line and header field accepted (431 beyond)",
+    )
+    parser.add_argument(
+        "--max-head-bytes",
+        type=int,
+        default=65536,
+        help="largest request head, and trailer section, accepted (431 beyond)",
+    )
+    parser.add_argument(
+        "--head-timeout",
+        type=float,
+        default=10.0,
+        help="close a connection whose request head is not complete this many seconds "
+        "after its first byte",
+    )
+    parser.add_argument(
+        "--trailer-timeout",
+        type=float,
+        default=10.0,
+        help="answer 408 when chunked trailers are not complete this many seconds after "
+        "their first byte",
+    )
+    parser.add_argument(
+        "--trusted-proxy",
+        metavar="CIDR",
+        action="append",
+        type=ipaddress.ip_network,
+        default=[],
+        help="a proxy in front whose X-Forwarded-For/-Proto/-Host are kept (repeatable); "
+        "from anyone else they are replaced",
+    )
+    parser.add_argument(
+        "--body-buffer-bytes",
+        type=int,
+        default=64 << 20,
+        help="request-body bytes held at once, across all requests, before a member is "
+        "picked (see retries.bufferBytes); a body that would go past it streams",
+    )
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> ProxyOptions:
+    """Every flag's value in the proxy's options (tests check that none is left out)."""
+    return ProxyOptions(
+        listen_host=args.listen[0],
+        listen_port=args.listen[1],
+        admin_host=args.admin[0],
+        admin_port=args.admin[1],
+        pool_path=args.pool,
+        watch_interval=args.watch_interval,
+        active_health=not args.no_active_health,
+        grace_seconds=args.grace,
+        drain_delay=args.drain_delay,
+        reuse_port=args.reuse_port,
+        access_log=args.access_log,
+        config_map=args.configmap,
+        kubeconfig=args.kubeconfig,
+        secrets_dir=args.secrets_dir,
+        idle_timeout=args.idle_timeout,
+        max_header_bytes=args.max_header_bytes,
+        max_head_bytes=args.max_head_bytes,
+        head_timeout=args.head_timeout,
+        trailer_timeout=args.trailer_timeout,
+        trusted_proxies=tuple(args.trusted_proxy),
+        body_buffer_bytes=args.body_buffer_bytes,
+    )
+
+
+# The flag of each option that is not rendered specially below.
+FLAG_OF = {
+    "pool_path": "--pool", "watch_interval": "--watch-interval", "grace_seconds": "--grace",
+    "drain_delay": "--drain-delay", "reuse_port": "--reuse-port", "access_log": "--access-log",
+    "kubeconfig": "--kubeconfig", "secrets_dir": "--secrets-dir",
+    "idle_timeout": "--idle-timeout", "max_header_bytes": "--max-header-bytes",
+    "max_head_bytes": "--max-head-bytes", "head_timeout": "--head-timeout",
+    "trailer_timeout": "--trailer-timeout", "body_buffer_bytes": "--body-buffer-bytes",
+}  # fmt: skip
+SWITCHES = frozenset({"reuse_port", "access_log"})
+
+
+def proxy_args(options: ProxyOptions) -> list[str]:
+    """The command line that makes the proxy run with `options` (defaults left out)."""
+    default = ProxyOptions()
+    args = ["--pool", str(options.pool_path)]
+    if (options.listen_host, options.listen_port) != (default.listen_host, default.listen_port):
+        args += ["--listen", f"{options.listen_host}:{options.listen_port}"]
+    if (options.admin_host, options.admin_port) != (default.admin_host, default.admin_port):
+        args += ["--admin", f"{options.admin_host}:{options.admin_port}"]
+    if options.config_map is not None:
+        args += ["--configmap", "/".join(options.config_map)]
+    if not options.active_health:
+        args.append("--no-active-health")
+    for network in options.trusted_proxies:
+        args += ["--trusted-proxy", str(network)]
+    for name, flag in FLAG_OF.items():
+        value = getattr(options, name)
+        if name == "pool_path" or value == getattr(default, name):
+            continue
+        args += [flag] if name in SWITCHES else [flag, str(value)]
+    return args
