@@ -9,9 +9,8 @@ import sys
 
 from servicepool_api.contract import build_parser, options_from_args
 from servicepool_api.loader import PoolFileError, parse_pool_text
-
-from .kubesource import make_core_api, read_config_map_text
-from .server import ProxyServer, run_until_signalled
+from servicepool_proxy.config.kubesource import make_core_api, read_config_map_text
+from servicepool_proxy.server import ProxyServer, run_until_signalled
 
 
 def read_initial_config(args: argparse.Namespace) -> str:

@@ -8,11 +8,10 @@ from pathlib import Path
 
 from servicepool_api.contract import DEFAULT_SECRETS_DIR
 from servicepool_api.spec import ServicePool
-
-from .access import ClientAuth, UpstreamCredential
-from .admission import WaitQueue
-from .balancer.member import MemberState
-from .balancer.pool import Balancer
+from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.balancer.pool import Balancer
+from servicepool_proxy.config.access import ClientAuth, UpstreamCredential
+from servicepool_proxy.forwarding.admission import WaitQueue
 
 log = logging.getLogger("servicepool.proxy")
 

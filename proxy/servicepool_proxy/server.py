@@ -10,18 +10,22 @@ from aiohttp import web
 
 from servicepool_api.contract import ProxyOptions
 from servicepool_api.spec import ServicePool
-
-from .admin import make_admin_app
-from .body import BufferBudget
-from .forwarder import Forwarder
-from .front import FrontServer
-from .kubesource import ConfigMapSource, make_core_api
-from .metrics import ProxyMetrics
-from .prober import MemberPoller, capacity_poller, health_poller, model_poller
-from .runtime import PoolRuntime
-from .tasks import cancel_and_wait
-from .upstream import UpstreamPool
-from .watcher import ConfigGate, PoolFileWatcher
+from servicepool_proxy.config.kubesource import ConfigMapSource, make_core_api
+from servicepool_proxy.config.watcher import ConfigGate, PoolFileWatcher
+from servicepool_proxy.forwarding.forwarder import Forwarder
+from servicepool_proxy.health.prober import (
+    MemberPoller,
+    capacity_poller,
+    health_poller,
+    model_poller,
+)
+from servicepool_proxy.http.body import BufferBudget
+from servicepool_proxy.http.front import FrontServer
+from servicepool_proxy.http.upstream import UpstreamPool
+from servicepool_proxy.observe.admin import make_admin_app
+from servicepool_proxy.observe.metrics import ProxyMetrics
+from servicepool_proxy.runtime import PoolRuntime
+from servicepool_proxy.tasks import cancel_and_wait
 
 log = logging.getLogger("servicepool.proxy")
 

@@ -15,7 +15,7 @@ from servicepool_api.spec import Capacity, PoolSpec
 from servicepool_proxy.balancer.affinity import AffinityTable, HashRing, load_bound, pick_affine
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.strategies import is_full, least_reported_load, reported_load
-from servicepool_proxy.routing_keys import cookie_value, routing_keys
+from servicepool_proxy.forwarding.routing_keys import cookie_value, routing_keys
 
 
 def members(*names: str, weight: int = 1) -> list[MemberState]:

@@ -10,7 +10,7 @@ from email.utils import format_datetime, parsedate_to_datetime
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from servicepool_proxy.headers import (
+from servicepool_proxy.http.headers import (
     HOP_BY_HOP,
     REQUEST_ID_HEADER,
     downstream_response_headers,

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from servicepool_proxy.upstream import Address, encode_head
+from servicepool_proxy.http.upstream import Address, encode_head
 
 
 @pytest.mark.parametrize(

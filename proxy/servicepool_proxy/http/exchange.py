@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from .bytestream import ByteStream
+from servicepool_proxy.http.bytestream import ByteStream
 
-if TYPE_CHECKING:
-    from .front import FrontConnection
+
+class FrontConnection(Protocol):
+    """What an exchange needs of the client connection it belongs to (front.py has it)."""
+
+    must_close: bool
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    def close(self, graceful: bool = False) -> None: ...
+
+    def encode_head(
+        self, request: Request | None, status: int, reason: str, headers: CIMultiDict[str],
+        length: int | None = None,
+    ) -> bytes: ...  # fmt: skip
+
 
 # Unread request-body bytes above this pause reading from the client (back-pressure).
 BODY_HIGH_WATER = 256 * 1024

@@ -3,9 +3,9 @@ on another member when allowed) or the client's (nobody is blamed)."""
 
 from __future__ import annotations
 
-from .body import BodyTooLarge
-from .exchange import ClientGone, RequestRejected
-from .upstream import ClientStalled, UpstreamError
+from servicepool_proxy.http.body import BodyTooLarge
+from servicepool_proxy.http.exchange import ClientGone, RequestRejected
+from servicepool_proxy.http.upstream import ClientStalled, UpstreamError
 
 
 class AttemptFailed(Exception):

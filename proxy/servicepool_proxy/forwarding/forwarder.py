@@ -12,14 +12,31 @@ from typing import Any, NamedTuple
 from multidict import CIMultiDict
 
 from servicepool_api.signals import find_usage_in_json, find_usage_in_sse
-
-from .admission import WaitResult
-from .balancer.member import MemberState
-from .balancer.pool import Unavailable
-from .body import BodyTooLarge, BufferBudget, StreamedBody, held_bytes, read_body
-from .exchange import Request, Response, StreamResponse, json_response
-from .faults import AttemptFailed, ClientFault, attribute, classify, client_fault
-from .headers import (
+from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.balancer.pool import Unavailable
+from servicepool_proxy.forwarding.admission import WaitResult
+from servicepool_proxy.forwarding.faults import (
+    AttemptFailed,
+    ClientFault,
+    attribute,
+    classify,
+    client_fault,
+)
+from servicepool_proxy.forwarding.routing_keys import (
+    RoutingKeys,
+    body_limit,
+    needs_json_body,
+    routing_keys,
+)
+from servicepool_proxy.http.body import (
+    BodyTooLarge,
+    BufferBudget,
+    StreamedBody,
+    held_bytes,
+    read_body,
+)
+from servicepool_proxy.http.exchange import Request, Response, StreamResponse, json_response
+from servicepool_proxy.http.headers import (
     MEMBER_HEADER,
     Networks,
     downstream_response_headers,
@@ -27,10 +44,9 @@ from .headers import (
     parse_retry_after,
     upstream_request_headers,
 )
-from .metrics import ProxyMetrics
-from .routing_keys import RoutingKeys, body_limit, needs_json_body, routing_keys
-from .runtime import PoolRuntime
-from .upstream import UpstreamPool, UpstreamResponse
+from servicepool_proxy.http.upstream import UpstreamPool, UpstreamResponse
+from servicepool_proxy.observe.metrics import ProxyMetrics
+from servicepool_proxy.runtime import PoolRuntime
 
 log = logging.getLogger("servicepool.proxy")
 

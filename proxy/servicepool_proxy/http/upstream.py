@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from .bytestream import ByteStream, WritePacing
+from servicepool_proxy.http.bytestream import ByteStream, WritePacing
 
 # Unread response bytes above this pause reading from the member (back-pressure).
 READ_HIGH_WATER = 256 * 1024

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from .bytestream import WritePacing
-from .exchange import (
+from servicepool_proxy.http.bytestream import WritePacing
+from servicepool_proxy.http.exchange import (
     BodyReader,
     ClientGone,
     Request,
@@ -28,9 +28,9 @@ from .exchange import (
     Response,
     StreamResponse,
 )
-from .heap import release_free_memory
-from .linemeter import LineMeter, Section
-from .tasks import cancel_and_wait
+from servicepool_proxy.http.heap import release_free_memory
+from servicepool_proxy.http.linemeter import LineMeter, Section
+from servicepool_proxy.tasks import cancel_and_wait
 
 log = logging.getLogger("servicepool.proxy")
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from servicepool_api.loader import PoolFileError, parse_pool_text
 from servicepool_api.spec import ServicePool
-
-from .tasks import cancel_and_wait
+from servicepool_proxy.tasks import cancel_and_wait
 
 log = logging.getLogger("servicepool.proxy")
 

@@ -17,11 +17,10 @@ from servicepool_api.signals import (
     parse_load_report,
     parse_model_list,
 )
-
-from .balancer.member import MemberState
-from .metrics import ProxyMetrics
-from .runtime import PoolRuntime
-from .tasks import cancel_and_wait
+from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.observe.metrics import ProxyMetrics
+from servicepool_proxy.runtime import PoolRuntime
+from servicepool_proxy.tasks import cancel_and_wait
 
 log = logging.getLogger("servicepool.proxy")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from .exchange import RequestRejected
+from servicepool_proxy.http.exchange import RequestRejected
 
 
 class Section(IntEnum):

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .balancer.member import MemberState
+from servicepool_proxy.balancer.member import MemberState
 
 LATENCY_BUCKETS = (
     0.0005,

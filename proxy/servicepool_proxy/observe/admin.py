@@ -9,9 +9,9 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .balancer.member import MemberState
-from .metrics import ProxyMetrics
-from .runtime import PoolRuntime
+from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.observe.metrics import ProxyMetrics
+from servicepool_proxy.runtime import PoolRuntime
 
 
 def member_status(member: MemberState, now: float) -> dict[str, Any]:

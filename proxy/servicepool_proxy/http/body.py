@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from .bytestream import ByteStream
+from servicepool_proxy.http.bytestream import ByteStream
 
 
 class BodyTooLarge(Exception):

@@ -1,0 +1,1 @@
+"""Where the pool comes from: the file, the ConfigMap through the API, mounted Secrets."""

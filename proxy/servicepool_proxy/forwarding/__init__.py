@@ -1,0 +1,1 @@
+"""One request through the pool: admission, attempts, outcomes, relay."""

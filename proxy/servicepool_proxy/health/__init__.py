@@ -1,0 +1,1 @@
+"""Active health: the pollers that probe members and read their load and models."""

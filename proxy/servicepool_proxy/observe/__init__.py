@@ -1,0 +1,1 @@
+"""What the proxy shows: Prometheus metrics and the admin port."""
