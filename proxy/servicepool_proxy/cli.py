@@ -115,20 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-head-bytes",
         type=int,
-        default=65536,
+        default=ProxyOptions.max_head_bytes,
         help="largest request head, and trailer section, accepted (431 beyond)",
     )
     parser.add_argument(
         "--head-timeout",
         type=float,
-        default=10.0,
+        default=ProxyOptions.head_timeout,
         help="close a connection whose request head is not complete this many seconds "
         "after its first byte",
     )
     parser.add_argument(
         "--trailer-timeout",
         type=float,
-        default=10.0,
+        default=ProxyOptions.trailer_timeout,
         help="answer 408 when chunked trailers are not complete this many seconds after "
         "their first byte",
     )
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--body-buffer-bytes",
         type=int,
-        default=64 << 20,
+        default=ProxyOptions.body_buffer_bytes,
         help="request-body bytes held at once, across all requests, before a member is "
         "picked (see retries.bufferBytes); a body that would go past it streams",
     )
