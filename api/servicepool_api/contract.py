@@ -91,16 +91,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--watch-interval",
         type=float,
-        default=1.0,
+        default=ProxyOptions.watch_interval,
         help="seconds between checks of the pool file for changes",
     )
     parser.add_argument(
-        "--grace", type=float, default=30.0, help="seconds to finish in-flight requests on SIGTERM"
+        "--grace",
+        type=float,
+        default=ProxyOptions.grace_seconds,
+        help="seconds to finish in-flight requests on SIGTERM",
     )
     parser.add_argument(
         "--drain-delay",
         type=float,
-        default=0.0,
+        default=ProxyOptions.drain_delay,
         help="on SIGTERM, keep accepting this many seconds with /readyz failing (and every "
         "answer closing its connection) before the listener closes, so load balancers such "
         "as kube-proxy stop sending new connections first",
@@ -121,40 +124,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--secrets-dir",
         type=Path,
-        default=DEFAULT_SECRETS_DIR,
+        default=ProxyOptions.secrets_dir,
         help="where Secrets named by spec.access/upstreamAuth are mounted "
         "(<dir>/<secret>/<key>; default %(default)s)",
     )
     parser.add_argument(
         "--idle-timeout",
         type=float,
-        default=15.0,
+        default=ProxyOptions.idle_timeout,
         help="close idle connections, and connections that do not complete "
         "a request's headers, after this many seconds",
     )
     parser.add_argument(
         "--max-header-bytes",
         type=int,
-        default=8190,
+        default=ProxyOptions.max_header_bytes,
         help="longest request line and header field accepted (431 beyond)",
     )
     parser.add_argument(
         "--max-head-bytes",
         type=int,
-        default=65536,
+        default=ProxyOptions.max_head_bytes,
         help="largest request head, and trailer section, accepted (431 beyond)",
     )
     parser.add_argument(
         "--head-timeout",
         type=float,
-        default=10.0,
+        default=ProxyOptions.head_timeout,
         help="close a connection whose request head is not complete this many seconds "
         "after its first byte",
     )
     parser.add_argument(
         "--trailer-timeout",
         type=float,
-        default=10.0,
+        default=ProxyOptions.trailer_timeout,
         help="answer 408 when chunked trailers are not complete this many seconds after "
         "their first byte",
     )
@@ -170,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--body-buffer-bytes",
         type=int,
-        default=64 << 20,
+        default=ProxyOptions.body_buffer_bytes,
         help="request-body bytes held at once, across all requests, before a member is "
         "picked (see retries.bufferBytes); a body that would go past it streams",
     )

@@ -1,4 +1,5 @@
-"""Request bodies: buffered when small enough to retry, streamed otherwise."""
+"""Request bodies: read whole before a member is picked while they fit (so they can be retried
+and a slow upload holds no member), streamed otherwise."""
 
 from __future__ import annotations
 
