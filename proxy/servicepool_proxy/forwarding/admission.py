@@ -1,61 +1,49 @@
-"""A bounded queue where requests wait while every available member is at its limit."""
+"""Admission: when no member can take a try, wait in the bounded queue or answer why not."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections import deque
-from enum import Enum
+from collections.abc import Callable
+
+from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.balancer.pool import Unavailable
+from servicepool_proxy.forwarding.answers import error_response
+from servicepool_proxy.forwarding.routing_keys import RoutingKeys
+from servicepool_proxy.forwarding.waitqueue import WaitResult
+from servicepool_proxy.http.exchange import Response
+from servicepool_proxy.observe.metrics import ProxyMetrics
+from servicepool_proxy.runtime import PoolRuntime
 
 
-class WaitResult(Enum):
-    """Why a wait ended."""
+async def admit(
+    runtime: PoolRuntime, metrics: ProxyMetrics, clock: Callable[[], float],
+    tried: list[MemberState], start: float, keys: RoutingKeys, choice: Unavailable,
+) -> MemberState | Response:  # fmt: skip
+    """No member could take this try (`choice` says why): wait in the bounded queue while
+    all are busy, or answer with the reason."""
+    deadline = start + runtime.spec.queue.timeoutSeconds
+    while True:
+        if choice.unknown_model is not None:
+            metrics.rejected.labels(runtime.name, "unknown-model").inc()
+            return error_response(404, runtime.name, "unknown-model", choice.detail)
+        if not choice.saturated:
+            metrics.rejected.labels(runtime.name, "no-member").inc()
+            return error_response(503, runtime.name, "no-member", choice.detail)
+        result = await runtime.queue.wait(deadline - clock())
+        if result is not WaitResult.WOKEN:
+            metrics.rejected.labels(runtime.name, "queue-" + result.name.lower()).inc()
+            return error_response(
+                503, runtime.name, "saturated", saturated_detail(runtime, result, choice)
+            )
+        now = clock()
+        woken = runtime.balancer.choose(now, tried, keys.model, keys.affinity_key)
+        if isinstance(woken, MemberState):
+            metrics.queue_wait.labels(runtime.name).observe(now - start)
+            return woken
+        choice = woken
 
-    WOKEN = "woken"
-    TIMED_OUT = "timed out"
-    QUEUE_FULL = "queue full"
 
-
-class WaitQueue:
-    """FIFO of waiting requests; a freed slot wakes the oldest waiter."""
-
-    def __init__(self, max_waiting: int) -> None:
-        self.max_waiting = max_waiting
-        self._waiters: deque[asyncio.Future[None]] = deque()
-
-    def __len__(self) -> int:
-        return len(self._waiters)
-
-    async def wait(self, seconds: float) -> WaitResult:
-        """Wait for a wake-up, at most `seconds`."""
-        if seconds <= 0:
-            return WaitResult.TIMED_OUT
-        if len(self._waiters) >= self.max_waiting:
-            return WaitResult.QUEUE_FULL
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await asyncio.wait_for(waiter, seconds)
-            return WaitResult.WOKEN
-        except TimeoutError:
-            return WaitResult.TIMED_OUT
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
-
-    def wake_one(self) -> None:
-        """Let the oldest waiter try again."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    def wake_all(self) -> None:
-        """Let every waiter try again (membership or health changed)."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+def saturated_detail(runtime: PoolRuntime, result: WaitResult, choice: Unavailable) -> str:
+    """Why a request that waited for a member got none."""
+    if result is WaitResult.QUEUE_FULL:
+        return f"{choice.detail}, and the wait queue is full ({runtime.queue.max_waiting})"
+    return f"{choice.detail}; no member became free within {runtime.spec.queue.timeoutSeconds:g}s"

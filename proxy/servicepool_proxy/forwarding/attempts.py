@@ -1,0 +1,132 @@
+"""Tries on members: pick one, send, retry on another what may be retried."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from multidict import CIMultiDict
+
+from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.forwarding.admission import admit
+from servicepool_proxy.forwarding.answers import client_failed, error_response
+from servicepool_proxy.forwarding.faults import AttemptFailed, ClientFault, attribute
+from servicepool_proxy.forwarding.outcomes import Answered, Failed, OutcomeRecorder
+from servicepool_proxy.forwarding.relay import Relay, Timing
+from servicepool_proxy.forwarding.routing_keys import RoutingKeys
+from servicepool_proxy.http.body import StreamedBody
+from servicepool_proxy.http.exchange import Request, Response, StreamResponse
+from servicepool_proxy.http.headers import parse_retry_after
+from servicepool_proxy.http.upstream import UpstreamPool
+from servicepool_proxy.observe.metrics import ProxyMetrics
+from servicepool_proxy.runtime import PoolRuntime
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+Body = bytes | StreamedBody | None
+
+
+class Attempts:
+    """Runs the tries of one request on the pool's members."""
+
+    def __init__(
+        self, runtime: PoolRuntime, upstream: UpstreamPool, metrics: ProxyMetrics,
+        outcomes: OutcomeRecorder, relay: Relay, clock: Callable[[], float],
+    ) -> None:  # fmt: skip
+        self.runtime = runtime
+        self.upstream = upstream
+        self.metrics = metrics
+        self.outcomes = outcomes
+        self.relay = relay
+        self.clock = clock
+
+    async def run(
+        self, request: Request, headers: CIMultiDict[str], body: Body, start: float,
+        keys: RoutingKeys,
+    ) -> Response | StreamResponse:  # fmt: skip
+        """Pick a member, try, retry what may be retried; the answer or the last failure."""
+        runtime = self.runtime
+        idempotent = request.method in IDEMPOTENT_METHODS or "Idempotency-Key" in headers
+        max_tries = 1 + runtime.spec.retries.attempts
+        tried: list[MemberState] = []
+        failures: list[str] = []
+        last_kind: str | None = None  # of the last failure (the exception is not kept: a cycle)
+        for attempt in range(max_tries):
+            choice = runtime.balancer.choose(self.clock(), tried, keys.model, keys.affinity_key)
+            member = choice if isinstance(choice, MemberState) else await admit(
+                runtime, self.metrics, self.clock, tried, start, keys, choice
+            )  # fmt: skip
+            if isinstance(member, Response):
+                if last_kind is None:
+                    return member
+                break
+            tried.append(member)
+            trial = runtime.balancer.acquire(member, self.clock())
+            last = attempt + 1 >= max_tries
+            try:
+                # A 429 means the member did not take the request: safe for any method.
+                return await self._attempt(
+                    request, member, trial, headers, body, start, idempotent,
+                    may_retry_status=lambda status, last=last: (
+                        not last and not isinstance(body, StreamedBody)
+                        and (idempotent or status == 429)
+                    ),
+                )  # fmt: skip
+            except ClientFault as fault:
+                return client_failed(self.metrics, runtime.name, fault)
+            except AttemptFailed as failure:
+                last_kind = failure.kind
+                failures.append(f"{member.name}: {failure}")
+                self.outcomes.record_outcome(member, Failed(failure.kind, failure.detail), trial)
+                if last or not self._may_retry(failure, idempotent, body):
+                    break
+                self.metrics.retries.labels(runtime.name, failure.kind).inc()
+            finally:
+                runtime.balancer.release(member, trial)
+                runtime.queue.wake_one()
+        assert last_kind is not None
+        self.metrics.rejected.labels(runtime.name, "upstream-" + last_kind).inc()
+        return error_response(
+            504 if last_kind == "timeout" else 502, runtime.name, "upstream-failed",
+            f"{len(failures)} attempt(s) failed: " + "; ".join(failures),
+        )  # fmt: skip
+
+    def _may_retry(self, failure: AttemptFailed, idempotent: bool, body: Body) -> bool:
+        """Whether a failed try (not the last) may be tried again on another member."""
+        if isinstance(body, StreamedBody) and body.started:
+            return False
+        if failure.kind == "status":
+            return True  # only raised when a status retry was allowed
+        if failure.kind not in self.runtime.retry_on:
+            return False
+        return idempotent or failure.kind == "connect-failure"
+
+    async def _attempt(
+        self, request: Request, member: MemberState, trial: bool, headers: CIMultiDict[str],
+        body: Body, start: float, idempotent: bool, may_retry_status: Callable[[int], bool],
+    ) -> Response | StreamResponse:  # fmt: skip
+        """One try on one member; raises AttemptFailed or ClientFault."""
+        timeouts = self.runtime.spec.timeouts
+        data = body.chunks() if isinstance(body, StreamedBody) else body
+        sent = self.clock()
+        try:
+            upstream = await self.upstream.request(
+                member.url, request.method, request.target, headers.items(), data,
+                total_seconds=timeouts.requestSeconds, connect_seconds=timeouts.connectSeconds,
+                replayable=idempotent,
+            )  # fmt: skip
+        except Exception as exc:  # the client's fault, or the member's failure classified
+            raise attribute(exc) from exc
+        try:
+            first_byte = self.clock()
+            status = upstream.status
+            retry_after = None
+            if status == 429:
+                retry_after = parse_retry_after(upstream.headers.get("Retry-After"), time.time())
+            answered = Answered(status, first_byte - sent, retry_after)
+            self.outcomes.record_outcome(member, answered, trial, at=first_byte)
+            if str(status) in self.runtime.retry_on and may_retry_status(status):
+                raise AttemptFailed("status", f"HTTP {status}")
+            member.stats.first_byte.add(first_byte - sent)
+            return await self.relay(request, upstream, member, Timing(start, sent, first_byte))
+        finally:
+            upstream.release()

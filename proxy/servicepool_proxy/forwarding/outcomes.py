@@ -1,0 +1,89 @@
+"""What each member outcome does to the member's standing: every answer and every failure
+goes through one `record_outcome()` (balancer bookkeeping, error metrics, ejection log)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.observe.metrics import ProxyMetrics
+from servicepool_proxy.runtime import PoolRuntime
+
+log = logging.getLogger("servicepool.proxy")
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The member answered with a status; `latency` is from sending to its first byte."""
+
+    status: int
+    latency: float
+    retry_after: float | None = None  # a 429's Retry-After, in seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A try failed (`kind` as retryOn names it), before or after the answer began."""
+
+    kind: str
+    detail: str
+    midstream: bool = False
+
+
+Outcome = Answered | Failed
+
+
+class OutcomeRecorder:
+    """Records member outcomes for one pool."""
+
+    def __init__(
+        self, runtime: PoolRuntime, metrics: ProxyMetrics, clock: Callable[[], float]
+    ) -> None:
+        self.runtime = runtime
+        self.metrics = metrics
+        self.clock = clock
+
+    def record_outcome(
+        self, member: MemberState, outcome: Outcome, trial: bool = False, at: float | None = None
+    ) -> None:
+        """Count the outcome (seen `at`, default now) toward the member's health, ejection and
+        metrics."""
+        balancer = self.runtime.balancer
+        now = self.clock() if at is None else at
+        if isinstance(outcome, Answered):
+            status = outcome.status
+            if status >= 500:
+                ejected = balancer.record_failure(member, f"HTTP {status}", now, trial)
+            elif status == 429:
+                balancer.record_rate_limited(member, now, outcome.retry_after, trial)
+                return
+            elif status in (401, 403):
+                balancer.record_auth_error(member, status, trial)
+                return
+            else:
+                balancer.record_success(member, outcome.latency, now, trial)
+                return
+        else:
+            label = ("midstream-" if outcome.midstream else "") + outcome.kind
+            self.metrics.upstream_errors.labels(self.runtime.name, member.name, label).inc()
+            if outcome.kind == "status":  # a retried status, already recorded as answered
+                return
+            what = f"{outcome.kind}: {outcome.detail}"
+            if outcome.midstream:
+                ejected = balancer.record_failure(member, f"mid-stream {what}", now)
+            else:
+                ejected = balancer.record_failure(member, what, now, trial)
+        if ejected:
+            self._note_ejection(member)
+
+    def _note_ejection(self, member: MemberState) -> None:
+        self.metrics.ejections.labels(self.runtime.name, member.name).inc()
+        log.warning(
+            "pool %s: ejected member %s for %.1fs after %s",
+            self.runtime.name,
+            member.name,
+            member.ejected_until - self.clock(),
+            member.last_error,
+        )

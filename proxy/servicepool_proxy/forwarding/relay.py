@@ -1,0 +1,114 @@
+"""Relay a member's answer to the client: whole when small and sized, streamed otherwise."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from servicepool_api.signals import find_usage_in_json, find_usage_in_sse
+from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.forwarding.faults import attribute, classify, client_fault
+from servicepool_proxy.forwarding.outcomes import Failed, OutcomeRecorder
+from servicepool_proxy.http.exchange import Request, Response, StreamResponse
+from servicepool_proxy.http.headers import MEMBER_HEADER, downstream_response_headers
+from servicepool_proxy.http.upstream import UpstreamResponse
+from servicepool_proxy.observe.metrics import ProxyMetrics
+from servicepool_proxy.runtime import PoolRuntime
+
+log = logging.getLogger("servicepool.proxy")
+
+# Responses up to this size are read whole before the client sees a byte, so a member
+# failing mid-body can still be retried; larger or unsized responses are streamed.
+BUFFERED_RESPONSE_LIMIT = 256 * 1024
+NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class Timing(NamedTuple):
+    """When the request arrived, when this try was sent, when its first byte came back."""
+
+    start: float
+    sent: float
+    first_byte: float
+
+
+class Relay:
+    """Sends members' answers on to clients, and records latency, usage and status."""
+
+    def __init__(
+        self, runtime: PoolRuntime, metrics: ProxyMetrics, outcomes: OutcomeRecorder,
+        clock: Callable[[], float],
+    ) -> None:  # fmt: skip
+        self.runtime = runtime
+        self.metrics = metrics
+        self.outcomes = outcomes
+        self.clock = clock
+
+    async def __call__(
+        self, request: Request, upstream: UpstreamResponse, member: MemberState, timing: Timing
+    ) -> Response | StreamResponse:
+        status = upstream.status
+        length = upstream.content_length
+        no_body = request.method == "HEAD" or status in NO_BODY_STATUSES
+        buffered = not no_body and length is not None and length <= BUFFERED_RESPONSE_LIMIT
+        headers = downstream_response_headers(upstream.raw_headers, keep_length=no_body)
+        if self.runtime.spec.memberHeader:
+            headers[MEMBER_HEADER] = member.name
+        if not buffered:
+            stream = StreamResponse(status=status, reason=upstream.reason, headers=headers)
+            if length is not None and not no_body:
+                stream.content_length = length
+            await stream.prepare(request, no_body)
+            return await self._stream(request, upstream, member, timing, stream, no_body)
+        try:
+            payload = await upstream.read()
+        except Exception as exc:
+            raise attribute(exc) from exc
+        response = Response(status=status, reason=upstream.reason, headers=headers, body=payload)
+        usage = find_usage_in_json(payload) if "json" in upstream.content_type else None
+        self._finish(member, status, timing, usage, streamed=False)
+        return response
+
+    async def _stream(
+        self, request: Request, upstream: UpstreamResponse, member: MemberState, timing: Timing,
+        stream: StreamResponse, no_body: bool,
+    ) -> StreamResponse:  # fmt: skip
+        usage = None
+        if not no_body:
+            scan = upstream.content_type == "text/event-stream"
+            try:
+                async for chunk in upstream.iter_any():
+                    await stream.write(chunk)
+                    if scan:
+                        usage = find_usage_in_sse(chunk) or usage
+            except ConnectionResetError:
+                raise  # the client went away; nothing to tell it
+            except Exception as exc:
+                fault = client_fault(exc)
+                if fault is not None:  # headers are out: cut the stream, blame nobody
+                    self.metrics.rejected.labels(self.runtime.name, fault.reason).inc()
+                    request.connection.close(graceful=True)
+                    return stream
+                failure = classify(exc)
+                log.warning("member %s failed mid-stream: %s", member.name, failure)
+                self.outcomes.record_outcome(
+                    member, Failed(failure.kind, failure.detail, midstream=True)
+                )
+                self._finish(member, upstream.status, timing, None, streamed=True)
+                # Headers are out: the only honest signal left is an unterminated stream.
+                request.connection.close(graceful=True)
+                return stream
+        await stream.write_eof()
+        self._finish(member, upstream.status, timing, usage, streamed=True)
+        return stream
+
+    def _finish(
+        self, member: MemberState, status: int, timing: Timing, usage: dict[str, Any] | None,
+        streamed: bool,
+    ) -> None:  # fmt: skip
+        now = self.clock()
+        member.stats.latency.add(now - timing.sent)
+        if usage is not None:
+            generating = now - (timing.first_byte if streamed else timing.sent)
+            member.stats.record_usage(usage, generating)
+        self.metrics.observe_response(member.name, status, now - timing.start)
