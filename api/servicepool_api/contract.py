@@ -66,10 +66,19 @@ def parse_config_map(value: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The proxy's command line (the operator renders it with `proxy_args`)."""
     parser = argparse.ArgumentParser(
         prog="servicepool-proxy",
         description="Balance HTTP requests across the members of a ServicePool.",
     )
+    _add_where_flags(parser)
+    _add_lifecycle_flags(parser)
+    _add_limit_flags(parser)
+    return parser
+
+
+def _add_where_flags(parser: argparse.ArgumentParser) -> None:
+    """Where the proxy listens, and where its pool and Secrets come from."""
     parser.add_argument("--pool", required=True, type=Path, help="ServicePool YAML file")
     parser.add_argument(
         "--listen",
@@ -84,15 +93,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="metrics, health and status (default %(default)s)",
     )
     parser.add_argument(
-        "--no-active-health",
-        action="store_true",
-        help="do not probe members (when something else probes them)",
+        "--configmap",
+        metavar="NAMESPACE/NAME",
+        type=parse_config_map,
+        help="also follow this ConfigMap's pool.yaml through the Kubernetes "
+        "API (the file is the fallback and may be absent at start)",
+    )
+    parser.add_argument("--kubeconfig", help="kubeconfig for --configmap outside a cluster")
+    parser.add_argument(
+        "--secrets-dir",
+        type=Path,
+        default=ProxyOptions.secrets_dir,
+        help="where Secrets named by spec.access/upstreamAuth are mounted "
+        "(<dir>/<secret>/<key>; default %(default)s)",
     )
     parser.add_argument(
         "--watch-interval",
         type=float,
         default=ProxyOptions.watch_interval,
         help="seconds between checks of the pool file for changes",
+    )
+
+
+def _add_lifecycle_flags(parser: argparse.ArgumentParser) -> None:
+    """Probing, shutdown and logging."""
+    parser.add_argument(
+        "--no-active-health",
+        action="store_true",
+        help="do not probe members (when something else probes them)",
     )
     parser.add_argument(
         "--grace",
@@ -113,21 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="bind with SO_REUSEPORT so several processes can share the port",
     )
+    parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
-        "--configmap",
-        metavar="NAMESPACE/NAME",
-        type=parse_config_map,
-        help="also follow this ConfigMap's pool.yaml through the Kubernetes "
-        "API (the file is the fallback and may be absent at start)",
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
-    parser.add_argument("--kubeconfig", help="kubeconfig for --configmap outside a cluster")
-    parser.add_argument(
-        "--secrets-dir",
-        type=Path,
-        default=ProxyOptions.secrets_dir,
-        help="where Secrets named by spec.access/upstreamAuth are mounted "
-        "(<dir>/<secret>/<key>; default %(default)s)",
-    )
+
+
+def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    """What one client may take: time, header sizes, buffered bodies; trusted proxies."""
     parser.add_argument(
         "--idle-timeout",
         type=float,
@@ -177,11 +198,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="request-body bytes held at once, across all requests, before a member is "
         "picked (see retries.bufferBytes); a body that would go past it streams",
     )
-    parser.add_argument("--access-log", action="store_true", help="log every request")
-    parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
-    )
-    return parser
 
 
 def options_from_args(args: argparse.Namespace) -> ProxyOptions:

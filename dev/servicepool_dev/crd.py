@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from servicepool_api import policies
 from servicepool_api import spec as api
 from servicepool_api.status import PoolStatus
 from servicepool_operator import names
@@ -31,7 +32,8 @@ def _models() -> dict[str, type[BaseModel]]:
     """Every API model by class name (the $defs keys pydantic uses)."""
     return {
         name: value
-        for name, value in vars(api).items()
+        for module in (api, policies)
+        for name, value in vars(module).items()
         if isinstance(value, type) and issubclass(value, BaseModel) and value is not BaseModel
     }
 

@@ -9,9 +9,10 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from servicepool_api.policies import Capacity
 from servicepool_api.probes import fetch, probe_once
 from servicepool_api.signals import SignalError, parse_load_report
-from servicepool_api.spec import Capacity, Member, PoolSpec
+from servicepool_api.spec import Member, PoolSpec
 
 from .clocks import Clock
 from .records import MemberRecord, MemberRecords, ProbeResult, Transition

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from servicepool_api.health import Health, apply_probe
-from servicepool_api.spec import HealthCheck, Member
+from servicepool_api.policies import HealthCheck
+from servicepool_api.spec import Member
 from servicepool_api.status import MemberStatus
 
 # A member is due when this share of the interval has passed (passes run a little early).

@@ -10,7 +10,8 @@ from typing import Any
 import yaml
 
 from servicepool_api import contract
-from servicepool_api.spec import Member, PoolSpec, SecretKeyRef
+from servicepool_api.policies import SecretKeyRef
+from servicepool_api.spec import Member, PoolSpec
 
 from . import names
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from servicepool_api.health import Health
-from servicepool_api.spec import HealthCheck, Member
+from servicepool_api.policies import HealthCheck
+from servicepool_api.spec import Member
 from servicepool_operator.records import NOT_PROBED, MemberRecords, ProbeResult
 
 A = Member(name="a", url="http://a:1")

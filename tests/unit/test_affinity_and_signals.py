@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from servicepool_api.policies import Capacity
 from servicepool_api.signals import (
     SignalError,
     find_usage_in_sse,
@@ -11,7 +12,7 @@ from servicepool_api.signals import (
     parse_model_list,
     parse_status_report,
 )
-from servicepool_api.spec import Capacity, PoolSpec
+from servicepool_api.spec import PoolSpec
 from servicepool_proxy.balancer.affinity import AffinityTable, HashRing, load_bound, pick_affine
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.strategies import is_full, least_reported_load, reported_load

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from servicepool_api.health import Health, apply_probe
-from servicepool_api.spec import HealthCheck, PoolSpec
+from servicepool_api.policies import HealthCheck
+from servicepool_api.spec import PoolSpec
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pool import Balancer, Unavailable
 

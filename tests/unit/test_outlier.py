@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from servicepool_api.spec import OutlierDetection, PoolSpec
+from servicepool_api.policies import OutlierDetection
+from servicepool_api.spec import PoolSpec
 from servicepool_proxy.balancer import outlier
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pool import Balancer

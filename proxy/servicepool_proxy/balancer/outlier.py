@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from servicepool_api.spec import OutlierDetection
+from servicepool_api.policies import OutlierDetection
 
 from .member import MemberState
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
-from servicepool_api.spec import Capacity, Strategy
+from servicepool_api.policies import Capacity
+from servicepool_api.spec import Strategy
 
 from .member import MemberState
 

@@ -12,7 +12,7 @@ import hmac
 import logging
 from pathlib import Path
 
-from servicepool_api.spec import Access, SecretKeyRef, UpstreamAuth
+from servicepool_api.policies import Access, SecretKeyRef, UpstreamAuth
 
 log = logging.getLogger("servicepool.proxy")
 
