@@ -90,10 +90,11 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 
 @dataclass
 class Outcome:
-    at: float
+    at: float  # monotonic
     status: int  # 0: no HTTP answer at all
     member: str
     error: str = ""
+    wall: float = field(default_factory=time.time)
 
 
 class SteadyLoad:

@@ -281,9 +281,19 @@ def test_a_new_member_gets_traffic_within_3s_of_being_ready(
     scale_workers(cluster, 3)
     added, ready_at = watch_new_ready_pod(cluster, before, 60)
     assert eventually(lambda: load.first_answer_from(added, ready_at), 10)
-    delay = load.first_answer_from(added, ready_at) - ready_at  # type: ignore[operator]
-    FIGURES["new member Ready -> first request through the ClusterIP"] = f"{delay:.2f} s"
-    assert delay <= 3.0
+    first = load.first_answer_from(added, ready_at)
+    assert first is not None
+    delay = first - ready_at  # from when the API showed the Pod Ready
+    # The Ready condition's own time has whole seconds: this bound is up to 1 s too long.
+    pod = cluster.node.core.read_namespaced_pod(added, NAMESPACE)
+    (ready,) = [c for c in pod.status.conditions if c.type == "Ready"]
+    bound = next(o.wall for o in load.outcomes if o.member == added and o.at == first)
+    bound -= ready.last_transition_time.timestamp()
+    FIGURES["new member Ready -> first request through the ClusterIP"] = (
+        f"{delay:.2f} s after the API showed it Ready; at most {bound:.2f} s after its "
+        "Ready condition's (whole-second) time"
+    )
+    assert delay <= 3.0 and bound <= 3.0 + 1.0
     assert load.failures(started) == []
 
 

@@ -11,7 +11,7 @@ from servicepool_api.spec import ServicePool
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pool import Balancer
 from servicepool_proxy.config.access import ClientAuth, UpstreamCredential
-from servicepool_proxy.forwarding.waitqueue import WaitQueue
+from servicepool_proxy.waitqueue import WaitQueue
 
 log = logging.getLogger("servicepool.proxy")
 

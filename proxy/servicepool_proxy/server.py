@@ -20,7 +20,7 @@ from servicepool_proxy.health.prober import (
     model_poller,
 )
 from servicepool_proxy.http.body import BufferBudget
-from servicepool_proxy.http.front import FrontServer
+from servicepool_proxy.http.listener import FrontServer
 from servicepool_proxy.http.upstream import UpstreamPool
 from servicepool_proxy.observe.admin import make_admin_app
 from servicepool_proxy.observe.metrics import ProxyMetrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from servicepool_proxy.forwarding.waitqueue import WaitQueue, WaitResult
+from servicepool_proxy.waitqueue import WaitQueue, WaitResult
 
 
 async def settle() -> None:

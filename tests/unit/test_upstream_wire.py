@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from servicepool_proxy.http.upstream import Address, encode_head
+from servicepool_proxy.http.member_connection import Address
+from servicepool_proxy.http.upstream import encode_head
 
 
 @pytest.mark.parametrize(

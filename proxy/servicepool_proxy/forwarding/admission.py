@@ -8,10 +8,10 @@ from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pool import Unavailable
 from servicepool_proxy.forwarding.answers import error_response
 from servicepool_proxy.forwarding.routing_keys import RoutingKeys
-from servicepool_proxy.forwarding.waitqueue import WaitResult
 from servicepool_proxy.http.exchange import Response
 from servicepool_proxy.observe.metrics import ProxyMetrics
 from servicepool_proxy.runtime import PoolRuntime
+from servicepool_proxy.waitqueue import WaitResult
 
 
 async def admit(

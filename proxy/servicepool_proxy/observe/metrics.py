@@ -50,48 +50,7 @@ class MemberStateCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now = time.monotonic()
-        in_flight = GaugeMetricFamily(
-            "servicepool_member_in_flight",
-            "Requests in flight to the member",
-            labels=["pool", "member"],
-        )
-        state = GaugeMetricFamily(
-            "servicepool_member_state",
-            "1 for the member's current state",
-            labels=["pool", "member", "state"],
-        )
-        latency = GaugeMetricFamily(
-            "servicepool_member_latency_ewma_seconds",
-            "Moving average of member latency",
-            labels=["pool", "member"],
-        )
-        windows = {
-            "latency": GaugeMetricFamily(
-                "servicepool_member_latency_quantile_seconds",
-                "Member latency percentiles over the last 1024 answers",
-                labels=["pool", "member", "quantile"],
-            ),
-            "first_byte": GaugeMetricFamily(
-                "servicepool_member_first_byte_quantile_seconds",
-                "Time to first byte (TTFT for streams) percentiles over the last 1024 answers",
-                labels=["pool", "member", "quantile"],
-            ),
-        }
-        tokens = CounterMetricFamily(
-            "servicepool_member_tokens",
-            "Tokens reported in OpenAI-style usage blocks",
-            labels=["pool", "member", "kind"],
-        )
-        rate = GaugeMetricFamily(
-            "servicepool_member_tokens_per_second",
-            "Moving average of completion tokens/s",
-            labels=["pool", "member"],
-        )
-        reported = GaugeMetricFamily(
-            "servicepool_member_reported_load",
-            "The member's own last load report",
-            labels=["pool", "member", "kind"],
-        )
+        in_flight, state, latency, windows, tokens, rate, reported = _member_families()
         for member in self._members():
             labels = [self._pool, member.name]
             for key, family in windows.items():
@@ -120,6 +79,57 @@ class MemberStateCollector(Collector):
         yield reported
 
 
+def _member_families() -> tuple[
+    GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily, dict[str, GaugeMetricFamily],
+    CounterMetricFamily, GaugeMetricFamily, GaugeMetricFamily,
+]:  # fmt: skip
+    """The families a scrape fills, empty: in flight, state, latency, latency windows,
+    tokens, token rate and reported load."""
+    in_flight = GaugeMetricFamily(
+        "servicepool_member_in_flight",
+        "Requests in flight to the member",
+        labels=["pool", "member"],
+    )
+    state = GaugeMetricFamily(
+        "servicepool_member_state",
+        "1 for the member's current state",
+        labels=["pool", "member", "state"],
+    )
+    latency = GaugeMetricFamily(
+        "servicepool_member_latency_ewma_seconds",
+        "Moving average of member latency",
+        labels=["pool", "member"],
+    )
+    windows = {
+        "latency": GaugeMetricFamily(
+            "servicepool_member_latency_quantile_seconds",
+            "Member latency percentiles over the last 1024 answers",
+            labels=["pool", "member", "quantile"],
+        ),
+        "first_byte": GaugeMetricFamily(
+            "servicepool_member_first_byte_quantile_seconds",
+            "Time to first byte (TTFT for streams) percentiles over the last 1024 answers",
+            labels=["pool", "member", "quantile"],
+        ),
+    }
+    tokens = CounterMetricFamily(
+        "servicepool_member_tokens",
+        "Tokens reported in OpenAI-style usage blocks",
+        labels=["pool", "member", "kind"],
+    )
+    rate = GaugeMetricFamily(
+        "servicepool_member_tokens_per_second",
+        "Moving average of completion tokens/s",
+        labels=["pool", "member"],
+    )
+    reported = GaugeMetricFamily(
+        "servicepool_member_reported_load",
+        "The member's own last load report",
+        labels=["pool", "member", "kind"],
+    )
+    return in_flight, state, latency, windows, tokens, rate, reported
+
+
 class ProxyMetrics:
     """Counters and histograms updated on the request path."""
 
@@ -127,63 +137,54 @@ class ProxyMetrics:
         self.pool = pool
         self.registry = CollectorRegistry()
         self.registry.register(MemberStateCollector(pool, members))
-        self.requests = Counter(
+        self.requests = self._counter(
             "servicepool_requests_total",
             "Responses sent to clients, by member and status",
             ["pool", "member", "code"],
-            registry=self.registry,
         )
-        self.duration = Histogram(
+        self.duration = self._histogram(
             "servicepool_request_duration_seconds",
             "Time from request to last response byte",
             ["pool", "member"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
         )
-        self.upstream_errors = Counter(
+        self.upstream_errors = self._counter(
             "servicepool_upstream_errors_total",
             "Failed attempts on members, by reason",
             ["pool", "member", "reason"],
-            registry=self.registry,
         )
-        self.retries = Counter(
+        self.retries = self._counter(
             "servicepool_retries_total",
             "Requests retried on another member, by reason",
             ["pool", "reason"],
-            registry=self.registry,
         )
-        self.ejections = Counter(
-            "servicepool_ejections_total",
-            "Passive-health ejections",
-            ["pool", "member"],
-            registry=self.registry,
+        self.ejections = self._counter(
+            "servicepool_ejections_total", "Passive-health ejections", ["pool", "member"]
         )
-        self.rejected = Counter(
+        self.rejected = self._counter(
             "servicepool_rejected_total",
             "Requests answered by the proxy itself, by reason",
             ["pool", "reason"],
-            registry=self.registry,
         )
-        self.queue_wait = Histogram(
-            "servicepool_queue_wait_seconds",
-            "Time requests waited for a free member",
-            ["pool"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+        self.queue_wait = self._histogram(
+            "servicepool_queue_wait_seconds", "Time requests waited for a free member", ["pool"]
         )
-        self.reloads = Counter(
-            "servicepool_config_reloads_total",
-            "Pool config reloads, by result",
-            ["pool", "result"],
-            registry=self.registry,
+        self.reloads = self._counter(
+            "servicepool_config_reloads_total", "Pool config reloads, by result", ["pool", "result"]
         )
-        self.probes = Counter(
+        self.probes = self._counter(
             "servicepool_probes_total",
             "Active health probes, by result",
             ["pool", "member", "result"],
-            registry=self.registry,
         )
         self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+    def _counter(self, name: str, documentation: str, labels: list[str]) -> Counter:
+        return Counter(name, documentation, labels, registry=self.registry)
+
+    def _histogram(self, name: str, documentation: str, labels: list[str]) -> Histogram:
+        return Histogram(
+            name, documentation, labels, buckets=LATENCY_BUCKETS, registry=self.registry
+        )
 
     def observe_response(self, member: str, code: int, seconds: float) -> None:
         """Count one response to a client and its duration."""

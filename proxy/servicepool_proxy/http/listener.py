@@ -1,0 +1,89 @@
+"""The proxy's front door: listens for clients and serves each one with a FrontConnection.
+
+It sweeps every connection's idle, head and trailer deadlines, gives memory freed by closed
+connections back to the system, and drains in-flight exchanges on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from servicepool_proxy.http.front import FrontConnection, Handler
+from servicepool_proxy.http.heap import release_free_memory
+from servicepool_proxy.tasks import cancel_and_wait
+
+# A sweep after connections closed gives freed heap memory back, at most this often.
+TRIM_SECONDS = 1.0
+
+
+class FrontServer:
+    """Listens for clients and serves each request with `handler`."""
+
+    def __init__(
+        self, handler: Handler, *, idle_timeout: float, head_timeout: float,
+        trailer_timeout: float, max_header_bytes: int, max_head_bytes: int,
+        access_log: bool = False,
+    ) -> None:  # fmt: skip
+        self.handler = handler
+        self.idle_timeout = idle_timeout
+        self.head_timeout = head_timeout
+        self.trailer_timeout = trailer_timeout
+        self.max_header_bytes = max_header_bytes
+        self.max_head_bytes = max_head_bytes
+        self.access_log = access_log
+        self.connections: set[FrontConnection] = set()
+        self.closed_since_trim = 0
+        self.draining = False
+        self._tasks: set[asyncio.Future[None]] = set()
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.loop = asyncio.get_running_loop()  # built inside the proxy's running loop
+
+    def track(self, task: asyncio.Future[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
+        """Listen; returns the bound port."""
+        loop = self.loop
+        self._sweeper = loop.create_task(self._sweep_idle(), name="idle-sweep")
+        self._server = await loop.create_server(
+            lambda: FrontConnection(self), host, port,
+            reuse_port=reuse_port or None, backlog=1024, reuse_address=True,
+        )  # fmt: skip
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def _sweep_idle(self) -> None:
+        """Close connections idle, or slow to send a head or trailers, past their deadline,
+        and give memory freed by many closed connections back to the system.
+
+        One sweep a quarter of the shortest timeout: cheaper than a timer per request, and
+        a deadline is overrun by at most a quarter of that timeout.
+        """
+        period = max(0.05, min(self.idle_timeout, self.head_timeout, self.trailer_timeout) / 4)
+        trimmed = 0.0
+        while True:
+            await asyncio.sleep(period)
+            now = self.loop.time()
+            for connection in list(self.connections):
+                connection.check_time(now)
+            if self.closed_since_trim and now - trimmed >= TRIM_SECONDS:
+                self.closed_since_trim = 0
+                trimmed = now
+                release_free_memory()
+
+    async def shutdown(self, grace_seconds: float) -> None:
+        """Stop accepting, let exchanges in progress finish within the grace period."""
+        self.draining = True
+        await cancel_and_wait(self._sweeper)
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self.connections):
+            if connection.idle:
+                connection.close()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace_seconds)
+        for connection in list(self.connections):
+            connection.close()
+        for task in list(self._tasks):
+            task.cancel()

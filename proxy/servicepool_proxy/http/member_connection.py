@@ -1,0 +1,304 @@
+"""One keep-alive connection to a member: an asyncio protocol with one llhttp parser
+(httptools), sending a request (a streamed body from a task of its own) and parsing one
+response at a time into the `PendingResponse` it was given.
+
+It names no error class: it tells the response what went wrong, and the response
+(upstream.UpstreamResponse) fails with the matching UpstreamError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from typing import Protocol, cast
+from urllib.parse import urlsplit
+
+import httptools
+
+from servicepool_proxy.http.bytestream import ByteStream, WritePacing
+
+# How long an idle connection is kept (less when the member's Keep-Alive header says so).
+IDLE_SECONDS = 30.0
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where a member's base URL points: the connection key and the request prefix."""
+
+    scheme: str
+    host: str
+    port: int
+    host_header: str
+    path_prefix: str
+
+    @classmethod
+    def parse(cls, base_url: str) -> Address:
+        parts = urlsplit(base_url)
+        tls = parts.scheme == "https"
+        port = parts.port or (443 if tls else 80)
+        host = parts.hostname or ""
+        shown = f"[{host}]" if ":" in host else host
+        default = port == (443 if tls else 80)
+        return cls(parts.scheme, host, port, shown if default else f"{shown}:{port}",
+                   parts.path.rstrip("/"))  # fmt: skip
+
+
+class ConnectionPool(Protocol):
+    """What a connection needs of the pool that made it (upstream.UpstreamPool)."""
+
+    def watch(self, connection: UpstreamConnection) -> None: ...
+
+    def unwatch(self, connection: UpstreamConnection) -> None: ...
+
+    def put_idle(self, connection: UpstreamConnection) -> None: ...
+
+
+class PendingResponse(Protocol):
+    """What a connection fills in as the member answers (upstream.UpstreamResponse)."""
+
+    status: int
+    reason: str
+    raw_headers: list[tuple[str, str]]
+    content_length: int | None
+    content_type: str
+    until_eof: bool
+    head_done: bool
+    informational: bool
+    body: ByteStream
+
+    @property
+    def complete(self) -> bool: ...
+
+    def fail_garbled(self, detail: str) -> None: ...
+
+    def fail_closed(self, detail: str) -> None: ...
+
+    def fail_expired(self, stalled: str | None) -> None: ...
+
+
+class UpstreamConnection(WritePacing, asyncio.Protocol):
+    """One keep-alive connection to a member, parsing one response at a time."""
+
+    def __init__(self, address: Address, pool: ConnectionPool) -> None:
+        self.address = address
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.keep_alive_until = 0.0  # when an idle wait would outlast the member's patience
+        self._idle_limit = IDLE_SECONDS
+        self._keep_alive = True
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
+        self._response: PendingResponse | None = None
+        self._head_only = False
+        self._reading_paused = False
+        self.deadline = 0.0  # loop time by which the exchange in progress must be over
+        self._writer: asyncio.Task[None] | None = None
+        self._awaiting_body = False  # the body sender waits for the client's next chunk
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        response = self._response
+        if response is None or response.complete:
+            self.close()  # bytes nobody asked for: the connection cannot be trusted
+            return
+        parser = self._parser
+        assert parser is not None  # set to None only once the connection is lost
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            response.fail_garbled(str(exc))
+            self.close()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._parser = None  # it holds this protocol's callbacks: a cycle otherwise
+        self.pool.unwatch(self)
+        response = self._response
+        if response is not None and not response.complete:
+            if response.head_done and response.until_eof and exc is None:
+                response.body.feed_eof()
+            else:
+                response.fail_closed(str(exc) if exc else "the member closed the connection")
+        self.resume_writing()  # a sender waiting to write sees `closed` and stops
+
+    # -- httptools callbacks --------------------------------------------------------------
+
+    def on_status(self, reason: bytes) -> None:
+        response = self._response
+        assert response is not None
+        response.reason = reason.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        response = self._response
+        assert response is not None
+        response.raw_headers.append(
+            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+        )
+
+    def on_headers_complete(self) -> None:
+        response = self._response
+        assert response is not None
+        parser = self._parser
+        assert parser is not None
+        status = parser.get_status_code()
+        if 100 <= status < 200:  # 1xx: informational, the real answer follows
+            response.informational = True
+            response.raw_headers = []
+            return
+        response.status = status
+        chunked = False
+        for name, value in response.raw_headers:
+            lowered = name.lower()
+            if lowered == "content-length":
+                response.content_length = int(value)  # llhttp validated it
+            elif lowered == "content-type":
+                response.content_type = value.split(";", 1)[0].strip().lower()
+            elif lowered == "transfer-encoding" and "chunked" in value.lower():
+                chunked = True
+            elif lowered == "keep-alive":
+                self._note_keep_alive(value)
+        if chunked:
+            response.content_length = None
+        if self._head_only or status in _NO_BODY_STATUSES:
+            response.content_length = None if self._head_only else 0
+        else:
+            response.until_eof = response.content_length is None and not chunked
+        response.head_done = True
+        if self._head_only:
+            response.body.feed_eof()  # no body follows; the parser is not reused
+        else:
+            response.body.wake()
+
+    def on_body(self, body: bytes) -> None:
+        response = self._response
+        assert response is not None
+        response.body.feed(body)
+
+    def on_message_complete(self) -> None:
+        response = self._response
+        assert response is not None
+        if response.informational:
+            response.informational = False
+            return
+        parser = self._parser
+        assert parser is not None
+        if not parser.should_keep_alive():
+            self._keep_alive = False
+        response.body.feed_eof()
+
+    # -- the exchange ---------------------------------------------------------------------
+
+    def _note_keep_alive(self, value: str) -> None:
+        for part in value.split(","):
+            key, _, number = part.strip().partition("=")
+            if key.strip().lower() == "timeout" and number.strip().isdigit():
+                # Leave a second's margin before the member's own idle timer fires.
+                self._idle_limit = min(self._idle_limit, int(number) - 1.0)
+
+    def start(
+        self, response: PendingResponse, head: bytes, body: bytes | AsyncIterable[bytes] | None,
+        head_only: bool, deadline: float, chunked: bool,
+    ) -> None:  # fmt: skip
+        """Send a request; its answer fills `response`."""
+        assert self.transport is not None
+        self._response = response
+        self._head_only = head_only
+        self.deadline = deadline
+        self.pool.watch(self)
+        if body is None or isinstance(body, bytes):
+            self.transport.write(head + body if body else head)
+        else:
+            self.transport.write(head)
+            self._writer = asyncio.get_running_loop().create_task(self._send_body(body, chunked))
+
+    async def _send_body(self, body: AsyncIterable[bytes], chunked: bool) -> None:
+        transport = self.transport
+        assert transport is not None
+        try:
+            self._awaiting_body = True
+            async for chunk in body:
+                self._awaiting_body = False
+                if self.closed:
+                    return
+                if chunk:
+                    transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                    await self.writable()
+                self._awaiting_body = True
+            self._awaiting_body = False
+            if chunked and not self.closed:
+                transport.write(b"0\r\n\r\n")
+        except BaseException as exc:
+            response = self._response
+            if response is not None:
+                if isinstance(exc, Exception):
+                    response.body.fail(exc)
+                else:
+                    response.fail_closed("cancelled")
+            self.close()
+            if not isinstance(exc, Exception):
+                raise
+
+    def timed_out(self) -> None:
+        """The deadline passed: fail the exchange and drop the connection."""
+        response = self._response
+        if response is not None:
+            writer = self._writer
+            stalled: str | None = None  # how the client held the exchange up, if it did
+            if writer is not None and not writer.done() and self._awaiting_body:
+                stalled = "the request body did not arrive in time"
+            elif self._reading_paused:  # the answer waits for the client to read it
+                stalled = "the client did not read the answer in time"
+            response.fail_expired(stalled)
+        self.close()
+
+    def finish(self, response: PendingResponse) -> None:
+        """The forwarder is done with `response`: pool the connection or close it."""
+        self.pool.unwatch(self)
+        writer = self._writer
+        self._writer = None
+        body_sent = writer is None or writer.done()
+        if writer is not None and not writer.done():
+            writer.cancel()
+        reusable = (
+            response.complete
+            and response.body.error is None
+            and body_sent
+            and not self._head_only
+            and not self.closed
+            and self._keep_alive
+            and self._idle_limit > 0
+        )
+        self._response = None
+        if self._reading_paused:
+            self.resume_reading()
+        if reusable:
+            self.keep_alive_until = time.monotonic() + self._idle_limit
+            self.pool.put_idle(self)
+        else:
+            self.close()
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self.closed:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.abort()
