@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -85,12 +84,3 @@ def parse_pool_text(text: str) -> ServicePool:
     except yaml.YAMLError as exc:
         raise PoolFileError("not valid YAML: " + " ".join(str(exc).split())) from None
     return require_urls(parse_pool(document))
-
-
-def load_pool_file(path: str | Path) -> ServicePool:
-    """Read and validate a pool file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PoolFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return parse_pool_text(text)

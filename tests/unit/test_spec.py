@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +11,6 @@ import yaml
 from servicepool_api.loader import (
     PoolFileError,
     format_location,
-    load_pool_file,
     parse_pool,
     parse_pool_text,
 )
@@ -402,26 +400,6 @@ def test_invalid_yaml(text: str) -> None:
     message = error_of(text)
     assert message.startswith("not valid YAML: ")
     assert "\n" not in message
-
-
-def test_load_pool_file(tmp_path: Path) -> None:
-    path = tmp_path / "pool.yaml"
-    path.write_text(FULL_EXAMPLE, encoding="utf-8")
-    assert load_pool_file(path) == parse_pool_text(FULL_EXAMPLE)
-    assert load_pool_file(str(path)).metadata.name == "inference"
-
-
-def test_load_pool_file_missing(tmp_path: Path) -> None:
-    missing = tmp_path / "nope.yaml"
-    with pytest.raises(PoolFileError, match=r"^cannot read .*nope\.yaml"):
-        load_pool_file(missing)
-
-
-def test_load_pool_file_invalid_content(tmp_path: Path) -> None:
-    path = tmp_path / "pool.yaml"
-    path.write_text(yaml.safe_dump(document(members=[member(weight=0)])), encoding="utf-8")
-    with pytest.raises(PoolFileError, match=r"^spec\.members\[0\]\.weight: "):
-        load_pool_file(path)
 
 
 def test_pool_file_error_is_a_value_error() -> None:

@@ -47,11 +47,6 @@ class HashRing:
                 seen[name] = None
         return list(seen)
 
-    def owner(self, key: str) -> str | None:
-        """The member a key belongs to when every member is available."""
-        order = self.walk(key)
-        return order[0] if order else None
-
 
 def load_bound(candidates: Collection[MemberState], load_factor: float) -> int:
     """Most in-flight requests one member may carry: loadFactor times the mean, rounded up."""

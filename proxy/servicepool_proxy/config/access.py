@@ -51,10 +51,6 @@ class SecretFile:
         return True
 
     @property
-    def loaded(self) -> bool:
-        return self._stamp is not None
-
-    @property
     def text(self) -> str:
         return self._text
 
@@ -83,10 +79,6 @@ class ClientAuth:
         if self.file is not None and self.file.refresh():
             self._load()
             log.info("client tokens reloaded (%d accepted)", len(self._digests))
-
-    @property
-    def enabled(self) -> bool:
-        return self.file is not None
 
     def presented(self, header_value: str | None) -> str | None:
         """The token in the header value, per the scheme."""
