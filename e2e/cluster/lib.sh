@@ -66,3 +66,37 @@ NODE_SYSCTLS=(net.ipv4.ip_forward net.ipv4.conf.all.route_localnet vm.overcommit
 NODE_OUTSIDE_PATHS=(/var/log/pods /var/log/containers /var/lib/cni /var/lib/cni/results
                     /var/lib/kubelet /var/lib/kubelet/device-plugins
                     /run/containerd /run/containerd/s)
+
+# Start a component detached, logged to $DIR/NAME.log, its pid in $DIR/pids and its command
+# line in $DIR/NAME.cmd (restart.sh reruns it).
+start() {  # name, command...
+  local name="$1"; shift
+  printf '%q ' "$@" > "$DIR/$name.cmd"
+  setsid nohup "$@" >> "$DIR/$name.log" 2>&1 < /dev/null &
+  echo "$name $!" >> "$DIR/pids"
+}
+
+# N loopback ports nobody listens on right now, on one line.
+free_ports() {  # n
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+for s in socks:
+    s.close()
+PY
+}
+
+# A single-member etcd for tests, on loopback, its data in $DIR/etcd.
+start_etcd() {  # etcd-binary client-port peer-port
+  mkdir -p "$DIR/etcd"
+  start etcd "$1" --name default --data-dir "$DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$2" \
+    --advertise-client-urls "http://127.0.0.1:$2" \
+    --listen-peer-urls "http://127.0.0.1:$3" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$3" \
+    --initial-cluster "default=http://127.0.0.1:$3" \
+    --unsafe-no-fsync
+}

@@ -131,31 +131,9 @@ for name in kube-controller-manager kube-scheduler kubelet kube-proxy; do
   kubeconfig "$DIR/$name.kubeconfig" "${TOKENS[$name]}"
 done
 
-start() {  # name, command...: detached, logged, pid and command line recorded
-  local name="$1"; shift
-  printf '%q ' "$@" > "$DIR/$name.cmd"
-  setsid nohup "$@" >> "$DIR/$name.log" 2>&1 < /dev/null &
-  echo "$name $!" >> "$DIR/pids"
-}
 
-read -r ETCD_PORT PEER_PORT < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(2)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-for s in socks:
-    s.close()
-PY
-)
-mkdir -p "$DIR/etcd"
-start etcd "$ETCD" --name default --data-dir "$DIR/etcd" \
-  --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
-  --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-  --listen-peer-urls "http://127.0.0.1:$PEER_PORT" \
-  --initial-advertise-peer-urls "http://127.0.0.1:$PEER_PORT" \
-  --initial-cluster "default=http://127.0.0.1:$PEER_PORT" \
-  --unsafe-no-fsync
+read -r ETCD_PORT PEER_PORT < <(free_ports 2)
+start_etcd "$ETCD" "$ETCD_PORT" "$PEER_PORT"
 
 start kube-apiserver "$BIN/kube-apiserver" \
   --etcd-servers "http://127.0.0.1:$ETCD_PORT" \

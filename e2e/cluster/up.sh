@@ -9,6 +9,8 @@ set -euo pipefail
 [[ "${1:-}" == --node ]] && exec "$(dirname "$0")/node-up.sh" "${@:2}"
 DIR="${1:?usage: up.sh [--node] DIR}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
 if [[ -f "$DIR/pids" ]]; then
@@ -20,16 +22,7 @@ BIN="$("$HERE/build.sh" | tail -n 1)"
 ETCD="$(command -v etcd || echo /usr/bin/etcd)"
 [[ -x "$ETCD" ]] || { echo "up.sh: etcd missing; run e2e/cluster/install-deps.sh" >&2; exit 1; }
 
-read -r ETCD_PORT PEER_PORT API_PORT < <(python3 - <<'PY'
-import socket
-socks = [socket.socket() for _ in range(3)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-for s in socks:
-    s.close()
-PY
-)
+read -r ETCD_PORT PEER_PORT API_PORT < <(free_ports 3)
 
 # A non-loopback address to advertise (a loopback one only fills the log with endpoint errors).
 ADVERTISE="$(hostname -I 2>/dev/null | tr ' ' '\n' | grep -v '^127\.' | grep -v ':' | head -n 1 || true)"
@@ -39,14 +32,8 @@ TOKEN="$(openssl rand -hex 16)"
 echo "$TOKEN,admin,admin,system:masters" > "$DIR/tokens.csv"
 openssl genrsa -out "$DIR/sa.key" 2048 2>/dev/null
 openssl rsa -in "$DIR/sa.key" -pubout -out "$DIR/sa.pub" 2>/dev/null
-mkdir -p "$DIR/certs" "$DIR/etcd"
+mkdir -p "$DIR/certs"
 
-start() {  # name, command...: detached, logged, pid and command line recorded
-  local name="$1"; shift
-  printf '%q ' "$@" > "$DIR/$name.cmd"
-  setsid nohup "$@" >> "$DIR/$name.log" 2>&1 < /dev/null &
-  echo "$name $!" >> "$DIR/pids"
-}
 
 fail() {
   echo "up.sh: $1" >&2
@@ -58,13 +45,7 @@ fail() {
   exit 1
 }
 
-start etcd "$ETCD" --name default --data-dir "$DIR/etcd" \
-  --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
-  --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
-  --listen-peer-urls "http://127.0.0.1:$PEER_PORT" \
-  --initial-advertise-peer-urls "http://127.0.0.1:$PEER_PORT" \
-  --initial-cluster "default=http://127.0.0.1:$PEER_PORT" \
-  --unsafe-no-fsync
+start_etcd "$ETCD" "$ETCD_PORT" "$PEER_PORT"
 
 start kube-apiserver "$BIN/kube-apiserver" \
   --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
