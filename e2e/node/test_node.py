@@ -219,9 +219,11 @@ def test_a_pool_of_real_pods_serves_clients_through_its_cluster_ip(
     assert eventually(lambda: cluster.status(SERVICE_POOL).get("ready") == "1/1", 30), (
         cluster.status(SERVICE_POOL)
     )
+    assert eventually(lambda: cluster.status(SERVICE_POOL).get("proxies") == "1/1", 60)
     host, port = cluster.cluster_ip(SERVICE_POOL)
     via_service = SteadyLoad(host, port, threads=1)
-    assert via_service._one().status == 200
+    # kube-proxy picks up the Ready proxy within its sync period.
+    assert eventually(lambda: via_service._one().status == 200, 10)
 
 
 def test_a_proxy_that_cannot_start_is_explained_in_status_events_and_get(
