@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-IMAGE ?= localhost/servicepool:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' proxy/servicepool_proxy/__init__.py)
+IMAGE ?= localhost/servicepool:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' api/servicepool_api/__init__.py)
 
 .PHONY: venv deps image demo test test-unit test-proxy test-integration test-node lint format crd docs bench bench-quick cluster-up cluster-down node-up clean
 
