@@ -100,3 +100,14 @@ start_etcd() {  # etcd-binary client-port peer-port
     --initial-cluster "default=http://127.0.0.1:$3" \
     --unsafe-no-fsync
 }
+
+# Give up starting a cluster: say why, show each component's last log lines, tear down.
+fail() {
+  echo "up.sh: $1" >&2
+  for log in "$DIR"/*.log; do
+    echo "--- tail of $log" >&2
+    tail -n 25 "$log" >&2 || true
+  done
+  "$HERE/down.sh" "$DIR" >/dev/null 2>&1 || true
+  exit 1
+}

@@ -41,15 +41,6 @@ fi
 mkdir -p "$DIR"
 echo node > "$DIR/mode"
 
-fail() {
-  echo "up.sh: $1" >&2
-  for log in "$DIR"/*.log; do
-    echo "--- tail of $log" >&2
-    tail -n 25 "$log" >&2 || true
-  done
-  "$HERE/down.sh" "$DIR" >/dev/null 2>&1 || true
-  exit 1
-}
 trap 'fail "line $LINENO failed: $BASH_COMMAND"' ERR
 
 BIN="$("$HERE/build.sh" | tail -n 1)"

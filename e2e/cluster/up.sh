@@ -35,16 +35,6 @@ openssl rsa -in "$DIR/sa.key" -pubout -out "$DIR/sa.pub" 2>/dev/null
 mkdir -p "$DIR/certs"
 
 
-fail() {
-  echo "up.sh: $1" >&2
-  for log in "$DIR"/*.log; do
-    echo "--- tail of $log" >&2
-    tail -n 25 "$log" >&2 || true
-  done
-  "$HERE/down.sh" "$DIR" >/dev/null 2>&1 || true
-  exit 1
-}
-
 start_etcd "$ETCD" "$ETCD_PORT" "$PEER_PORT"
 
 start kube-apiserver "$BIN/kube-apiserver" \
