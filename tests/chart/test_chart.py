@@ -85,7 +85,7 @@ def test_namespaced_mode_grants_nothing_cluster_wide() -> None:
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
 
 
-def test_wheel_installs_both_commands(tmp_path: Path) -> None:
+def test_wheel_installs_the_commands_and_every_source_module(tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
          "-w", str(tmp_path), str(ROOT)],
@@ -98,7 +98,12 @@ def test_wheel_installs_both_commands(tmp_path: Path) -> None:
         names = archive.namelist()
     assert "servicepool-operator = servicepool_operator.cli:main" in text
     assert "servicepool-proxy = servicepool_proxy.cli:main" in text
-    assert "servicepool_proxy/forwarder.py" in names and "servicepool_operator/crd.py" in names
+    sources = {
+        str(path.relative_to(ROOT / tree))
+        for tree in ("api", "proxy", "operator", "dev")
+        for path in (ROOT / tree).rglob("*.py")
+    }
+    assert sources and sources <= set(names), sorted(sources - set(names))
 
 
 def test_image_values_reach_the_operator_and_the_proxies_it_renders() -> None:
