@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-# RFC 1123 label, the shape Kubernetes uses for names inside a pool.
-MEMBER_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+# RFC 1123 subdomain, the shape Kubernetes uses for object names.
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+MEMBER_NAME_PATTERN = DNS_SUBDOMAIN_PATTERN
 
 
 class SpecModel(BaseModel):

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .base import MEMBER_NAME_PATTERN, SpecModel
+from .base import DNS_SUBDOMAIN_PATTERN, MEMBER_NAME_PATTERN, SpecModel
 from .policies import (
     Access,
     Affinity,
@@ -138,6 +138,14 @@ class ProxyResources(SpecModel):
     limits: dict[str, Quantity] = Field(default_factory=lambda: {"memory": "256Mi"})
 
 
+class LocalObjectReference(SpecModel):
+    """An object in the pool's namespace, by name (as in a Pod's imagePullSecrets)."""
+
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN, description="Its name."
+    )
+
+
 class ProxyDeployment(SpecModel):
     """The shape of the proxy Deployment the operator runs for the pool."""
 
@@ -149,6 +157,11 @@ class ProxyDeployment(SpecModel):
     )
     imagePullPolicy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
         None, description="Unset: the operator's own pull policy (its --proxy-image-pull-policy)."
+    )
+    imagePullSecrets: list[LocalObjectReference] | None = Field(
+        None,
+        description="Secrets in the pool's namespace for pulling the proxy image; "
+        "unset: the operator's --proxy-image-pull-secret names.",
     )
     resources: ProxyResources = Field(default_factory=ProxyResources)
     port: int = Field(80, ge=1, le=65535, description="Port of the pool's Service.")

@@ -13,6 +13,7 @@ from .handlers import (
     LEADER_NAMESPACE_ENV,
     PROXY_IMAGE_ENV,
     PROXY_IMAGE_PULL_POLICY_ENV,
+    PROXY_IMAGE_PULL_SECRETS_ENV,
 )
 
 
@@ -61,14 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get(PROXY_IMAGE_PULL_POLICY_ENV),
         help="pull policy of that image where a pool sets none",
     )
+    parser.add_argument(
+        "--proxy-image-pull-secret",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Secret for pulling that image where a pool sets no spec.proxy.imagePullSecrets "
+        "(repeatable; it must exist in each pool's namespace)",
+    )
     parser.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--debug", action="store_true")
     return parser  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def export_settings(args: argparse.Namespace) -> None:
+    """Hand the flags to the handlers, which read them from the environment."""
     if args.leader_election_namespace:
         os.environ[LEADER_NAMESPACE_ENV] = args.leader_election_namespace
         os.environ[LEADER_NAME_ENV] = args.leader_election_name
@@ -76,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[PROXY_IMAGE_ENV] = args.proxy_image
     if args.proxy_image_pull_policy:
         os.environ[PROXY_IMAGE_PULL_POLICY_ENV] = args.proxy_image_pull_policy
+    if args.proxy_image_pull_secret:
+        os.environ[PROXY_IMAGE_PULL_SECRETS_ENV] = ",".join(args.proxy_image_pull_secret)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    export_settings(args)
     kopf.configure(
         debug=args.debug,
         verbose=args.verbose,

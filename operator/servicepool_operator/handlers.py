@@ -29,6 +29,7 @@ LEADER_NAMESPACE_ENV = "SERVICEPOOL_LEADER_ELECTION_NAMESPACE"
 LEADER_NAME_ENV = "SERVICEPOOL_LEADER_ELECTION_NAME"
 PROXY_IMAGE_ENV = "SERVICEPOOL_PROXY_IMAGE"
 PROXY_IMAGE_PULL_POLICY_ENV = "SERVICEPOOL_PROXY_IMAGE_PULL_POLICY"
+PROXY_IMAGE_PULL_SECRETS_ENV = "SERVICEPOOL_PROXY_IMAGE_PULL_SECRETS"  # comma-separated names
 
 
 def proxy_defaults_from_env() -> render.ProxyDefaults:
@@ -37,6 +38,9 @@ def proxy_defaults_from_env() -> render.ProxyDefaults:
         image=os.environ.get(PROXY_IMAGE_ENV) or render.OPERATOR_DEFAULTS.image,
         image_pull_policy=os.environ.get(PROXY_IMAGE_PULL_POLICY_ENV)
         or render.OPERATOR_DEFAULTS.image_pull_policy,
+        image_pull_secrets=tuple(
+            name for name in os.environ.get(PROXY_IMAGE_PULL_SECRETS_ENV, "").split(",") if name
+        ),
     )
 
 

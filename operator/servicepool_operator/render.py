@@ -31,6 +31,7 @@ class ProxyDefaults:
 
     image: str = names.DEFAULT_IMAGE
     image_pull_policy: str = "IfNotPresent"
+    image_pull_secrets: tuple[str, ...] = ()
 
 
 OPERATOR_DEFAULTS = ProxyDefaults()
@@ -153,6 +154,13 @@ def mount_secrets(spec: PoolSpec, container: dict[str, Any], volumes: list[dict[
         })  # fmt: skip
 
 
+def image_pull_secrets(spec: PoolSpec, defaults: ProxyDefaults) -> list[dict[str, str]]:
+    """The pool's own pull secrets, else the operator's; they must live in the pool's namespace."""
+    if spec.proxy.imagePullSecrets is not None:
+        return [{"name": ref.name} for ref in spec.proxy.imagePullSecrets]
+    return [{"name": name} for name in defaults.image_pull_secrets]
+
+
 def render_deployment(
     pool: str, namespace: str, uid: str, spec: PoolSpec, defaults: ProxyDefaults = OPERATOR_DEFAULTS
 ) -> Manifest:
@@ -161,6 +169,21 @@ def render_deployment(
     container = proxy_container(pool, namespace, spec, defaults)
     volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": name}}]
     mount_secrets(spec, container, volumes)
+    pod_spec: dict[str, Any] = {
+        "serviceAccountName": name,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationGracePeriodSeconds": PROXY_TERMINATION_GRACE_SECONDS,
+        "containers": [container],
+        "volumes": volumes,
+    }
+    pull_secrets = image_pull_secrets(spec, defaults)
+    if pull_secrets:
+        pod_spec["imagePullSecrets"] = pull_secrets
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -168,21 +191,7 @@ def render_deployment(
         "spec": {
             "replicas": spec.proxy.replicas,
             "selector": {"matchLabels": names.selector_labels(pool)},
-            "template": {
-                "metadata": {"labels": names.labels(pool)},
-                "spec": {
-                    "serviceAccountName": name,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "runAsGroup": 10001,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "terminationGracePeriodSeconds": PROXY_TERMINATION_GRACE_SECONDS,
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
+            "template": {"metadata": {"labels": names.labels(pool)}, "spec": pod_spec},
         },
     }
 

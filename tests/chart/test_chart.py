@@ -117,6 +117,30 @@ def test_image_values_reach_the_operator_and_the_proxies_it_renders() -> None:
     assert "--proxy-image-pull-policy=Always" in container["args"]
 
 
+def test_proxy_pull_secrets_reach_the_proxy_pods_through_the_operators_flags(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from servicepool_api.loader import parse_pool
+    from servicepool_operator import cli, handlers
+    from servicepool_operator import render as operator_render
+
+    documents = render({"proxyImagePullSecrets": [{"name": "regcred"}, {"name": "mirror"}]})
+    (deployment,) = by_kind(documents, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    for name in (handlers.PROXY_IMAGE_ENV, handlers.PROXY_IMAGE_PULL_SECRETS_ENV):
+        monkeypatch.delenv(name, raising=False)
+    cli.export_settings(cli.build_parser().parse_args(container["args"]))
+    pool = parse_pool({
+        "apiVersion": "servicepool.dev/v1alpha1", "kind": "ServicePool",
+        "metadata": {"name": "demo"},
+        "spec": {"members": [{"name": "a", "url": "http://198.18.0.9:8000"}]},
+    }).spec  # fmt: skip
+    pod = operator_render.render_deployment(
+        "demo", "team-a", "uid-1", pool, handlers.proxy_defaults_from_env()
+    )["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}, {"name": "mirror"}]
+
+
 def ports_of(node: object) -> list[dict]:
     """Every entry of every `ports` list anywhere in a manifest."""
     if isinstance(node, dict):

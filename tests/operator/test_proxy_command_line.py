@@ -16,6 +16,7 @@ import pytest
 from servicepool_api import contract
 from servicepool_api.contract import ProxyOptions, build_parser, options_from_args, proxy_args
 from servicepool_api.loader import parse_pool
+from servicepool_api.spec import LocalObjectReference, PoolSpec
 from servicepool_operator import names, render
 
 POOL = parse_pool({
@@ -77,6 +78,19 @@ def test_the_proxy_runs_the_operators_image_unless_the_pool_names_one() -> None:
     deployment = render.render_deployment("demo", "team-a", "uid-1", own, defaults)
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert (container["image"], container["imagePullPolicy"]) == ("mine/proxy:1", "Never")
+
+
+def test_the_proxy_pulls_with_the_operators_secrets_unless_the_pool_names_its_own() -> None:
+    def pull_secrets(pool: PoolSpec, defaults: render.ProxyDefaults) -> object:
+        pod = render.render_deployment("demo", "team-a", "uid-1", pool, defaults)
+        return pod["spec"]["template"]["spec"].get("imagePullSecrets")
+
+    assert pull_secrets(POOL, render.OPERATOR_DEFAULTS) is None
+    defaults = render.ProxyDefaults(image_pull_secrets=("regcred",))
+    assert pull_secrets(POOL, defaults) == [{"name": "regcred"}]
+    own = POOL.model_copy(update={"proxy": POOL.proxy.model_copy(
+        update={"imagePullSecrets": [LocalObjectReference(name="team-cred")]})})  # fmt: skip
+    assert pull_secrets(own, defaults) == [{"name": "team-cred"}]
 
 
 # Every documented flag with a value other than its default, and the option it must set.
