@@ -178,6 +178,8 @@ def make_member_app(behaviour: Behaviour) -> web.Application:
                 "path": request.path_qs,
                 "bodyBytes": len(body),
                 "forwardedFor": request.headers.get("X-Forwarded-For"),
+                "forwarded": request.headers.get("Forwarded"),
+                "realIp": request.headers.get("X-Real-IP"),
                 "requestId": request_id,
             }
             if size:

@@ -265,13 +265,18 @@ async def test_untrusted_clients_cannot_set_forwarding_headers(members, proxy, c
     member = await members("m")
     document = pool_document([{"name": "m", "url": member.url}], healthCheck={"enabled": False})
     forged = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https",
-              "X-Forwarded-Host": "bank.example"}  # fmt: skip
+              "X-Forwarded-Host": "bank.example", "Forwarded": "for=203.0.113.9;proto=https",
+              "X-Real-IP": "203.0.113.9"}  # fmt: skip
     untrusted = await proxy(document)
     trusting = await proxy(document, trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),))
     async with client.get(untrusted.url + "/echo", headers=forged) as response:
-        assert (await response.json())["forwardedFor"] == "127.0.0.1"
+        seen = await response.json()
+        assert seen["forwardedFor"] == "127.0.0.1"
+        assert seen["forwarded"] is None and seen["realIp"] is None
     async with client.get(trusting.url + "/echo", headers=forged) as response:
-        assert (await response.json())["forwardedFor"] == "203.0.113.9, 127.0.0.1"
+        seen = await response.json()
+        assert seen["forwardedFor"] == "203.0.113.9, 127.0.0.1"
+        assert seen["forwarded"] == forged["Forwarded"] and seen["realIp"] == "203.0.113.9"
 
 
 @pytest.mark.parametrize(

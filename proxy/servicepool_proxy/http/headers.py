@@ -29,8 +29,11 @@ HOP_BY_HOP = frozenset(
 # Recomputed by the proxy from what is actually sent.
 _REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect"}
 _RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
-# What a client says about earlier hops is believed only from a trusted proxy.
-_FORWARDING = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
+# What a client says about earlier hops is believed only from a trusted proxy. Forwarded
+# (RFC 7239) and X-Real-IP are not written by the proxy: they pass only from a trusted peer.
+_FORWARDING = frozenset(
+    {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip"}
+)
 _UNTRUSTED_REQUEST_DROP = _REQUEST_DROP | _FORWARDING
 MEMBER_HEADER = "X-ServicePool-Member"
 REQUEST_ID_HEADER = "X-Request-Id"
