@@ -65,7 +65,12 @@ def versions(pools: Pools, name: str) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     ("example", "members"),
-    [("static-pool.yaml", 3), ("failover-pool.yaml", 3), ("llm-pool.yaml", 2)],
+    [
+        ("static-pool.yaml", 3),
+        ("failover-pool.yaml", 3),
+        ("llm-pool.yaml", 2),
+        ("llm-cache-aware-pool.yaml", 3),
+    ],
 )
 def test_example_applies_reports_truthfully_and_reapplies_as_a_no_op(
     kubeconfig: str, kube_api: client.ApiClient, namespace: str, operator: OperatorProcess,

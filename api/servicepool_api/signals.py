@@ -151,12 +151,24 @@ def find_usage_in_json(body: bytes) -> dict[str, Any] | None:
     return usage if isinstance(usage, dict) else None
 
 
+def request_document(body: bytes) -> Any:
+    """A JSON request body, parsed; None when it is not JSON."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 def request_field(body: bytes, path: str) -> str | None:
     """A string field of a JSON request body (e.g. the model), or None."""
+    return document_field(request_document(body), path)
+
+
+def document_field(document: Any, path: str) -> str | None:
+    """A string (or integer) field of a parsed request body at a dotted path, or None."""
     try:
-        document = json.loads(body)
         value = dotted(document, path)
-    except (ValueError, UnicodeDecodeError):
+    except SignalError:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None

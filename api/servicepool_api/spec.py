@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .base import DNS_SUBDOMAIN_PATTERN, MEMBER_NAME_PATTERN, SpecModel
+from .llm_policies import Adaptive, CacheAware, Speed, TokenWindow
 from .policies import (
     Access,
     Affinity,
@@ -42,6 +43,10 @@ class Strategy(StrEnum):
     POWER_OF_TWO_CHOICES = "powerOfTwoChoices"
     LATENCY = "latency"
     CAPACITY = "capacity"
+    CACHE_AWARE = "cacheAware"
+    TOKENS = "tokens"
+    SPEED = "speed"
+    ADAPTIVE = "adaptive"
 
 
 class ServiceRef(SpecModel):
@@ -187,6 +192,18 @@ class PoolSpec(SpecModel):
     capacity: Capacity | None = Field(None, description="Poll members for their load.")
     models: ModelRouting | None = Field(None, description="Model-aware routing.")
     affinity: Affinity | None = Field(None, description="Session affinity.")
+    cacheAware: CacheAware | None = Field(
+        None, description="Settings of strategy cacheAware (defaults when unset)."
+    )
+    tokens: TokenWindow | None = Field(
+        None, description="Settings of strategy tokens (defaults when unset)."
+    )
+    speed: Speed | None = Field(
+        None, description="Settings of strategy speed (defaults when unset)."
+    )
+    adaptive: Adaptive | None = Field(
+        None, description="Settings of strategy adaptive (defaults when unset)."
+    )
     access: Access | None = Field(None, description="Client authentication and allowed callers.")
     upstreamAuth: UpstreamAuth | None = Field(
         None, description="Credential the proxy sends to members."

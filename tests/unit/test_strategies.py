@@ -10,13 +10,13 @@ import pytest
 
 from servicepool_api.spec import Strategy
 from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.balancer.pickers import make_picker
 from servicepool_proxy.balancer.strategies import (
     LATENCY_HALF_LIFE_SECONDS,
     RoundRobinCursor,
     latency_estimate,
     least_in_flight,
     lowest_latency,
-    make_picker,
     power_of_two_choices,
     round_robin,
     smooth_weighted_round_robin,

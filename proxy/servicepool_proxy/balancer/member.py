@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from servicepool_api.health import Health
 from servicepool_api.spec import Member
 
+from .prefix import PrefixBlocks
 from .stats import MemberStats
 
 
@@ -58,6 +59,7 @@ class MemberState:
     report_error: str = ""
 
     stats: MemberStats = field(default_factory=MemberStats)
+    prefixes: PrefixBlocks = field(default_factory=PrefixBlocks)  # cacheAware's memory
 
     @classmethod
     def from_spec(cls, member: Member) -> MemberState:

@@ -10,8 +10,9 @@ from servicepool_api.spec import PoolSpec
 
 from . import outlier
 from .affinity import AffinityTable, HashRing, pick_affine
+from .keys import NO_KEYS, RoutingKeys
 from .member import MemberState
-from .strategies import make_picker
+from .pickers import Tuning, make_picker
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,11 @@ class Balancer:
         self.by_name = {m.name: m for m in members}
         priorities = sorted({m.priority for m in members})
         self._tiers = [[m for m in members if m.priority == p] for p in priorities]
-        self._pick = make_picker(spec.strategy, self._rng, spec.capacity)
+        tuning = Tuning.of(spec)
+        self._pick = make_picker(spec.strategy, self._rng, tuning=tuning)
+        self._prefix_limit = tuning.cache_aware.maxBlocksPerMember
+        for member in members:
+            member.prefixes.trim(self._prefix_limit)
         affinity = spec.affinity
         self._ring = HashRing(members) if affinity is not None else None
         if affinity is None or affinity.ttlSeconds <= 0:
@@ -75,24 +80,25 @@ class Balancer:
         self,
         now: float,
         exclude: Collection[MemberState] = (),
-        model: str | None = None,
-        affinity_key: str | None = None,
+        keys: RoutingKeys = NO_KEYS,
     ) -> MemberState | Unavailable:
         """The member for the next request, from the best tier that has room.
 
         Members in `exclude` (already tried for this request) are avoided while any
         other member can take it. With a model, only members serving it qualify; with an
-        affinity key, the key's member on the hash ring is preferred while it has room.
+        affinity key, the key's member on the hash ring is preferred while it has room; the
+        strategy sees the keys too (cacheAware routes by the prompt's prefix).
         """
+        model = keys.model
         if model is not None and not any(m.serves(model) for m in self.members):
             served = ", ".join(sorted(self.served_models())) or "none known"
             return Unavailable(
                 False, f"no member serves model {model!r}; this pool serves: {served}", model
             )
-        choice = self._choose(now, exclude, model, affinity_key) if exclude else None
+        choice = self._choose(now, exclude, keys) if exclude else None
         if isinstance(choice, MemberState):
             return choice
-        return self._choose(now, (), model, affinity_key)
+        return self._choose(now, (), keys)
 
     def served_models(self) -> set[str]:
         """The union of every member's models."""
@@ -102,9 +108,9 @@ class Balancer:
         self,
         now: float,
         exclude: Collection[MemberState],
-        model: str | None,
-        affinity_key: str | None,
+        keys: RoutingKeys,
     ) -> MemberState | Unavailable:
+        model, affinity_key = keys.model, keys.affinity_key
         saturated = False
         for tier in self._tiers:
             available = []
@@ -122,7 +128,7 @@ class Balancer:
                     affine = self._choose_affine(affinity_key, available, now)
                     if affine is not None:
                         return affine
-                return self._pick(available, now)
+                return self._pick(available, now, keys)
         if saturated:
             return Unavailable(True, "every available member is at its maxInFlight limit")
         return Unavailable(False, self.describe_unavailable(now))
@@ -158,10 +164,13 @@ class Balancer:
         """How many members could take a request now (capacity aside)."""
         return sum(1 for m in self.members if m.routable(now))
 
-    def acquire(self, member: MemberState, now: float) -> bool:
-        """A request starts on the member; True when it is the half-open trial."""
+    def acquire(self, member: MemberState, now: float, keys: RoutingKeys = NO_KEYS) -> bool:
+        """A request starts on the member (its prompt's prefix is now there too); True when
+        it is the half-open trial."""
         member.in_flight += 1
         member.requests += 1
+        if keys.prefix:
+            member.prefixes.record(keys.prefix, self._prefix_limit)
         if member.half_open and not member.trial_in_flight and not member.ejected(now):
             member.trial_in_flight = True
             return True
@@ -179,12 +188,14 @@ class Balancer:
         self, member: MemberState, latency: float, now: float, trial: bool = False
     ) -> None:
         """The member answered usefully."""
+        member.stats.record_outcome(False, now)
         outlier.record_success(member, latency, now, self.spec.outlierDetection, trial)
 
     def record_failure(
         self, member: MemberState, reason: str, now: float, trial: bool = False
     ) -> bool:
         """The member failed a request; True when that ejected it."""
+        member.stats.record_outcome(True, now)
         return outlier.record_failure(
             member, reason, now, self.members, self.spec.outlierDetection, trial
         )

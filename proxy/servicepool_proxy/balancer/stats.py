@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 WINDOW = 1024  # most recent samples kept per series
+MAX_TOKEN_WINDOW_SECONDS = 600  # the longest window strategy tokens may ask for
+ERROR_HALF_LIFE_SECONDS = 30.0  # the recent error rate halves in this long without news
+ERROR_SMOOTHING = 0.1  # each outcome's share of the recent error rate
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
@@ -38,6 +41,34 @@ class Window:
 
 
 @dataclass(slots=True)
+class TokenWindow:
+    """Tokens and requests per whole second of the last MAX_TOKEN_WINDOW_SECONDS."""
+
+    buckets: deque[list[int]] = field(default_factory=deque)  # [second, tokens, requests]
+
+    def add(self, now: float, tokens: int) -> None:
+        second = int(now)
+        if self.buckets and self.buckets[-1][0] == second:
+            self.buckets[-1][1] += tokens
+            self.buckets[-1][2] += 1
+        else:
+            self.buckets.append([second, tokens, 1])
+        while self.buckets[0][0] <= second - MAX_TOKEN_WINDOW_SECONDS:
+            self.buckets.popleft()
+
+    def totals(self, now: float, seconds: float) -> tuple[int, int]:
+        """(tokens, requests) counted in the last `seconds` (to whole-second precision)."""
+        oldest = int(now) - seconds
+        tokens = requests = 0
+        for second, bucket_tokens, bucket_requests in reversed(self.buckets):
+            if second <= oldest:
+                break
+            tokens += bucket_tokens
+            requests += bucket_requests
+        return tokens, requests
+
+
+@dataclass(slots=True)
 class MemberStats:
     """What the proxy measured of a member's answers."""
 
@@ -46,21 +77,41 @@ class MemberStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     tokens_per_second: float | None = None
+    speed_at: float = 0.0  # when tokens_per_second was last measured
+    token_window: TokenWindow = field(default_factory=TokenWindow)
+    error_rate: float = 0.0  # recent share of failed requests, as of error_at
+    error_at: float = 0.0
 
-    def record_usage(self, usage: dict[str, Any], generation_seconds: float) -> None:
+    def record_usage(self, usage: dict[str, Any], generation_seconds: float, now: float) -> None:
         """Count an OpenAI-style usage block; tokens/s is a moving average."""
         prompt = usage.get("prompt_tokens")
         completion = usage.get("completion_tokens")
-        if isinstance(prompt, int):
+        counted = 0
+        if isinstance(prompt, int) and not isinstance(prompt, bool):
             self.prompt_tokens += prompt
-        if isinstance(completion, int):
+            counted += prompt
+        if isinstance(completion, int) and not isinstance(completion, bool):
             self.completion_tokens += completion
+            counted += completion
             if generation_seconds > 0 and completion > 0:
                 rate = completion / generation_seconds
                 previous = self.tokens_per_second
                 self.tokens_per_second = (
                     rate if previous is None else previous + 0.3 * (rate - previous)
                 )
+                self.speed_at = now
+        self.token_window.add(now, counted)
+
+    def recent_error_rate(self, now: float) -> float:
+        """The share of recent requests that failed, decaying while nothing is heard."""
+        age = max(0.0, now - self.error_at)
+        return self.error_rate * 0.5 ** (age / ERROR_HALF_LIFE_SECONDS)
+
+    def record_outcome(self, failed: bool, now: float) -> None:
+        """One request's end: a success or a failure counts toward the recent error rate."""
+        rate = self.recent_error_rate(now)
+        self.error_rate = rate + ERROR_SMOOTHING * ((1.0 if failed else 0.0) - rate)
+        self.error_at = now
 
     def to_status(self) -> dict[str, Any]:
         return {

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from servicepool_api.policies import Capacity
-from servicepool_api.spec import Strategy
 
 from .member import MemberState
 
@@ -152,27 +151,3 @@ def least_reported_load(
     best_score = min(score(m) for m in roomy)
     tied = [m for m in roomy if score(m) == best_score]
     return tied[0] if len(tied) == 1 else smooth_weighted_round_robin(tied)
-
-
-Picker = Callable[[Sequence[MemberState], float], MemberState]
-
-
-def make_picker(strategy: Strategy, rng: random.Random, capacity: Capacity | None = None) -> Picker:
-    """Bind a strategy to its state; the picker takes (candidates, now)."""
-    if strategy is Strategy.ROUND_ROBIN:
-        cursor = RoundRobinCursor()
-        return lambda candidates, now: round_robin(candidates, cursor)
-    if strategy is Strategy.WEIGHTED_ROUND_ROBIN:
-        return lambda candidates, now: smooth_weighted_round_robin(candidates)
-    if strategy is Strategy.RANDOM:
-        return lambda candidates, now: weighted_random(candidates, rng)
-    if strategy is Strategy.LEAST_IN_FLIGHT:
-        return lambda candidates, now: least_in_flight(candidates)
-    if strategy is Strategy.POWER_OF_TWO_CHOICES:
-        return lambda candidates, now: power_of_two_choices(candidates, rng)
-    if strategy is Strategy.LATENCY:
-        return lambda candidates, now: lowest_latency(candidates, now)
-    if strategy is Strategy.CAPACITY:
-        policy = capacity or Capacity()
-        return lambda candidates, now: least_reported_load(candidates, now, policy)
-    raise ValueError(f"unknown strategy {strategy!r}")

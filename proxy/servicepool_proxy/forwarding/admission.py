@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from servicepool_proxy.balancer.keys import RoutingKeys
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pool import Unavailable
 from servicepool_proxy.forwarding.answers import error_response
-from servicepool_proxy.forwarding.routing_keys import RoutingKeys
 from servicepool_proxy.http.exchange import Response
 from servicepool_proxy.observe.metrics import ProxyMetrics
 from servicepool_proxy.runtime import PoolRuntime
@@ -35,7 +35,7 @@ async def admit(
                 503, runtime.name, "saturated", saturated_detail(runtime, result, choice)
             )
         now = clock()
-        woken = runtime.balancer.choose(now, tried, keys.model, keys.affinity_key)
+        woken = runtime.balancer.choose(now, tried, keys)
         if isinstance(woken, MemberState):
             metrics.queue_wait.labels(runtime.name).observe(now - start)
             return woken

@@ -7,13 +7,13 @@ from collections.abc import Callable
 
 from multidict import CIMultiDict
 
+from servicepool_proxy.balancer.keys import RoutingKeys
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.forwarding.admission import admit
 from servicepool_proxy.forwarding.answers import client_failed, error_response
 from servicepool_proxy.forwarding.faults import AttemptFailed, ClientFault, attribute
 from servicepool_proxy.forwarding.outcomes import Answered, Failed, OutcomeRecorder
 from servicepool_proxy.forwarding.relay import Relay, Timing
-from servicepool_proxy.forwarding.routing_keys import RoutingKeys
 from servicepool_proxy.http.body import StreamedBody
 from servicepool_proxy.http.exchange import Request, Response, StreamResponse
 from servicepool_proxy.http.headers import parse_retry_after
@@ -51,7 +51,7 @@ class Attempts:
         failures: list[str] = []
         last_kind: str | None = None  # of the last failure (the exception is not kept: a cycle)
         for attempt in range(max_tries):
-            choice = runtime.balancer.choose(self.clock(), tried, keys.model, keys.affinity_key)
+            choice = runtime.balancer.choose(self.clock(), tried, keys)
             member = choice if isinstance(choice, MemberState) else await admit(
                 runtime, self.metrics, self.clock, tried, start, keys, choice
             )  # fmt: skip
@@ -60,7 +60,7 @@ class Attempts:
                     return member
                 break
             tried.append(member)
-            trial = runtime.balancer.acquire(member, self.clock())
+            trial = runtime.balancer.acquire(member, self.clock(), keys)
             last = attempt + 1 >= max_tries
             try:
                 # A 429 means the member did not take the request: safe for any method.

@@ -6,15 +6,16 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from servicepool_proxy.balancer.keys import NO_KEYS, RoutingKeys
 from servicepool_proxy.forwarding.answers import client_failed, error_response
 from servicepool_proxy.forwarding.attempts import Attempts
 from servicepool_proxy.forwarding.faults import ClientFault
 from servicepool_proxy.forwarding.outcomes import OutcomeRecorder
 from servicepool_proxy.forwarding.relay import Relay
 from servicepool_proxy.forwarding.routing_keys import (
-    RoutingKeys,
     body_limit,
     needs_json_body,
+    reads_routing_keys,
     routing_keys,
 )
 from servicepool_proxy.http.body import (
@@ -29,8 +30,6 @@ from servicepool_proxy.http.headers import Networks, is_trusted, upstream_reques
 from servicepool_proxy.http.upstream import UpstreamPool
 from servicepool_proxy.observe.metrics import ProxyMetrics
 from servicepool_proxy.runtime import PoolRuntime
-
-NO_KEYS = RoutingKeys()
 
 
 class Forwarder:
@@ -106,9 +105,10 @@ class Forwarder:
             self.budget.give(held_bytes(body))
 
     def _route(self, request: Request, body: bytes | StreamedBody | None) -> RoutingKeys | Response:
-        """The model and affinity key the request routes by (or the pool's model listing)."""
+        """The model, affinity key and prompt prefix the request routes by (or the pool's
+        model listing)."""
         spec = self.runtime.spec
-        if spec.models is None and spec.affinity is None:
+        if not reads_routing_keys(spec):
             return NO_KEYS
         if (
             spec.models is not None

@@ -110,5 +110,5 @@ class Relay:
         member.stats.latency.add(now - timing.sent)
         if usage is not None:
             generating = now - (timing.first_byte if streamed else timing.sent)
-            member.stats.record_usage(usage, generating)
+            member.stats.record_usage(usage, generating, now)
         self.metrics.observe_response(member.name, status, now - timing.start)

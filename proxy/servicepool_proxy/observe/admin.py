@@ -40,6 +40,7 @@ def member_status(member: MemberState, now: float) -> dict[str, Any]:
         "authFailed": member.auth_failed,
         "models": sorted(member.models()),
         "capacity": capacity_status(member, now),
+        "prefixCache": member.prefixes.to_status(),
         **member.stats.to_status(),
     }
 

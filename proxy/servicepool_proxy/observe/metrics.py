@@ -77,6 +77,36 @@ class MemberStateCollector(Collector):
         yield tokens
         yield rate
         yield reported
+        yield from prefix_families(self._pool, self._members())
+
+
+def prefix_families(pool: str, members: list[MemberState]) -> list[CounterMetricFamily]:
+    """cacheAware's estimated prefix-cache hits per member (requests and blocks)."""
+    lookups = CounterMetricFamily(
+        "servicepool_member_prefix_lookups",
+        "Requests with a prompt sent to the member (strategy cacheAware)",
+        labels=["pool", "member"],
+    )
+    hits = CounterMetricFamily(
+        "servicepool_member_prefix_hits",
+        "Of those, requests whose prompt prefix was recently sent to the member",
+        labels=["pool", "member"],
+    )
+    blocks = CounterMetricFamily(
+        "servicepool_member_prefix_blocks",
+        "Prompt blocks sent to the member, and how many of them it was recently sent (matched)",
+        labels=["pool", "member", "kind"],
+    )
+    for member in members:
+        prefixes = member.prefixes
+        if not prefixes.lookups:
+            continue
+        labels = [pool, member.name]
+        lookups.add_metric(labels, prefixes.lookups)
+        hits.add_metric(labels, prefixes.hits)
+        blocks.add_metric([*labels, "sent"], prefixes.blocks_sent)
+        blocks.add_metric([*labels, "matched"], prefixes.blocks_matched)
+    return [lookups, hits, blocks]
 
 
 def _member_families() -> tuple[

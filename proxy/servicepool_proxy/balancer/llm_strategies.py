@@ -1,0 +1,115 @@
+"""Strategies tokens, speed and adaptive: what LLM members' answers say about them."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+from servicepool_api.llm_policies import Adaptive, Speed
+from servicepool_api.policies import Capacity
+
+from .cache_aware import member_load
+from .member import MemberState
+from .strategies import latency_estimate, least_in_flight, weighted_random
+
+
+def lowest_score(
+    candidates: Sequence[MemberState], score: Callable[[MemberState], float]
+) -> MemberState:
+    """The member with the lowest score; ties go to the least in flight (then in turn)."""
+    scores = {m.name: score(m) for m in candidates}
+    best = min(scores.values())
+    tied = [m for m in candidates if scores[m.name] == best]
+    return tied[0] if len(tied) == 1 else least_in_flight(tied)
+
+
+def fewest_tokens(
+    candidates: Sequence[MemberState], now: float, window_seconds: float
+) -> MemberState:
+    """The fewest tokens (prompt + completion) in the window per unit of weight.
+
+    Usage arrives when an answer ends, so requests still in flight count as the pool's mean
+    tokens per request each: a member does not take every new request while its first
+    answers are still running.
+    """
+    totals = {m.name: m.stats.token_window.totals(now, window_seconds) for m in candidates}
+    tokens = sum(t for t, _ in totals.values())
+    requests = sum(r for _, r in totals.values())
+    per_request = tokens / requests if requests else 0.0
+    return lowest_score(
+        candidates, lambda m: (totals[m.name][0] + m.in_flight * per_request) / m.weight
+    )
+
+
+def speed_known(member: MemberState, now: float, policy: Speed) -> bool:
+    """True when the member's tokens/s was measured recently enough to trust."""
+    stats = member.stats
+    return stats.tokens_per_second is not None and now - stats.speed_at <= policy.staleAfterSeconds
+
+
+def fastest(
+    candidates: Sequence[MemberState], now: float, policy: Speed, rng: random.Random
+) -> MemberState:
+    """The best recent output tokens/s each new request would get: measured tokens/s times
+    weight, shared with what is in flight there.
+
+    Exploration: a member never measured, or measured longer than staleAfterSeconds ago, gets
+    the next request while it has none in flight (a recovered member is measured again,
+    one request at a time); and explorationRatio of requests go to a random member.
+    """
+    unknown = [m for m in candidates if not speed_known(m, now, policy)]
+    idle_unknown = [m for m in unknown if m.in_flight == 0]
+    if idle_unknown:
+        return idle_unknown[0]
+    if len(candidates) > 1 and rng.random() < policy.explorationRatio:
+        return weighted_random(candidates, rng)
+    known = [m for m in candidates if m not in unknown]
+    if not known:
+        return least_in_flight(candidates)
+    return lowest_score(
+        known,
+        lambda m: -(m.stats.tokens_per_second or 0.0) * m.weight / (m.in_flight + 1),
+    )
+
+
+def typical(values: list[float]) -> float:
+    """The lower median, or 0 without values."""
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2] if ordered else 0.0
+
+
+def adaptive_score(
+    candidates: Sequence[MemberState], now: float, policy: Adaptive,
+    capacity: Capacity | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """Each member's score (lower is better): the weighted sum of
+    latency / typical latency (an unmeasured member scores 0, so it gets measured),
+    load / (mean load + 1), typical tokens/s / its tokens/s (1 when unmeasured), and its
+    recent error rate."""
+    latency = typical([m.ewma_latency for m in candidates if m.ewma_latency is not None])
+    loads = {m.name: member_load(m, now, capacity) for m in candidates}
+    mean_load = sum(loads.values()) / len(candidates)
+    speeds = [s for m in candidates if (s := m.stats.tokens_per_second)]
+    speed = typical(speeds)
+    scores = {}
+    for member in candidates:
+        own_speed = member.stats.tokens_per_second
+        terms = (
+            latency_estimate(member, latency, now) / latency if latency > 0 else 0.0,
+            loads[member.name] / (mean_load + 1.0),
+            speed / own_speed if own_speed and speed else (1.0 if speeds else 0.0),
+            member.stats.recent_error_rate(now),
+        )
+        weights = (policy.latencyWeight, policy.loadWeight, policy.speedWeight,
+                   policy.errorWeight)  # fmt: skip
+        scores[member.name] = sum(w * t for w, t in zip(weights, terms, strict=True))
+    return scores
+
+
+def best_adaptive(
+    candidates: Sequence[MemberState], now: float, policy: Adaptive,
+    capacity: Capacity | None = None,
+) -> MemberState:  # fmt: skip
+    """The member with the lowest adaptive score."""
+    scores = adaptive_score(candidates, now, policy, capacity)
+    return lowest_score(candidates, lambda m: scores[m.name])

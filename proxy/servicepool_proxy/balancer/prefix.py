@@ -1,0 +1,104 @@
+"""Prompt prefixes as chained block hashes, and each member's bounded memory of them.
+
+The prompt text is cut into blocks of a fixed number of characters; block i's hash covers
+blocks 0..i, so one hash names a whole prefix and two prompts share block i's hash exactly
+when they share their first i+1 blocks. A member remembers the hashes of what was recently
+sent to it, least recently sent forgotten first, like an inference server's KV cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+
+
+def block_hashes(text: str, block_chars: int) -> tuple[int, ...]:
+    """Chained 64-bit hashes of the text's full blocks (a text shorter than one block is one
+    block, so every prompt has a first block)."""
+    full = len(text) // block_chars
+    if full == 0:
+        return (_chain(b"", text),) if text else ()
+    hashes = []
+    previous = b""
+    for index in range(full):
+        digest = _digest(previous, text[index * block_chars : (index + 1) * block_chars])
+        hashes.append(int.from_bytes(digest, "big"))
+        previous = digest
+    return tuple(hashes)
+
+
+def _digest(previous: bytes, block: str) -> bytes:
+    return hashlib.blake2b(
+        previous + block.encode("utf-8", "surrogatepass"), digest_size=8
+    ).digest()
+
+
+def _chain(previous: bytes, block: str) -> int:
+    return int.from_bytes(_digest(previous, block), "big")
+
+
+class PrefixBlocks:
+    """One member's recently sent prefix blocks (bounded, LRU) and its hit counters.
+
+    Sending touches a prompt's blocks deepest first, so a prefix's first blocks are always
+    at least as recent as its later ones: if block i is remembered, so are blocks 0..i-1.
+    That makes the longest match a binary search.
+    """
+
+    __slots__ = ("_blocks", "blocks_matched", "blocks_sent", "hits", "lookups")
+
+    def __init__(self) -> None:
+        self._blocks: OrderedDict[int, None] = OrderedDict()
+        self.lookups = 0  # requests with a prompt sent to the member
+        self.hits = 0  # of those, how many found some prefix there
+        self.blocks_sent = 0
+        self.blocks_matched = 0
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def matched(self, prefix: Sequence[int]) -> int:
+        """How many leading blocks of the prefix the member was recently sent."""
+        low, high = 0, len(prefix)  # prefix[:low] is known remembered
+        while low < high:
+            middle = (low + high + 1) // 2
+            if prefix[middle - 1] in self._blocks:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
+    def record(self, prefix: Sequence[int], limit: int) -> int:
+        """The prefix was sent to the member: count the match, remember its blocks, forget
+        the least recent beyond `limit`. Returns the blocks that matched."""
+        matched = self.matched(prefix)
+        self.lookups += 1
+        self.hits += matched > 0
+        self.blocks_sent += len(prefix)
+        self.blocks_matched += matched
+        blocks = self._blocks
+        for block in reversed(prefix):
+            blocks[block] = None
+            blocks.move_to_end(block)
+        self.trim(limit)
+        return matched
+
+    def trim(self, limit: int) -> None:
+        """Forget the least recently sent blocks beyond `limit`."""
+        blocks = self._blocks
+        while len(blocks) > limit:
+            blocks.popitem(last=False)
+
+    def to_status(self) -> dict[str, float | int | None]:
+        """Counters for /status: the estimated prefix-cache hit rate of this member."""
+        return {
+            "lookups": self.lookups,
+            "hits": self.hits,
+            "blocksSent": self.blocks_sent,
+            "blocksMatched": self.blocks_matched,
+            "hitRate": (
+                round(self.blocks_matched / self.blocks_sent, 4) if self.blocks_sent else None
+            ),
+            "indexBlocks": len(self._blocks),
+        }
