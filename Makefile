@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 IMAGE ?= localhost/servicepool:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' api/servicepool_api/__init__.py)
 
-.PHONY: venv deps image demo test test-unit test-proxy test-integration test-node lint format crd docs bench bench-quick cluster-up cluster-down node-up clean
+.PHONY: venv deps image demo test test-unit test-proxy test-integration test-node lint format crd docs bench bench-quick bench-llm bench-llm-quick cluster-up cluster-down node-up clean
 
 $(BIN)/servicepool-proxy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,19 @@ bench-quick: venv
 	e2e/cluster/install-deps.sh
 	$(BIN)/pip install --quiet matplotlib
 	$(BIN)/python bench/run.py --quick
+
+## LLM routing on simulated inference engines: servicepool's strategies, vllm-router and nginx
+## least_conn on the same members (bench/llm/run.py; not part of `make test`). The quick run
+## takes under 3 minutes and writes bench/results/llm-quick/; the full one bench/results/llm/.
+bench-llm: venv
+	e2e/cluster/install-deps.sh
+	$(BIN)/pip install --quiet matplotlib vllm-router
+	$(BIN)/python bench/llm/run.py
+
+bench-llm-quick: venv
+	e2e/cluster/install-deps.sh
+	$(BIN)/pip install --quiet matplotlib vllm-router
+	$(BIN)/python bench/llm/run.py --quick
 
 cluster-up:
 	e2e/cluster/up.sh .cluster

@@ -1,0 +1,52 @@
+"""What the simulated engine and the workload generator must agree on: tokens, the chat
+template, and the (deterministic) text the engine generates.
+
+A token is a whitespace-separated word (the workload writes words of 3-8 letters, so this is
+close to the ~4 characters per token of real tokenizers, and it is what the engine counts in
+`usage`). The engine's reply is a pure function of the prompt, so the workload can build turn
+k+1 of a conversation (which contains reply k) before anything is sent, and every peer gets
+exactly the same requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+BLOCK_TOKENS = 16
+_SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vo", "shi", "pe", "dan", "tor", "ex", "quo"]
+
+
+def words(rng: random.Random, count: int) -> list[str]:
+    """`count` pseudo-words (one token each)."""
+    return ["".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))) for _ in range(count)]
+
+
+def prompt_tokens(body: dict[str, Any]) -> list[str]:
+    """The tokens an OpenAI-shaped request puts in front of the model (chat template applied)."""
+    if "messages" in body:
+        out: list[str] = []
+        for message in body["messages"]:
+            out.append(f"<|{message.get('role', 'user')}|>")
+            out.extend(str(message.get("content", "")).split())
+        out.append("<|assistant|>")
+        return out
+    prompt = body.get("prompt", "")
+    return (prompt if isinstance(prompt, str) else " ".join(map(str, prompt))).split()
+
+
+def reply_tokens(prompt: list[str], count: int) -> list[str]:
+    """The engine's answer to a prompt: `count` words seeded by the prompt's last 64 tokens."""
+    seed = hashlib.blake2b(" ".join(prompt[-64:]).encode(), digest_size=8).digest()
+    return words(random.Random(seed), count)
+
+
+def block_hashes(tokens: list[str]) -> list[int]:
+    """Chained hashes of the full 16-token blocks: block i's hash covers tokens[0:16(i+1)]."""
+    hashes: list[int] = []
+    previous = 0
+    for start in range(0, len(tokens) - BLOCK_TOKENS + 1, BLOCK_TOKENS):
+        previous = hash((previous, tuple(tokens[start : start + BLOCK_TOKENS])))
+        hashes.append(previous)
+    return hashes
