@@ -9,6 +9,7 @@ from pathlib import Path
 from servicepool_api.contract import DEFAULT_SECRETS_DIR
 from servicepool_api.spec import ServicePool
 from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.balancer.model_routing import routing_spec
 from servicepool_proxy.balancer.pool import Balancer
 from servicepool_proxy.config.access import ClientAuth, UpstreamCredential
 from servicepool_proxy.waitqueue import WaitQueue
@@ -27,13 +28,13 @@ class PoolRuntime:
     ) -> None:
         self.name = pool.metadata.name
         self.secrets_dir = secrets_dir
-        self.balancer = Balancer(pool.spec, rng)
+        self.balancer = Balancer(routing_spec(pool.spec), rng)
         self.queue = WaitQueue(pool.spec.queue.maxWaiting)
         self.generation = 0
         self._adopt(pool)
 
     def _adopt(self, pool: ServicePool) -> None:
-        spec = pool.spec
+        spec = routing_spec(pool.spec)
         self.pool = pool
         self.spec = spec
         self.retry_on = frozenset(spec.retries.retryOn)
@@ -52,7 +53,7 @@ class PoolRuntime:
 
         Returns the members that left the pool.
         """
-        gone = self.balancer.apply(pool.spec)
+        gone = self.balancer.apply(routing_spec(pool.spec))
         self._adopt(pool)
         self.queue.wake_all()
         names = ", ".join(m.name for m in self.balancer.members) or "none"
