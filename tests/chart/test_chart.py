@@ -96,7 +96,7 @@ def test_wheel_installs_the_commands_and_every_source_module(tmp_path: Path) -> 
         entry_points = next(n for n in archive.namelist() if n.endswith("entry_points.txt"))
         text = archive.read(entry_points).decode()
         names = archive.namelist()
-    assert "servicepool-operator = servicepool_operator.cli:main" in text
+    assert "servicepool-operator = servicepool_operator.entry:main" in text
     assert "servicepool-proxy = servicepool_proxy.cli:main" in text
     sources = {
         str(path.relative_to(ROOT / tree))
