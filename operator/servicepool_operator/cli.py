@@ -11,6 +11,7 @@ import kopf
 from .handlers import (
     LEADER_NAME_ENV,
     LEADER_NAMESPACE_ENV,
+    METRICS_ENV,
     PROXY_IMAGE_ENV,
     PROXY_IMAGE_PULL_POLICY_ENV,
 )
@@ -61,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get(PROXY_IMAGE_PULL_POLICY_ENV),
         help="pull policy of that image where a pool sets none",
     )
+    parser.add_argument(
+        "--metrics",
+        default="",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics of the pools (servicepool_pool_ready, ...) here "
+        "('' = none, the default; the chart sets 0.0.0.0:8082)",
+    )
     parser.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--debug", action="store_true")
@@ -74,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ[LEADER_NAME_ENV] = args.leader_election_name
     if args.proxy_image:
         os.environ[PROXY_IMAGE_ENV] = args.proxy_image
+    if args.metrics:
+        os.environ[METRICS_ENV] = args.metrics
     if args.proxy_image_pull_policy:
         os.environ[PROXY_IMAGE_PULL_POLICY_ENV] = args.proxy_image_pull_policy
     kopf.configure(

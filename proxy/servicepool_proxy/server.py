@@ -24,6 +24,7 @@ from servicepool_proxy.http.listener import FrontServer
 from servicepool_proxy.http.upstream import UpstreamPool
 from servicepool_proxy.observe.admin import make_admin_app
 from servicepool_proxy.observe.metrics import ProxyMetrics
+from servicepool_proxy.observe.pool_gauges import PoolGaugeCollector
 from servicepool_proxy.runtime import PoolRuntime
 from servicepool_proxy.tasks import cancel_and_wait
 
@@ -46,6 +47,7 @@ class ProxyServer:
         self.gate = ConfigGate(self.apply, self._reload_failed, pool_text)
         self.runtime = PoolRuntime(pool, secrets_dir=options.secrets_dir)
         self.metrics = ProxyMetrics(self.runtime.name, lambda: self.runtime.members)
+        self.metrics.registry.register(PoolGaugeCollector(self.runtime))
         self.shutting_down = False
         self.port = 0
         self.admin_port = 0

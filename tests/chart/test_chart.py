@@ -81,8 +81,9 @@ def test_namespaced_mode_grants_nothing_cluster_wide() -> None:
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
     assert "--all-namespaces" not in args
-    (monitor,) = by_kind(documents, "PodMonitor")
-    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+    proxies, operator = by_kind(documents, "PodMonitor")
+    assert proxies["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+    assert "namespaceSelector" not in operator["spec"]  # its own namespace only
 
 
 def test_wheel_installs_the_commands_and_every_source_module(tmp_path: Path) -> None:
