@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import deque
 from pathlib import Path
 
 from servicepool_api.contract import DEFAULT_SECRETS_DIR
 from servicepool_api.spec import ServicePool
+from servicepool_proxy.balancer.decisions import Decision
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.model_routing import routing_spec
 from servicepool_proxy.balancer.pool import Balancer
@@ -15,6 +17,7 @@ from servicepool_proxy.config.access import ClientAuth, UpstreamCredential
 from servicepool_proxy.waitqueue import WaitQueue
 
 log = logging.getLogger("servicepool.proxy")
+DECISIONS_KEPT = 32  # the last routing decisions shown in /status and /events
 
 
 class PoolRuntime:
@@ -31,6 +34,8 @@ class PoolRuntime:
         self.balancer = Balancer(routing_spec(pool.spec), rng)
         self.queue = WaitQueue(pool.spec.queue.maxWaiting)
         self.generation = 0
+        self.explain = False  # --explain: record why each member was or was not picked
+        self.decisions: deque[Decision] = deque(maxlen=DECISIONS_KEPT)
         self._adopt(pool)
 
     def _adopt(self, pool: ServicePool) -> None:

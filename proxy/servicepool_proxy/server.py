@@ -46,6 +46,7 @@ class ProxyServer:
         self.options = options
         self.gate = ConfigGate(self.apply, self._reload_failed, pool_text)
         self.runtime = PoolRuntime(pool, secrets_dir=options.secrets_dir)
+        self.runtime.explain = options.explain
         self.metrics = ProxyMetrics(self.runtime.name, lambda: self.runtime.members)
         self.metrics.registry.register(PoolGaugeCollector(self.runtime))
         self.shutting_down = False

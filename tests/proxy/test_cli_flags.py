@@ -272,3 +272,17 @@ def test_trusted_proxy_keeps_the_forwarded_for_of_a_proxy_in_front(run_proxy) ->
 
     assert forwarded_for(run_proxy()) == "127.0.0.1"  # a client's claim is replaced
     assert forwarded_for(run_proxy("--trusted-proxy", "127.0.0.0/8")) == "203.0.113.9, 127.0.0.1"
+
+
+def test_explain_answers_an_asking_request_with_its_decision(run_proxy) -> None:
+    ask = {"X-ServicePool-Explain": "1"}
+
+    def decision(proxy: CliProxy) -> str | None:
+        request = urllib.request.Request(proxy.url + "/", headers=ask)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.headers.get("X-ServicePool-Decision")
+
+    assert decision(run_proxy()) is None
+    explaining = run_proxy("--explain")
+    assert decision(explaining) == "attempt=1; pick=a; strategy=roundRobin; candidates=a; skipped=-"
+    assert json.loads(explaining.admin_get("/status")[1])["explain"] is True
