@@ -23,6 +23,7 @@ from servicepool_proxy.http.body import BufferBudget
 from servicepool_proxy.http.listener import FrontServer
 from servicepool_proxy.http.upstream import UpstreamPool
 from servicepool_proxy.observe.admin import make_admin_app
+from servicepool_proxy.observe.live import add_live_routes
 from servicepool_proxy.observe.metrics import ProxyMetrics
 from servicepool_proxy.observe.pool_gauges import PoolGaugeCollector
 from servicepool_proxy.runtime import PoolRuntime
@@ -90,6 +91,7 @@ class ProxyServer:
         )
 
         admin_app = make_admin_app(self.runtime, self.metrics, lambda: self.shutting_down)
+        add_live_routes(admin_app, self.runtime, lambda: self.shutting_down)
         self._admin_runner = web.AppRunner(admin_app, handle_signals=False, access_log=None)
         await self._admin_runner.setup()
         admin_site = web.TCPSite(self._admin_runner, options.admin_host, options.admin_port)
