@@ -24,8 +24,6 @@ if CHROMIUM is None or CHROMEDRIVER is None:
     pytest.skip("Debian's chromium and chromium-driver are not installed "
                 "(e2e/cluster/install-deps.sh)", allow_module_level=True)  # fmt: skip
 
-from selenium.webdriver.common.by import By  # noqa: E402
-
 
 @pytest.fixture
 def browser() -> Iterator[webdriver.Chrome]:
@@ -60,8 +58,11 @@ def pool(tmp_path: Path) -> Iterator[tuple[list[MemberProcess], ProxyProcess]]:
 
 
 def state_of(driver: webdriver.Chrome, member: str) -> str:
-    rows = driver.find_elements(By.CSS_SELECTOR, f'tr[data-member="{member}"] .state')
-    return rows[0].text if rows else ""
+    """The state shown in the member's row (read in one step: rows are redrawn live)."""
+    return str(driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e ? e.textContent : '';",
+        f'tr[data-member="{member}"] .state',
+    ))  # fmt: skip
 
 
 def wait_until(predicate, seconds: float, step: float = 0.05) -> float | None:
