@@ -47,6 +47,7 @@ class ProxyOptions:
     trailer_timeout: float = 10.0  # from the first trailer byte to the end of the request
     trusted_proxies: Networks = ()  # peers whose X-Forwarded-* headers are believed
     body_buffer_bytes: int = 64 << 20  # request-body bytes held at once; beyond, bodies stream
+    explain: bool = False  # X-ServicePool-Explain: 1 gets X-ServicePool-Decision
 
 
 def parse_host_port(value: str) -> tuple[str, int]:
@@ -143,6 +144,12 @@ def _add_lifecycle_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="record why each member was or was not picked (in /status and /events), and "
+        "answer a request carrying X-ServicePool-Explain: 1 with X-ServicePool-Decision",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
 
@@ -224,6 +231,7 @@ def options_from_args(args: argparse.Namespace) -> ProxyOptions:
         trailer_timeout=args.trailer_timeout,
         trusted_proxies=tuple(args.trusted_proxy),
         body_buffer_bytes=args.body_buffer_bytes,
+        explain=args.explain,
     )
 
 
@@ -235,8 +243,9 @@ FLAG_OF = {
     "idle_timeout": "--idle-timeout", "max_header_bytes": "--max-header-bytes",
     "max_head_bytes": "--max-head-bytes", "head_timeout": "--head-timeout",
     "trailer_timeout": "--trailer-timeout", "body_buffer_bytes": "--body-buffer-bytes",
+    "explain": "--explain",
 }  # fmt: skip
-SWITCHES = frozenset({"reuse_port", "access_log"})
+SWITCHES = frozenset({"reuse_port", "access_log", "explain"})
 
 
 def proxy_args(options: ProxyOptions) -> list[str]:

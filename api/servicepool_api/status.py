@@ -77,6 +77,9 @@ class PoolStatus(StatusModel):
     )
     proxies: str | None = Field(None, description="Ready proxy Pods over wanted, e.g. 2/2.")
     endpoint: str | None = Field(None, description="The pool's in-cluster URL.")
+    failing: str | None = Field(
+        None, description="The first unhealthy member and why (+N more); unset when none fails."
+    )
 
     def to_api(self) -> dict[str, Any]:
         """The status as JSON for the API."""

@@ -148,6 +148,12 @@ def build_crd() -> dict[str, Any]:
                             "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
                         },
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                        {
+                            "name": "Failing",
+                            "type": "string",
+                            "priority": 1,
+                            "jsonPath": ".status.failing",
+                        },
                     ],
                     "schema": {
                         "openAPIV3Schema": {

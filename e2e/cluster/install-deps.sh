@@ -8,10 +8,13 @@ source "$(dirname "$0")/lib.sh"
 # golang-1.19-go is Debian's Go, called by its own path (/usr/lib/go-1.19/bin/go) to build
 # Debian's Kubernetes 1.20 source; any newer Go first on PATH is left alone. The last two lines
 # are the node: container runtime, CNI, packet filter (nft: teardown), image tools, pod DNS.
+# The last line is for tests of the docs and the chart: the Argo CD health check (lua5.1),
+# promtool for the alert rules (prometheus), and the browser test of /ui (chromium).
 PACKAGES=(etcd-server golang-1.19-go rsync jq dpkg-dev golang-github-modern-go-reflect2-dev openssl
           nginx haproxy wrk curl
           containerd runc containernetworking-plugins iptables conntrack iproute2 buildah
-          nftables debootstrap dnsmasq-base gcc libc6-dev)
+          nftables debootstrap dnsmasq-base gcc libc6-dev
+          lua5.1 prometheus chromium chromium-driver)
 SUDO=""
 [[ $(id -u) -eq 0 ]] || SUDO="sudo"
 
@@ -64,7 +67,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # Debian starts these services on install; the tests start their own instances.
-for service in nginx haproxy etcd containerd; do
+for service in nginx haproxy etcd containerd prometheus prometheus-node-exporter; do
   $SUDO service "$service" stop >/dev/null 2>&1 || true
 done
 echo "install-deps.sh: done"

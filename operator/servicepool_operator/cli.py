@@ -11,6 +11,7 @@ import kopf
 from .handlers import (
     LEADER_NAME_ENV,
     LEADER_NAMESPACE_ENV,
+    METRICS_ENV,
     PROXY_IMAGE_ENV,
     PROXY_IMAGE_PULL_POLICY_ENV,
     PROXY_IMAGE_PULL_SECRETS_ENV,
@@ -50,6 +51,22 @@ def build_parser() -> argparse.ArgumentParser:
         default="http://0.0.0.0:8081/healthz",
         help="liveness endpoint URL ('' to disable)",
     )
+    add_proxy_image_flags(parser)
+    parser.add_argument(
+        "--metrics",
+        default="",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics of the pools (servicepool_pool_ready, ...) here "
+        "('' = none, the default; the chart sets 0.0.0.0:8082)",
+    )
+    parser.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--debug", action="store_true")
+    return parser  # fmt: skip
+
+
+def add_proxy_image_flags(parser: argparse.ArgumentParser) -> None:
+    """The image the proxies run where a pool does not say."""
     parser.add_argument(
         "--proxy-image",
         default=os.environ.get(PROXY_IMAGE_ENV),
@@ -70,10 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="Secret for pulling that image where a pool sets no spec.proxy.imagePullSecrets "
         "(repeatable; it must exist in each pool's namespace)",
     )
-    parser.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
-    parser.add_argument("--verbose", action="store_true")
-    parser.add_argument("--debug", action="store_true")
-    return parser  # fmt: skip
 
 
 def export_settings(args: argparse.Namespace) -> None:
@@ -83,6 +96,8 @@ def export_settings(args: argparse.Namespace) -> None:
         os.environ[LEADER_NAME_ENV] = args.leader_election_name
     if args.proxy_image:
         os.environ[PROXY_IMAGE_ENV] = args.proxy_image
+    if args.metrics:
+        os.environ[METRICS_ENV] = args.metrics
     if args.proxy_image_pull_policy:
         os.environ[PROXY_IMAGE_PULL_POLICY_ENV] = args.proxy_image_pull_policy
     if args.proxy_image_pull_secret:

@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from .controller import ClusterView, PoolController
 from .kube import KubeClient
 from .leader import LeaderElector
 from .membership import PodInfo
+from .metrics import serve_metrics
 from .probing import HttpProbe
 from .tasks_registry import PoolTasks
 
@@ -30,6 +31,7 @@ LEADER_NAME_ENV = "SERVICEPOOL_LEADER_ELECTION_NAME"
 PROXY_IMAGE_ENV = "SERVICEPOOL_PROXY_IMAGE"
 PROXY_IMAGE_PULL_POLICY_ENV = "SERVICEPOOL_PROXY_IMAGE_PULL_POLICY"
 PROXY_IMAGE_PULL_SECRETS_ENV = "SERVICEPOOL_PROXY_IMAGE_PULL_SECRETS"  # comma-separated names
+METRICS_ENV = "SERVICEPOOL_OPERATOR_METRICS"  # HOST:PORT of /metrics; unset: none
 
 
 def proxy_defaults_from_env() -> render.ProxyDefaults:
@@ -74,6 +76,7 @@ class OperatorState:
     proxy_defaults: render.ProxyDefaults
     view: ClusterView | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    stop_metrics: Callable[[], None] | None = None
 
 
 @kopf.on.startup()
@@ -108,6 +111,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         )  # fmt: skip
     state = OperatorState(kube, session, PoolTasks(), leader, proxy_defaults_from_env())
     memo["state"] = state
+    if os.environ.get(METRICS_ENV):
+        bodies = state.tasks.bodies
+        state.stop_metrics = serve_metrics(os.environ[METRICS_ENV], lambda: list(bodies.values()))
     if leader is not None:
         state.background.append(asyncio.create_task(leader.run(), name="leader-election"))
         state.background.append(asyncio.create_task(_follow_leadership(state)))
@@ -136,6 +142,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     if state.leader is not None:
         await state.leader.release()
     await state.session.close()
+    if state.stop_metrics is not None:
+        state.stop_metrics()
 
 
 @kopf.index("", "v1", "pods")

@@ -9,6 +9,7 @@ from typing import Any
 from servicepool_api.health import Health
 from servicepool_api.status import Condition, ConditionStatus, PoolStatus
 
+from .failing import failing_summary
 from .proxies import ProxyPods
 from .records import MemberRecord
 
@@ -110,6 +111,7 @@ def build_status(
         conditions=conditions,
         proxies=proxies.summary if proxies is not None else None,
         endpoint=endpoint or None,
+        failing=failing_summary(records),
     )
 
 

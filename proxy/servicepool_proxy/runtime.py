@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import deque
 from pathlib import Path
 
 from servicepool_api.contract import DEFAULT_SECRETS_DIR
 from servicepool_api.spec import ServicePool
+from servicepool_proxy.balancer.decisions import Decision
 from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.balancer.model_routing import routing_spec
 from servicepool_proxy.balancer.pool import Balancer
 from servicepool_proxy.config.access import ClientAuth, UpstreamCredential
 from servicepool_proxy.waitqueue import WaitQueue
 
 log = logging.getLogger("servicepool.proxy")
+DECISIONS_KEPT = 32  # the last routing decisions shown in /status and /events
 
 
 class PoolRuntime:
@@ -27,13 +31,15 @@ class PoolRuntime:
     ) -> None:
         self.name = pool.metadata.name
         self.secrets_dir = secrets_dir
-        self.balancer = Balancer(pool.spec, rng)
+        self.balancer = Balancer(routing_spec(pool.spec), rng)
         self.queue = WaitQueue(pool.spec.queue.maxWaiting)
         self.generation = 0
+        self.explain = False  # --explain: record why each member was or was not picked
+        self.decisions: deque[Decision] = deque(maxlen=DECISIONS_KEPT)
         self._adopt(pool)
 
     def _adopt(self, pool: ServicePool) -> None:
-        spec = pool.spec
+        spec = routing_spec(pool.spec)
         self.pool = pool
         self.spec = spec
         self.retry_on = frozenset(spec.retries.retryOn)
@@ -52,7 +58,7 @@ class PoolRuntime:
 
         Returns the members that left the pool.
         """
-        gone = self.balancer.apply(pool.spec)
+        gone = self.balancer.apply(routing_spec(pool.spec))
         self._adopt(pool)
         self.queue.wake_all()
         names = ", ".join(m.name for m in self.balancer.members) or "none"

@@ -23,7 +23,9 @@ from servicepool_proxy.http.body import BufferBudget
 from servicepool_proxy.http.listener import FrontServer
 from servicepool_proxy.http.upstream import UpstreamPool
 from servicepool_proxy.observe.admin import make_admin_app
+from servicepool_proxy.observe.live import add_live_routes
 from servicepool_proxy.observe.metrics import ProxyMetrics
+from servicepool_proxy.observe.pool_gauges import PoolGaugeCollector
 from servicepool_proxy.runtime import PoolRuntime
 from servicepool_proxy.tasks import cancel_and_wait
 
@@ -45,7 +47,9 @@ class ProxyServer:
         self.options = options
         self.gate = ConfigGate(self.apply, self._reload_failed, pool_text)
         self.runtime = PoolRuntime(pool, secrets_dir=options.secrets_dir)
+        self.runtime.explain = options.explain
         self.metrics = ProxyMetrics(self.runtime.name, lambda: self.runtime.members)
+        self.metrics.registry.register(PoolGaugeCollector(self.runtime))
         self.shutting_down = False
         self.port = 0
         self.admin_port = 0
@@ -87,6 +91,7 @@ class ProxyServer:
         )
 
         admin_app = make_admin_app(self.runtime, self.metrics, lambda: self.shutting_down)
+        add_live_routes(admin_app, self.runtime, lambda: self.shutting_down)
         self._admin_runner = web.AppRunner(admin_app, handle_signals=False, access_log=None)
         await self._admin_runner.setup()
         admin_site = web.TCPSite(self._admin_runner, options.admin_host, options.admin_port)

@@ -81,8 +81,9 @@ def test_namespaced_mode_grants_nothing_cluster_wide() -> None:
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=team-a" in args and "--namespace=team-b" in args
     assert "--all-namespaces" not in args
-    (monitor,) = by_kind(documents, "PodMonitor")
-    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+    proxies, operator = by_kind(documents, "PodMonitor")
+    assert proxies["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
+    assert "namespaceSelector" not in operator["spec"]  # its own namespace only
 
 
 def test_wheel_installs_the_commands_and_every_source_module(tmp_path: Path) -> None:
@@ -96,7 +97,7 @@ def test_wheel_installs_the_commands_and_every_source_module(tmp_path: Path) -> 
         entry_points = next(n for n in archive.namelist() if n.endswith("entry_points.txt"))
         text = archive.read(entry_points).decode()
         names = archive.namelist()
-    assert "servicepool-operator = servicepool_operator.cli:main" in text
+    assert "servicepool-operator = servicepool_operator.entry:main" in text
     assert "servicepool-proxy = servicepool_proxy.cli:main" in text
     sources = {
         str(path.relative_to(ROOT / tree))

@@ -106,6 +106,7 @@ FLAGS: list[tuple[list[str], str, object]] = [
     (["--drain-delay", "4"], "drain_delay", 4.0),
     (["--reuse-port"], "reuse_port", True),
     (["--access-log"], "access_log", True),
+    (["--explain"], "explain", True),
     (["--configmap", "ns/cm"], "config_map", ("ns", "cm")),
     (["--kubeconfig", "/k/config"], "kubeconfig", "/k/config"),
     (["--secrets-dir", "/s"], "secrets_dir", Path("/s")),

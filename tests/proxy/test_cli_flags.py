@@ -272,3 +272,41 @@ def test_trusted_proxy_keeps_the_forwarded_for_of_a_proxy_in_front(run_proxy) ->
 
     assert forwarded_for(run_proxy()) == "127.0.0.1"  # a client's claim is replaced
     assert forwarded_for(run_proxy("--trusted-proxy", "127.0.0.0/8")) == "203.0.113.9, 127.0.0.1"
+
+
+def test_explain_answers_an_asking_request_with_its_decision(run_proxy) -> None:
+    ask = {"X-ServicePool-Explain": "1"}
+
+    def decision(proxy: CliProxy) -> str | None:
+        request = urllib.request.Request(proxy.url + "/", headers=ask)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.headers.get("X-ServicePool-Decision")
+
+    assert decision(run_proxy()) is None
+    explaining = run_proxy("--explain")
+    assert decision(explaining) == "attempt=1; pick=a; strategy=roundRobin; candidates=a; skipped=-"
+    assert json.loads(explaining.admin_get("/status")[1])["explain"] is True
+
+
+def test_admin_on_127_0_0_1_is_reachable_on_loopback_only(run_proxy, pool_file: Path) -> None:
+    def reachable(host: str, port: int) -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return True
+        except OSError:
+            return False
+
+    local = run_proxy()  # --admin 127.0.0.1:PORT
+    assert reachable("127.0.0.1", local.admin)
+    assert not reachable("127.0.0.2", local.admin)  # another address of this host
+    port = free_port()
+    everywhere = subprocess.Popen(
+        [ENTRY_POINT, "--pool", str(pool_file), "--listen", f"127.0.0.1:{free_port()}",
+         "--admin", f":{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for_port("127.0.0.1", port, 20, everywhere)  # type: ignore[arg-type]
+        assert reachable("127.0.0.2", port)
+    finally:
+        everywhere.kill()
+        everywhere.wait(5)

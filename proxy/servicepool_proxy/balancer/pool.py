@@ -10,6 +10,7 @@ from servicepool_api.spec import PoolSpec
 
 from . import outlier
 from .affinity import AffinityTable, HashRing, pick_affine
+from .decisions import SkipReason, skip_reason
 from .keys import NO_KEYS, RoutingKeys
 from .member import MemberState
 from .pickers import Tuning, make_picker
@@ -115,14 +116,11 @@ class Balancer:
         for tier in self._tiers:
             available = []
             for member in tier:
-                if member in exclude or not member.routable(now):
-                    continue
-                if model is not None and not member.serves(model):
-                    continue
-                if member.saturated():
+                reason = skip_reason(member, now, exclude, model)
+                if reason is None:
+                    available.append(member)
+                elif reason is SkipReason.AT_LIMIT:
                     saturated = True
-                    continue
-                available.append(member)
             if available:
                 if affinity_key is not None and self._ring is not None:
                     affine = self._choose_affine(affinity_key, available, now)

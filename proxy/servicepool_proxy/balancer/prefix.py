@@ -90,6 +90,11 @@ class PrefixBlocks:
         while len(blocks) > limit:
             blocks.popitem(last=False)
 
+    @property
+    def hit_rate(self) -> float | None:
+        """Share of the prompt blocks sent here that were already here; None before any."""
+        return round(self.blocks_matched / self.blocks_sent, 4) if self.blocks_sent else None
+
     def to_status(self) -> dict[str, float | int | None]:
         """Counters for /status: the estimated prefix-cache hit rate of this member."""
         return {
@@ -97,8 +102,6 @@ class PrefixBlocks:
             "hits": self.hits,
             "blocksSent": self.blocks_sent,
             "blocksMatched": self.blocks_matched,
-            "hitRate": (
-                round(self.blocks_matched / self.blocks_sent, 4) if self.blocks_sent else None
-            ),
+            "hitRate": self.hit_rate,
             "indexBlocks": len(self._blocks),
         }

@@ -7,10 +7,12 @@ from collections.abc import Callable
 
 from multidict import CIMultiDict
 
+from servicepool_proxy.balancer.decisions import Decision
 from servicepool_proxy.balancer.keys import RoutingKeys
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.forwarding.admission import admit
 from servicepool_proxy.forwarding.answers import client_failed, error_response
+from servicepool_proxy.forwarding.explain import DecisionRecorder
 from servicepool_proxy.forwarding.faults import AttemptFailed, ClientFault, attribute
 from servicepool_proxy.forwarding.outcomes import Answered, Failed, OutcomeRecorder
 from servicepool_proxy.forwarding.relay import Relay, Timing
@@ -38,12 +40,16 @@ class Attempts:
         self.outcomes = outcomes
         self.relay = relay
         self.clock = clock
+        self.recorder = DecisionRecorder(runtime)
 
     async def run(
         self, request: Request, headers: CIMultiDict[str], body: Body, start: float,
-        keys: RoutingKeys,
+        keys: RoutingKeys, explained: list[Decision] | None = None,
     ) -> Response | StreamResponse:  # fmt: skip
-        """Pick a member, try, retry what may be retried; the answer or the last failure."""
+        """Pick a member, try, retry what may be retried; the answer or the last failure.
+
+        With `explained`, each try's decision is added to it (and to the response's headers).
+        """
         runtime = self.runtime
         idempotent = request.method in IDEMPOTENT_METHODS or "Idempotency-Key" in headers
         max_tries = 1 + runtime.spec.retries.attempts
@@ -51,10 +57,7 @@ class Attempts:
         failures: list[str] = []
         last_kind: str | None = None  # of the last failure (the exception is not kept: a cycle)
         for attempt in range(max_tries):
-            choice = runtime.balancer.choose(self.clock(), tried, keys)
-            member = choice if isinstance(choice, MemberState) else await admit(
-                runtime, self.metrics, self.clock, tried, start, keys, choice
-            )  # fmt: skip
+            member = await self._pick(tried, start, keys, explained)
             if isinstance(member, Response):
                 if last_kind is None:
                     return member
@@ -69,7 +72,7 @@ class Attempts:
                     may_retry_status=lambda status, last=last: (
                         not last and not isinstance(body, StreamedBody)
                         and (idempotent or status == 429)
-                    ),
+                    ), explained=explained,
                 )  # fmt: skip
             except ClientFault as fault:
                 return client_failed(self.metrics, runtime.name, fault)
@@ -90,6 +93,23 @@ class Attempts:
             f"{len(failures)} attempt(s) failed: " + "; ".join(failures),
         )  # fmt: skip
 
+    async def _pick(
+        self, tried: list[MemberState], start: float, keys: RoutingKeys,
+        explained: list[Decision] | None,
+    ) -> MemberState | Response:  # fmt: skip
+        """The member for the next try (after a wait in the queue while all are busy), or the
+        answer saying why there is none; the decision is recorded either way."""
+        runtime = self.runtime
+        now = self.clock()
+        choice = runtime.balancer.choose(now, tried, keys)
+        if isinstance(choice, MemberState):
+            self.recorder.record(now, tried, keys, choice, into=explained)
+            return choice
+        member = await admit(runtime, self.metrics, self.clock, tried, start, keys, choice)
+        pick = member if isinstance(member, MemberState) else None
+        self.recorder.record(self.clock(), tried, keys, pick, choice.detail, explained)
+        return member
+
     def _may_retry(self, failure: AttemptFailed, idempotent: bool, body: Body) -> bool:
         """Whether a failed try (not the last) may be tried again on another member."""
         if isinstance(body, StreamedBody) and body.started:
@@ -103,6 +123,7 @@ class Attempts:
     async def _attempt(
         self, request: Request, member: MemberState, trial: bool, headers: CIMultiDict[str],
         body: Body, start: float, idempotent: bool, may_retry_status: Callable[[int], bool],
+        explained: list[Decision] | None = None,
     ) -> Response | StreamResponse:  # fmt: skip
         """One try on one member; raises AttemptFailed or ClientFault."""
         timeouts = self.runtime.spec.timeouts
@@ -127,6 +148,7 @@ class Attempts:
             if str(status) in self.runtime.retry_on and may_retry_status(status):
                 raise AttemptFailed("status", f"HTTP {status}")
             member.stats.first_byte.add(first_byte - sent)
-            return await self.relay(request, upstream, member, Timing(start, sent, first_byte))
+            timing = Timing(start, sent, first_byte)
+            return await self.relay(request, upstream, member, timing, explained)
         finally:
             upstream.release()

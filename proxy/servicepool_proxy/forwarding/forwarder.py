@@ -6,9 +6,17 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from multidict import CIMultiDict
+
+from servicepool_proxy.balancer.decisions import Decision, decisions_header
 from servicepool_proxy.balancer.keys import NO_KEYS, RoutingKeys
 from servicepool_proxy.forwarding.answers import client_failed, error_response
 from servicepool_proxy.forwarding.attempts import Attempts
+from servicepool_proxy.forwarding.explain import (
+    DECISION_HEADER,
+    EXPLAIN_HEADER,
+    wants_explanation,
+)
 from servicepool_proxy.forwarding.faults import ClientFault
 from servicepool_proxy.forwarding.outcomes import OutcomeRecorder
 from servicepool_proxy.forwarding.relay import Relay
@@ -97,12 +105,25 @@ class Forwarder:
             if isinstance(body, StreamedBody) and request.content_length is not None:
                 headers["Content-Length"] = str(request.content_length)
         try:
-            keys = self._route(request, body)
-            if isinstance(keys, Response):
-                return keys
-            return await self.attempts.run(request, headers, body, start, keys)
+            return await self._forward(request, headers, body, start)
         finally:
             self.budget.give(held_bytes(body))
+
+    async def _forward(
+        self, request: Request, headers: CIMultiDict[str], body: bytes | StreamedBody | None,
+        start: float,
+    ) -> Response | StreamResponse:  # fmt: skip
+        """Route the request by its keys and run its tries; explained when it asks."""
+        keys = self._route(request, body)
+        if isinstance(keys, Response):
+            return keys
+        if not wants_explanation(self.runtime, request.headers.get(EXPLAIN_HEADER)):
+            return await self.attempts.run(request, headers, body, start, keys)
+        explained: list[Decision] = []
+        answer = await self.attempts.run(request, headers, body, start, keys, explained)
+        if isinstance(answer, Response):  # a stream got the header before it started
+            answer.headers[DECISION_HEADER] = decisions_header(explained)
+        return answer
 
     def _route(self, request: Request, body: bytes | StreamedBody | None) -> RoutingKeys | Response:
         """The model, affinity key and prompt prefix the request routes by (or the pool's

@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from servicepool_api.signals import find_usage_in_json, find_usage_in_sse
+from servicepool_proxy.balancer.decisions import Decision, decisions_header
 from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.forwarding.explain import DECISION_HEADER
 from servicepool_proxy.forwarding.faults import attribute, classify, client_fault
 from servicepool_proxy.forwarding.outcomes import Failed, OutcomeRecorder
 from servicepool_proxy.http.exchange import Request, Response, StreamResponse
@@ -45,8 +47,9 @@ class Relay:
         self.clock = clock
 
     async def __call__(
-        self, request: Request, upstream: UpstreamResponse, member: MemberState, timing: Timing
-    ) -> Response | StreamResponse:
+        self, request: Request, upstream: UpstreamResponse, member: MemberState, timing: Timing,
+        explained: list[Decision] | None = None,
+    ) -> Response | StreamResponse:  # fmt: skip
         status = upstream.status
         length = upstream.content_length
         no_body = request.method == "HEAD" or status in NO_BODY_STATUSES
@@ -54,6 +57,8 @@ class Relay:
         headers = downstream_response_headers(upstream.raw_headers, keep_length=no_body)
         if self.runtime.spec.memberHeader:
             headers[MEMBER_HEADER] = member.name
+        if explained is not None:
+            headers[DECISION_HEADER] = decisions_header(explained)
         if not buffered:
             stream = StreamResponse(status=status, reason=upstream.reason, headers=headers)
             if length is not None and not no_body:

@@ -69,6 +69,8 @@ def pool_status(runtime: PoolRuntime, now: float) -> dict[str, Any]:
         "totalMembers": len(runtime.members),
         "queued": len(runtime.queue),
         "members": [member_status(m, now) for m in runtime.members],
+        "explain": runtime.explain,
+        "decisions": [d.to_json() for d in runtime.decisions],
     }
 
 
