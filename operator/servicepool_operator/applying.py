@@ -41,16 +41,13 @@ class PoolWrites(Protocol):
 class Applier:
     """Applies one pool's plans and remembers what is already in place."""
 
-    def __init__(
-        self, kube: PoolWrites, pool: PoolRef, status: Mapping[str, Any], now: float
-    ) -> None:
+    def __init__(self, kube: PoolWrites, pool: PoolRef, status: Mapping[str, Any]) -> None:
         self.kube = kube
         self.pool = pool
         self.applied_generation: int | None = None
         self.applied_at: float | None = None
         self.applied_config: str | None = None
         self.written_status: Mapping[str, Any] = status  # as last written (or found)
-        self.written_at = now
 
     def _log(self, message: str, *args: object) -> None:
         log.info("pool %s/%s: " + message, self.pool.namespace, self.pool.name, *args)
@@ -92,12 +89,11 @@ class Applier:
                       result.action, plan.routed, plan.total)  # fmt: skip
         return None
 
-    async def write_status(self, status: PoolStatus, now: float) -> bool:
-        """Patch the status when it changed enough to be worth a write; True when written."""
+    async def write_status(self, status: PoolStatus) -> bool:
+        """Patch the status when it says something new; True when written."""
         document = status.to_api()
-        if not needs_write(self.written_status, document, now - self.written_at):
+        if not needs_write(self.written_status, document):
             return False
         await self.kube.patch_pool_status(self.pool.namespace, self.pool.name, document)
         self.written_status = document
-        self.written_at = now
         return True

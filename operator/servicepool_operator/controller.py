@@ -60,7 +60,7 @@ class PoolController:
         self.members: list[Member] = []
         previous = dict(body.get("status") or {})
         self.records = MemberRecords(previous.get("members") or [])
-        self.applier = Applier(kube, self.pool, previous, clock.monotonic())
+        self.applier = Applier(kube, self.pool, previous)
         self.reporter = Reporter(emit, self.pool, lambda: self.body)
 
     @property
@@ -129,7 +129,7 @@ class PoolController:
                 self.reporter.problem(ANY_GENERATION, problem)
         if plan.proxies is not None:
             self.reporter.proxies(plan.proxies)
-        await self.applier.write_status(plan.status, self.clock.monotonic())
+        await self.applier.write_status(plan.status)
 
     async def run(self) -> None:
         """Reconcile until cancelled; errors are logged and retried with backoff."""

@@ -194,20 +194,24 @@ async def pool_event(
 
 
 @kopf.on.event("", "v1", "pods")
-async def pod_event(namespace: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
-    """Pods come and go: pools with a selector in that namespace look again, and so does
-    the pool whose proxy the Pod is."""
+async def pod_event(
+    type: str | None,
+    namespace: str,
+    name: str,
+    labels: Mapping[str, str],
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """A Pod came, changed or left: the pools whose selector matches it (before or after the
+    change) look again, and so does the pool whose proxy the Pod is."""
     state: OperatorState | None = memo.get("state")
     if state is not None:
-        state.tasks.wake_namespace(namespace, selector_only=True)
-        pool = labels.get(names.POOL_LABEL)
-        if pool is not None:
-            state.tasks.wake((namespace, pool))
+        state.tasks.wake_for_pod(namespace, name, labels, deleted=type == "DELETED")
 
 
 @kopf.on.event("", "v1", "services")
-async def service_event(namespace: str, memo: kopf.Memo, **_: Any) -> None:
-    """A Service appeared or left: pools in that namespace look again."""
+async def service_event(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """A Service came, changed or left: the pools that name it as a member look again."""
     state: OperatorState | None = memo.get("state")
     if state is not None:
-        state.tasks.wake_namespace(namespace, selector_only=False)
+        state.tasks.wake_for_service(namespace, name)

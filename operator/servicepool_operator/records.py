@@ -26,10 +26,7 @@ class MemberRecord:
     probe_successes: int = 0
     probe_failures: int = 0
     probe_message: str = ""
-    last_probe_time: str | None = None
     last_transition_time: str | None = None
-    latency_ms: float | None = None
-    capacity: dict[str, Any] | None = None
 
     def to_status(self) -> MemberStatus:
         """The member's entry in status.members."""
@@ -37,12 +34,8 @@ class MemberRecord:
             name=self.name,
             url=self.url,
             state=self.health.value,
-            consecutiveFailures=self.probe_failures,
             message=self.probe_message,
-            lastProbeTime=self.last_probe_time,
             lastTransitionTime=self.last_transition_time,
-            latencyMs=self.latency_ms,
-            capacity=self.capacity,
         )
 
     @classmethod
@@ -52,29 +45,23 @@ class MemberRecord:
             health = Health(entry.get("state", "Unknown"))
         except ValueError:
             health = Health.UNKNOWN
-        failures = int(entry.get("consecutiveFailures") or 0)
         return cls(
             name=str(entry.get("name", "")),
             url=str(entry.get("url", "")),
             health=health,
             probe_successes=1 if health is Health.HEALTHY else 0,
-            probe_failures=failures,
+            probe_failures=1 if health is Health.UNHEALTHY else 0,
             probe_message=str(entry.get("message") or ""),
-            last_probe_time=entry.get("lastProbeTime"),
             last_transition_time=entry.get("lastTransitionTime"),
-            latency_ms=entry.get("latencyMs"),
-            capacity=entry.get("capacity"),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    """One probe of one member; capacity is None when no new load report was read."""
+    """One probe of one member: whether it passed, and why not."""
 
     ok: bool
     message: str = ""
-    latency_ms: float = 0.0
-    capacity: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +116,6 @@ class MemberRecords:
         for record, result in results:
             self.last_probe[record.name] = now
             before = record.health
-            record.last_probe_time = stamp
-            record.latency_ms = round(result.latency_ms, 1) if result.ok else None
-            if result.capacity is not None:
-                record.capacity = result.capacity
             if apply_probe(record, result.ok, result.message, check):
                 record.last_transition_time = stamp
                 transitions.append(Transition(record, before))

@@ -164,8 +164,7 @@ def test_pool_becomes_ready_with_owned_objects_and_columns(
     assert ready["lastTransitionTime"] and ready["observedGeneration"] == 1
     assert pools.condition("ready", "Degraded")["status"] == "False"
     for member in status["members"]:
-        assert member["state"] == "Healthy" and member["lastProbeTime"]
-        assert member["latencyMs"] >= 0 and member["consecutiveFailures"] == 0
+        assert member["state"] == "Healthy" and "latencyMs" not in member
 
     uid = body["metadata"]["uid"]
     for read in (
@@ -432,18 +431,6 @@ def test_operator_restart_creates_no_duplicates_and_no_flapping(
         assert meta.resource_version == uids[key].resource_version
     deployments = pools.apps.list_namespaced_deployment(namespace).items
     assert [d.metadata.name for d in deployments] == ["steady-proxy"]
-
-
-def test_status_shows_each_members_capacity_snapshot(pools: Pools, member_procs) -> None:
-    a = member_procs("a")
-    pools.create(pool_body("cap", [{"name": "a", "url": a.url}], strategy="capacity",
-                           capacity={"intervalSeconds": 0.5}))  # fmt: skip
-
-    def snapshot() -> object:
-        members = pools.status("cap").get("members") or [{}]
-        return members[0].get("capacity")
-
-    assert eventually(snapshot, 10) == {"queued": 0.0, "running": 0.0, "workers": 4.0}
 
 
 def test_access_renders_network_policy_and_secret_mounts(

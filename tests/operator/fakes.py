@@ -102,12 +102,12 @@ class FakeProbe:
         self.answers: dict[str, ProbeResult] = {}
         self.probed: list[str] = []
 
-    def answer(self, url: str, ok: bool, message: str = "", **extra: Any) -> None:
-        self.answers[url] = ProbeResult(ok, message, 3.0, **extra)
+    def answer(self, url: str, ok: bool, message: str = "") -> None:
+        self.answers[url] = ProbeResult(ok, message)
 
     async def __call__(self, url: str, spec: PoolSpec) -> ProbeResult:
         self.probed.append(url)
-        return self.answers.get(url, ProbeResult(True, "", 3.0))
+        return self.answers.get(url, ProbeResult(True, ""))
 
 
 @dataclass

@@ -80,6 +80,28 @@ async def test_a_pool_whose_spec_did_not_change_writes_no_status() -> None:
     assert len(rig.probe.probed) == 8  # but the members were probed every pass
 
 
+async def test_a_pool_at_rest_is_not_written_over_five_minutes_of_probe_passes() -> None:
+    rig = Rig(pool(TWO_MEMBERS))
+    rig.probe.answer("http://b:1", False, "probe /healthz timed out after 1s")
+    await rig.passes(3)  # b settles as Unhealthy, then keeps failing: its count keeps climbing
+    assert [m["state"] for m in rig.kube.statuses[-1]["members"]] == ["Healthy", "Unhealthy"]
+    written = len(rig.kube.statuses)
+    await rig.passes(60, every=5.0)  # 5 minutes of passes, a probe each, the wall clock moving
+    assert len(rig.kube.statuses) == written
+    assert rig.probe.probed.count("http://b:1") == 63
+
+
+async def test_a_member_state_change_reaches_the_status_within_two_probe_intervals() -> None:
+    rig = Rig(pool(TWO_MEMBERS))
+    await rig.passes(12)  # a minute at rest
+    rig.probe.answer("http://a:1", False, "probe /healthz returned HTTP 503")
+    await rig.passes(2)
+    assert rig.kube.statuses[-1]["members"][0]["state"] == "Unhealthy"
+    rig.probe.answer("http://a:1", True)
+    await rig.passes(2)
+    assert rig.kube.statuses[-1]["members"][0]["state"] == "Healthy"
+
+
 async def test_a_status_found_at_start_is_not_written_again() -> None:
     first = Rig(pool(TWO_MEMBERS))
     await first.passes()
@@ -218,13 +240,6 @@ async def test_selector_members_follow_ready_pods() -> None:
     cluster.pods.append(PodInfo("w-1", {"app": "w"}, "10.0.0.1", True, False))
     await rig.passes()
     assert rig.routed() == ["w-1"] and rig.kube.statuses[-1]["ready"] == "1/1"
-
-
-async def test_capacity_reports_show_in_the_members_status() -> None:
-    rig = Rig(pool(TWO_MEMBERS | {"capacity": {}}))
-    rig.probe.answer("http://a:1", True, capacity={"queued": 1, "running": 2})
-    await rig.passes()
-    assert rig.kube.statuses[-1]["members"][0]["capacity"] == {"queued": 1, "running": 2}
 
 
 async def test_stuck_proxy_pods_are_reported_once_and_so_is_their_recovery() -> None:
