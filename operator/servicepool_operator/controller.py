@@ -16,7 +16,7 @@ from .clocks import SYSTEM_CLOCK, Clock
 from .membership import PodInfo
 from .planning import Plan, PlanInputs, PoolRef, generation_of, plan_pool, read_spec
 from .probing import MemberProbe, probe_due
-from .records import MemberRecords, Transition
+from .records import MemberRecords, Transition, until_next_round
 from .reporting import ANY_GENERATION, EventSink, Reporter
 
 log = logging.getLogger("servicepool.operator")
@@ -106,7 +106,7 @@ class PoolController:
         await self._apply(inputs, plan_pool(inputs), transitions)
         if self.spec is None:
             return INVALID_SPEC_RETRY_SECONDS
-        return self.spec.healthCheck.intervalSeconds
+        return until_next_round(self.clock.monotonic(), self.spec.healthCheck.intervalSeconds)
 
     async def _probe(self) -> list[Transition]:
         if self.spec is None:

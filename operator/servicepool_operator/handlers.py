@@ -21,6 +21,7 @@ from .kube import KubeClient
 from .leader import LeaderElector
 from .membership import PodInfo
 from .probing import HttpProbe
+from .shared_probes import SharedProbes
 from .tasks_registry import PoolTasks
 
 log = logging.getLogger("servicepool.operator")
@@ -68,6 +69,7 @@ class OperatorState:
     tasks: PoolTasks
     leader: LeaderElector | None
     proxy_defaults: render.ProxyDefaults
+    probes: SharedProbes  # one probe per member address, for every pool
     view: ClusterView | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -102,7 +104,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             kube.coordination, lease_namespace,
             os.environ.get(LEADER_NAME_ENV, "servicepool-operator"), identity,
         )  # fmt: skip
-    state = OperatorState(kube, session, PoolTasks(), leader, proxy_defaults_from_env())
+    state = OperatorState(
+        kube, session, PoolTasks(), leader, proxy_defaults_from_env(),
+        SharedProbes(HttpProbe(session)),
+    )  # fmt: skip
     memo["state"] = state
     if leader is not None:
         state.background.append(asyncio.create_task(leader.run(), name="leader-election"))
@@ -163,7 +168,7 @@ def make_view(
 def _new_controller(state: OperatorState, body: Mapping[str, Any]) -> PoolController:
     assert state.view is not None
     return PoolController(
-        state.kube, state.view, HttpProbe(state.session), emit_event, body, state.proxy_defaults
+        state.kube, state.view, state.probes, emit_event, body, state.proxy_defaults
     )
 
 

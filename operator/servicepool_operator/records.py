@@ -13,6 +13,16 @@ from servicepool_api.status import MemberStatus
 
 # A member is due when this share of the interval has passed (passes run a little early).
 DUE_SHARE = 0.9
+
+
+def until_next_round(now: float, interval: float) -> float:
+    """Seconds to the pass after this one: the next multiple of the interval, so that pools
+    with the same interval probe at the same moments and can share each probe (never so soon
+    that no member would be due yet)."""
+    delay = interval - now % interval
+    return delay + interval if delay < (1 - DUE_SHARE) * interval else delay
+
+
 NOT_PROBED = "not probed: healthCheck.enabled is false"
 
 

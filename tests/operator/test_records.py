@@ -7,7 +7,7 @@ import pytest
 from servicepool_api.health import Health
 from servicepool_api.policies import HealthCheck
 from servicepool_api.spec import Member
-from servicepool_operator.records import NOT_PROBED, MemberRecords, ProbeResult
+from servicepool_operator.records import NOT_PROBED, MemberRecords, ProbeResult, until_next_round
 
 A = Member(name="a", url="http://a:1")
 B = Member(name="b", url="http://b:1")
@@ -105,3 +105,18 @@ def test_unhealthy_names_only_members_probed_unhealthy() -> None:
     records = MemberRecords([{"name": "a", "url": "u", "state": "Unhealthy"},
                              {"name": "b", "url": "u", "state": "Unknown"}])  # fmt: skip
     assert records.unhealthy() == {"a"}
+
+
+@pytest.mark.parametrize(
+    ("now", "interval", "delay"),
+    [
+        (1000.0, 5.0, 5.0),  # on the grid: a whole interval
+        (1001.5, 5.0, 3.5),  # a pool created between rounds joins the next one
+        (1004.6, 5.0, 5.4),  # too close to the next round for a member to be due: the one after
+        (7.0, 10.0, 3.0),
+    ],
+)
+def test_the_next_pass_is_on_the_grid_of_the_interval(
+    now: float, interval: float, delay: float
+) -> None:
+    assert until_next_round(now, interval) == pytest.approx(delay)
