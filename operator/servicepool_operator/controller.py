@@ -18,6 +18,7 @@ from .planning import Plan, PlanInputs, PoolRef, generation_of, plan_pool, read_
 from .probing import MemberProbe, probe_due
 from .records import MemberRecords, Transition, until_next_round
 from .reporting import ANY_GENERATION, EventSink, Reporter
+from .wake_index import match_labels, service_members
 
 log = logging.getLogger("servicepool.operator")
 
@@ -29,10 +30,12 @@ BACKOFF_MAX_SECONDS = 60.0
 
 @dataclass(frozen=True, slots=True)
 class ClusterView:
-    """What the pool loop reads of the cluster: Services and Pods of its namespace."""
+    """What the pool loop reads of the cluster: Services and Pods of its namespace, and the
+    Pods of one pool (its proxies) by (namespace, pool)."""
 
     services: Callable[[str], Iterable[str]]
     pods: Callable[[str], Iterable[PodInfo]]
+    proxy_pods: Callable[[str, str], Iterable[PodInfo]]
 
 
 class PoolController:
@@ -47,8 +50,13 @@ class PoolController:
         body: Mapping[str, Any],
         proxy_defaults: render.ProxyDefaults = render.OPERATOR_DEFAULTS,
         clock: Clock = SYSTEM_CLOCK,
+        first_passes: asyncio.Semaphore | None = None,
     ) -> None:
         self.kube = kube
+        # Shared by every pool: first passes take turns in order of arrival (a semaphore's
+        # waiters are served first come, first served), so a thousand new pools become Ready
+        # one batch after another rather than all at the end.
+        self.first_passes = first_passes
         self.cluster = cluster
         self.probe = probe
         self.proxy_defaults = proxy_defaults
@@ -82,8 +90,12 @@ class PoolController:
         """Run one pass; returns seconds until the next probe is due."""
         generation = generation_of(self.body)
         namespace = self.pool.namespace
-        pods = list(self.cluster.pods(namespace))
-        reading = read_spec(self.body, self.cluster.services(namespace), pods)
+        # The namespace's Services and Pods only when the spec names any: with a thousand
+        # pools in a namespace, copying them every pass would cost more than the pass.
+        raw = self.body.get("spec") or {}
+        services = self.cluster.services(namespace) if service_members(raw) else ()
+        pods = list(self.cluster.pods(namespace)) if match_labels(raw) is not None else []
+        reading = read_spec(self.body, services, pods)
         if reading.spec is not None:
             self.spec, self.members = reading.spec, reading.members
         if reading.problem is not None:
@@ -97,7 +109,7 @@ class PoolController:
             spec_problem=reading.problem,
             records=self.records.listed(self.members),
             unhealthy=self.records.unhealthy(),
-            pods=pods,
+            proxy_pods=list(self.cluster.proxy_pods(namespace, self.pool.name)),
             previous_status=self.applier.written_status,
             now=self.clock.wall(),
             defaults=self.proxy_defaults,
@@ -131,13 +143,21 @@ class PoolController:
             self.reporter.proxies(plan.proxies)
         await self.applier.write_status(plan.status)
 
+    async def _first_pass(self) -> float:
+        if self.first_passes is None:
+            return await self.reconcile()
+        async with self.first_passes:
+            return await self.reconcile()
+
     async def run(self) -> None:
         """Reconcile until cancelled; errors are logged and retried with backoff."""
         backoff = BACKOFF_FIRST_SECONDS
+        first = True
         while True:
             self.wake.clear()
             try:
-                delay = await self.reconcile()
+                delay = await (self._first_pass() if first else self.reconcile())
+                first = False
                 backoff = BACKOFF_FIRST_SECONDS
             except asyncio.CancelledError:
                 raise

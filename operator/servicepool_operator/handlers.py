@@ -13,11 +13,10 @@ from typing import Any
 
 import aiohttp
 import kopf
-from kubernetes import client, config
 
 from . import names, render
 from .controller import ClusterView, PoolController
-from .kube import KubeClient
+from .kube import API_CONCURRENCY, KubeClient, load_api_client
 from .leader import LeaderElector
 from .membership import PodInfo
 from .probing import HttpProbe
@@ -30,6 +29,8 @@ LEADER_NAMESPACE_ENV = "SERVICEPOOL_LEADER_ELECTION_NAMESPACE"
 LEADER_NAME_ENV = "SERVICEPOOL_LEADER_ELECTION_NAME"
 PROXY_IMAGE_ENV = "SERVICEPOOL_PROXY_IMAGE"
 PROXY_IMAGE_PULL_POLICY_ENV = "SERVICEPOOL_PROXY_IMAGE_PULL_POLICY"
+# New pools in their first pass at once: enough to keep every API thread busy.
+FIRST_PASSES_AT_ONCE = API_CONCURRENCY
 
 
 def proxy_defaults_from_env() -> render.ProxyDefaults:
@@ -39,15 +40,6 @@ def proxy_defaults_from_env() -> render.ProxyDefaults:
         image_pull_policy=os.environ.get(PROXY_IMAGE_PULL_POLICY_ENV)
         or render.OPERATOR_DEFAULTS.image_pull_policy,
     )
-
-
-def load_api_client() -> client.ApiClient:
-    """In-cluster credentials when running in a Pod, else the kubeconfig ($KUBECONFIG)."""
-    try:
-        config.load_incluster_config()
-        return client.ApiClient()
-    except config.ConfigException:
-        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
 
 
 def plain(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -70,6 +62,7 @@ class OperatorState:
     leader: LeaderElector | None
     proxy_defaults: render.ProxyDefaults
     probes: SharedProbes  # one probe per member address, for every pool
+    first_passes: asyncio.Semaphore  # new pools' first passes, in order of arrival
     view: ClusterView | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -106,7 +99,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         )  # fmt: skip
     state = OperatorState(
         kube, session, PoolTasks(), leader, proxy_defaults_from_env(),
-        SharedProbes(HttpProbe(session)),
+        SharedProbes(HttpProbe(session)), asyncio.Semaphore(FIRST_PASSES_AT_ONCE),
     )  # fmt: skip
     memo["state"] = state
     if leader is not None:
@@ -151,8 +144,18 @@ def services_by_namespace(namespace: str, name: str, **_: Any) -> dict[str, str]
     return {namespace: name}
 
 
+@kopf.index("", "v1", "pods", labels={names.POOL_LABEL: kopf.PRESENT})
+def proxy_pods_by_pool(
+    namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], PodInfo]:
+    """Pods that carry a pool's label (its proxies), by (namespace, pool)."""
+    return {(namespace, labels[names.POOL_LABEL]): PodInfo.from_body(body)}
+
+
 def make_view(
-    pods_index: kopf.Index[str, PodInfo], services_index: kopf.Index[str, str]
+    pods_index: kopf.Index[str, PodInfo],
+    services_index: kopf.Index[str, str],
+    proxy_pods_index: kopf.Index[tuple[str, str], PodInfo],
 ) -> ClusterView:
     """Read the live kopf indexes of Pods and Services."""
 
@@ -162,14 +165,18 @@ def make_view(
     def pods(namespace: str) -> Iterable[PodInfo]:
         return list(pods_index.get(namespace, ()))
 
-    return ClusterView(services=services, pods=pods)
+    def proxy_pods(namespace: str, pool: str) -> Iterable[PodInfo]:
+        return list(proxy_pods_index.get((namespace, pool), ()))
+
+    return ClusterView(services=services, pods=pods, proxy_pods=proxy_pods)
 
 
 def _new_controller(state: OperatorState, body: Mapping[str, Any]) -> PoolController:
     assert state.view is not None
     return PoolController(
-        state.kube, state.view, state.probes, emit_event, body, state.proxy_defaults
-    )
+        state.kube, state.view, state.probes, emit_event, body, state.proxy_defaults,
+        first_passes=state.first_passes,
+    )  # fmt: skip
 
 
 def _may_act(state: OperatorState) -> bool:
@@ -183,12 +190,13 @@ async def pool_event(
     memo: kopf.Memo,
     pods_by_namespace: kopf.Index[str, PodInfo],
     services_by_namespace: kopf.Index[str, str],
+    proxy_pods_by_pool: kopf.Index[tuple[str, str], PodInfo],
     **_: Any,
 ) -> None:
     """Every change of a ServicePool: start, update or stop its loop."""
     state: OperatorState = memo["state"]
     if state.view is None:
-        state.view = make_view(pods_by_namespace, services_by_namespace)
+        state.view = make_view(pods_by_namespace, services_by_namespace, proxy_pods_by_pool)
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
     if type == "DELETED":
         await state.tasks.forget(key)

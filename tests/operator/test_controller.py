@@ -110,6 +110,15 @@ async def test_a_status_found_at_start_is_not_written_again() -> None:
     assert restarted.kube.statuses == []
 
 
+async def test_a_new_pool_creates_its_objects_first_and_a_known_one_reads_them_first() -> None:
+    first = Rig(pool(TWO_MEMBERS))
+    await first.passes()
+    assert {verb for verb, _, _ in first.kube.writes} == {"create first"}
+    restarted = Rig(pool(TWO_MEMBERS, status=first.kube.statuses[-1]))
+    await restarted.passes()
+    assert {verb for verb, _, _ in restarted.kube.writes} == {"apply", "delete"}
+
+
 async def test_owned_objects_are_checked_again_after_the_resync_interval() -> None:
     rig = Rig(pool(TWO_MEMBERS))
     await rig.passes()
@@ -278,3 +287,39 @@ async def test_a_failing_pass_backs_off_doubling_up_to_a_minute(
         await rig.controller.run()
     assert rig.clock.waits == waits
     assert len(rig.kube.statuses) == 1
+
+
+class SharedLog(FakeKube):
+    """One pool's API writes, noted in a log every pool shares; each call yields once."""
+
+    def __init__(self, log: list[str], name: str) -> None:
+        super().__init__()
+        self.log, self.name = log, name
+
+    async def apply_owned(self, manifest: Any, owner_uid: str, new: bool = False) -> Any:
+        self.log.append(f"{self.name} apply")
+        await asyncio.sleep(0)
+        return await super().apply_owned(manifest, owner_uid, new)
+
+    async def patch_pool_status(self, namespace: str, name: str, status: Any) -> None:
+        self.log.append(f"{self.name} status")
+        await asyncio.sleep(0)
+        await super().patch_pool_status(namespace, name, status)
+
+
+async def test_new_pools_take_their_first_pass_in_order_of_arrival_a_few_at_once() -> None:
+    log: list[str] = []
+    gate = asyncio.Semaphore(2)
+    controllers = []
+    for i in range(6):
+        body = pool(TWO_MEMBERS, uid=f"uid-{i}")
+        clock = FakeClock(stop_after_waits=1)  # each loop ends after its first pass
+        controllers.append(PoolController(SharedLog(log, f"p{i}"), FakeCluster().view(),
+                                          FakeProbe(), Events(), body, clock=clock,
+                                          first_passes=gate))  # fmt: skip
+    tasks = [asyncio.create_task(c.run()) for c in controllers]
+    await asyncio.gather(*tasks, return_exceptions=True)
+    statuses = [entry.split()[0] for entry in log if entry.endswith("status")]
+    assert statuses == [f"p{i}" for i in range(6)]
+    # The first two were Ready before the last two made any call.
+    assert log.index("p1 status") < log.index("p4 apply")
