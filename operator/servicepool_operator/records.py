@@ -36,6 +36,10 @@ class MemberRecord:
     probe_successes: int = 0
     probe_failures: int = 0
     probe_message: str = ""
+    # What status.members[].message says: why the member became Unhealthy, set when its state
+    # flips. A failed probe that flips nothing is no news (a busy member's odd timeout would
+    # otherwise write the status twice).
+    status_message: str = ""
     last_transition_time: str | None = None
 
     def to_status(self) -> MemberStatus:
@@ -44,7 +48,7 @@ class MemberRecord:
             name=self.name,
             url=self.url,
             state=self.health.value,
-            message=self.probe_message,
+            message=self.status_message,
             lastTransitionTime=self.last_transition_time,
         )
 
@@ -62,6 +66,7 @@ class MemberRecord:
             probe_successes=1 if health is Health.HEALTHY else 0,
             probe_failures=1 if health is Health.UNHEALTHY else 0,
             probe_message=str(entry.get("message") or ""),
+            status_message=str(entry.get("message") or ""),
             last_transition_time=entry.get("lastTransitionTime"),
         )
 
@@ -128,6 +133,7 @@ class MemberRecords:
             before = record.health
             if apply_probe(record, result.ok, result.message, check):
                 record.last_transition_time = stamp
+                record.status_message = record.probe_message
                 transitions.append(Transition(record, before))
         return transitions
 
@@ -138,7 +144,7 @@ class MemberRecords:
         transitions = []
         for record in due:
             self.last_probe[record.name] = now
-            record.probe_message = NOT_PROBED
+            record.probe_message = record.status_message = NOT_PROBED
             if record.health is Health.HEALTHY:
                 continue
             transitions.append(Transition(record, record.health))

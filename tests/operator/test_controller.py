@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from servicepool_operator import controller as controller_module
 from servicepool_operator import names
 from servicepool_operator.applying import RESYNC_SECONDS
 from servicepool_operator.controller import PoolController
@@ -323,3 +324,36 @@ async def test_new_pools_take_their_first_pass_in_order_of_arrival_a_few_at_once
     assert statuses == [f"p{i}" for i in range(6)]
     # The first two were Ready before the last two made any call.
     assert log.index("p1 status") < log.index("p4 apply")
+
+
+async def test_a_pass_that_only_the_probe_timer_woke_probes_and_plans_nothing_new(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plans = []
+    real_plan = controller_module.plan_pool
+    monkeypatch.setattr(controller_module, "plan_pool", lambda i: plans.append(1) or real_plan(i))
+    rig = Rig(pool(TWO_MEMBERS))
+    await rig.passes()
+    for _ in range(10):
+        rig.clock.advance(5.0)
+        await rig.controller.reconcile(woken=False)
+    assert len(plans) == 1 and len(rig.probe.probed) == 22  # probed every time, planned once
+    rig.probe.answer("http://b:1", False, "probe /healthz returned HTTP 503")
+    for _ in range(2):
+        rig.clock.advance(5.0)
+        await rig.controller.reconcile(woken=False)
+    assert len(plans) == 2  # b flipped: a full pass, the config and the status follow
+    assert rig.routed() == ["a"] and rig.kube.statuses[-1]["members"][1]["state"] == "Unhealthy"
+    rig.clock.advance(RESYNC_SECONDS)
+    await rig.controller.reconcile(woken=False)
+    assert len(plans) == 3  # the owned objects are due for their resync
+
+
+async def test_a_failed_probe_that_flips_nothing_writes_no_status() -> None:
+    rig = Rig(pool(TWO_MEMBERS))
+    await rig.passes()
+    rig.probe.answer("http://b:1", False, "probe /healthz timed out after 1s")
+    await rig.passes()  # one failure of two needed
+    rig.probe.answer("http://b:1", True)
+    await rig.passes()
+    assert len(rig.kube.statuses) == 1

@@ -71,7 +71,7 @@ def test_a_status_write_is_needed_only_when_the_status_says_something_new():
 
 def test_the_members_status_holds_nothing_that_moves_on_every_probe():
     record = MemberRecord(name="a", url="http://a:1", health=Health.UNHEALTHY, probe_failures=7,
-                          probe_message="refused")  # fmt: skip
+                          probe_message="refused", status_message="refused")  # fmt: skip
     (entry,) = status([record])["members"]
     assert set(entry) == {"name", "url", "state", "message"}
 
@@ -79,12 +79,13 @@ def test_the_members_status_holds_nothing_that_moves_on_every_probe():
 def test_record_round_trips_through_status():
     record = MemberRecord(name="a", url="http://a:1", health=Health.UNHEALTHY,
                           probe_failures=3, probe_message="probe /healthz timed out",
+                          status_message="probe /healthz timed out",
                           last_transition_time="2026-01-01T00:00:00Z")  # fmt: skip
     again = MemberRecord.from_status(record.to_status().model_dump(mode="json"))
     assert again.health is Health.UNHEALTHY
     assert again.probe_failures == 1  # counts are not in status: one failure on record
     assert again.last_transition_time == "2026-01-01T00:00:00Z"
-    assert again.probe_message == "probe /healthz timed out"
+    assert again.probe_message == again.status_message == "probe /healthz timed out"
 
 
 def test_the_status_leaves_out_empty_strings_and_unset_fields():
