@@ -38,7 +38,7 @@ class MemberStatus(StatusModel):
     name: str | None = Field(None, description="The member's name.")
     url: str | None = Field(None, description="The URL the proxies send its requests to.")
     state: str | None = Field(None, description="Healthy, Unhealthy or Unknown (not probed).")
-    message: str | None = Field(None, description="Why the last probe failed.")
+    message: str | None = Field(None, description="Why it became Unhealthy.")
     lastTransitionTime: str | None = Field(None, description="When its state last changed.")
 
 
