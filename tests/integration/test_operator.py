@@ -433,6 +433,30 @@ def test_operator_restart_creates_no_duplicates_and_no_flapping(
     assert [d.metadata.name for d in deployments] == ["steady-proxy"]
 
 
+def test_pools_that_share_a_member_share_its_probes_and_sit_unwritten_at_rest(
+    pools: Pools, member_procs
+) -> None:
+    member = member_procs("shared")
+    check = {"path": "/probe", "intervalSeconds": 1, "timeoutSeconds": 0.5}  # counted there
+    names = [f"share-{i}" for i in range(4)]
+    for name in names:
+        pools.create(pool_body(name, [{"name": "m", "url": member.url}], healthCheck=check))
+    assert eventually(lambda: all(pools.status(n).get("ready") == "1/1" for n in names), 20)
+    time.sleep(2)
+
+    def probes() -> int:
+        with urllib.request.urlopen(member.url + "/control/stats", timeout=5) as response:
+            return int(json.loads(response.read())["requests"])
+
+    versions = [pools.get(n)["metadata"]["resourceVersion"] for n in names]
+    before = probes()
+    time.sleep(6)
+    rounds = probes() - before
+    # Unshared, the four pools would probe it 24 times in 6 s; shared, about once a round.
+    assert rounds <= 12, rounds
+    assert [pools.get(n)["metadata"]["resourceVersion"] for n in names] == versions
+
+
 def test_access_renders_network_policy_and_secret_mounts(
     pools: Pools, member_procs, namespace: str, kube_api: client.ApiClient
 ) -> None:
