@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 IMAGE ?= localhost/servicepool:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' api/servicepool_api/__init__.py)
 
-.PHONY: venv deps image demo test test-unit test-proxy test-integration test-node lint format crd docs bench bench-quick bench-llm bench-llm-quick cluster-up cluster-down node-up clean
+.PHONY: venv deps image demo test test-unit test-proxy test-integration test-node lint format crd docs bench bench-quick bench-llm bench-llm-quick bench-scale cluster-up cluster-down node-up clean
 
 $(BIN)/servicepool-proxy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,6 +92,13 @@ bench-llm-quick: venv
 	e2e/cluster/install-deps.sh
 	$(BIN)/pip install --quiet matplotlib vllm-router
 	$(BIN)/python bench/llm/run.py --quick
+
+## The operator at 200, 500 and 1,000 pools on the local control plane (about 25 minutes;
+## not part of `make test`): time to Ready, RSS, CPU and writes at rest. bench/scale.py --help.
+bench-scale: venv
+	e2e/cluster/install-deps.sh
+	e2e/cluster/build.sh >/dev/null
+	$(BIN)/python bench/scale.py --out bench/results/scale.jsonl
 
 cluster-up:
 	e2e/cluster/up.sh .cluster

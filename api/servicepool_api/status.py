@@ -29,24 +29,17 @@ class StatusModel(BaseModel):
 
 
 class MemberStatus(StatusModel):
-    """One member as the operator last probed it."""
+    """One member as the operator last probed it: its state and why, nothing that moves on
+    every probe (latency, load, failure counts and probe times would make every pool at rest
+    write its status)."""
 
     model_config = ConfigDict(json_schema_extra=PRESERVE_UNKNOWN)
 
     name: str | None = Field(None, description="The member's name.")
     url: str | None = Field(None, description="The URL the proxies send its requests to.")
     state: str | None = Field(None, description="Healthy, Unhealthy or Unknown (not probed).")
-    consecutiveFailures: int | None = Field(None, description="Failed probes in a row.")
-    message: str | None = Field(None, description="Why the last probe failed.")
-    lastProbeTime: str | None = Field(None, description="When it was last probed.")
+    message: str | None = Field(None, description="Why it became Unhealthy.")
     lastTransitionTime: str | None = Field(None, description="When its state last changed.")
-    latencyMs: float | None = Field(None, description="How long the last good probe took.")
-    capacity: dict[str, Any] | None = Field(
-        None,
-        description="The member's own load report (queued, running, workers, cacheUsage), "
-        "or the error reading it.",
-        json_schema_extra=PRESERVE_UNKNOWN,
-    )
 
 
 class Condition(StatusModel):

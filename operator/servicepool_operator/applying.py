@@ -29,7 +29,9 @@ class PoolWrites(Protocol):
 
     policy_api_version: str
 
-    async def apply_owned(self, manifest: Mapping[str, Any], owner_uid: str) -> ApplyResult: ...
+    async def apply_owned(
+        self, manifest: Mapping[str, Any], owner_uid: str, new: bool = False
+    ) -> ApplyResult: ...
 
     async def delete_owned(self, kind: str, name: str, namespace: str, owner_uid: str) -> bool: ...
 
@@ -41,16 +43,15 @@ class PoolWrites(Protocol):
 class Applier:
     """Applies one pool's plans and remembers what is already in place."""
 
-    def __init__(
-        self, kube: PoolWrites, pool: PoolRef, status: Mapping[str, Any], now: float
-    ) -> None:
+    def __init__(self, kube: PoolWrites, pool: PoolRef, status: Mapping[str, Any]) -> None:
         self.kube = kube
         self.pool = pool
         self.applied_generation: int | None = None
         self.applied_at: float | None = None
         self.applied_config: str | None = None
         self.written_status: Mapping[str, Any] = status  # as last written (or found)
-        self.written_at = now
+        # A pool without a status was never reconciled: its objects most likely do not exist.
+        self.new = not status
 
     def _log(self, message: str, *args: object) -> None:
         log.info("pool %s/%s: " + message, self.pool.namespace, self.pool.name, *args)
@@ -64,12 +65,12 @@ class Applier:
         if self.applied_generation == generation and recent:
             return None
         pool = self.pool
-        for kind in plan.delete:
+        for kind in [] if self.new else plan.delete:  # a new pool has nothing to delete yet
             name = names.proxy_name(pool.name)
             if await self.kube.delete_owned(kind, name, pool.namespace, pool.uid):
                 self._log("deleted %s (no longer wanted)", kind)
         for manifest in plan.apply:
-            result = await self.kube.apply_owned(manifest, pool.uid)
+            result = await self.kube.apply_owned(manifest, pool.uid, self.new)
             if result.conflict:
                 return Problem("Conflict", result.message)
             if result.action != "unchanged":
@@ -83,7 +84,7 @@ class Applier:
         """Write the ConfigMap when the config text changed."""
         if plan.text == self.applied_config:
             return None
-        result = await self.kube.apply_owned(plan.manifest, self.pool.uid)
+        result = await self.kube.apply_owned(plan.manifest, self.pool.uid, self.new)
         if result.conflict:
             return Problem("Conflict", result.message)
         self.applied_config = plan.text
@@ -92,12 +93,12 @@ class Applier:
                       result.action, plan.routed, plan.total)  # fmt: skip
         return None
 
-    async def write_status(self, status: PoolStatus, now: float) -> bool:
-        """Patch the status when it changed enough to be worth a write; True when written."""
+    async def write_status(self, status: PoolStatus) -> bool:
+        """Patch the status when it says something new; True when written."""
         document = status.to_api()
-        if not needs_write(self.written_status, document, now - self.written_at):
+        if not needs_write(self.written_status, document):
             return False
         await self.kube.patch_pool_status(self.pool.namespace, self.pool.name, document)
         self.written_status = document
-        self.written_at = now
+        self.new = False
         return True

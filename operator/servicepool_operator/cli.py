@@ -89,24 +89,26 @@ def add_proxy_image_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def export_settings(args: argparse.Namespace) -> None:
-    """Hand the flags to the handlers, which read them from the environment."""
+def settings_env(args: argparse.Namespace) -> dict[str, str]:
+    """The flags as the environment the handlers read them from."""
+    env = {}
     if args.leader_election_namespace:
-        os.environ[LEADER_NAMESPACE_ENV] = args.leader_election_namespace
-        os.environ[LEADER_NAME_ENV] = args.leader_election_name
+        env[LEADER_NAMESPACE_ENV] = args.leader_election_namespace
+        env[LEADER_NAME_ENV] = args.leader_election_name
     if args.proxy_image:
-        os.environ[PROXY_IMAGE_ENV] = args.proxy_image
+        env[PROXY_IMAGE_ENV] = args.proxy_image
     if args.metrics:
-        os.environ[METRICS_ENV] = args.metrics
+        env[METRICS_ENV] = args.metrics
     if args.proxy_image_pull_policy:
-        os.environ[PROXY_IMAGE_PULL_POLICY_ENV] = args.proxy_image_pull_policy
+        env[PROXY_IMAGE_PULL_POLICY_ENV] = args.proxy_image_pull_policy
     if args.proxy_image_pull_secret:
-        os.environ[PROXY_IMAGE_PULL_SECRETS_ENV] = ",".join(args.proxy_image_pull_secret)
+        env[PROXY_IMAGE_PULL_SECRETS_ENV] = ",".join(args.proxy_image_pull_secret)
+    return env
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    export_settings(args)
+    os.environ.update(settings_env(args))
     kopf.configure(
         debug=args.debug,
         verbose=args.verbose,

@@ -13,15 +13,15 @@ from typing import Any
 
 import aiohttp
 import kopf
-from kubernetes import client, config
 
 from . import names, render
 from .controller import ClusterView, PoolController
-from .kube import KubeClient
+from .kube import API_CONCURRENCY, KubeClient, load_api_client
 from .leader import LeaderElector
 from .membership import PodInfo
 from .metrics import serve_metrics
 from .probing import HttpProbe
+from .shared_probes import SharedProbes
 from .tasks_registry import PoolTasks
 
 log = logging.getLogger("servicepool.operator")
@@ -32,6 +32,8 @@ PROXY_IMAGE_ENV = "SERVICEPOOL_PROXY_IMAGE"
 PROXY_IMAGE_PULL_POLICY_ENV = "SERVICEPOOL_PROXY_IMAGE_PULL_POLICY"
 PROXY_IMAGE_PULL_SECRETS_ENV = "SERVICEPOOL_PROXY_IMAGE_PULL_SECRETS"  # comma-separated names
 METRICS_ENV = "SERVICEPOOL_OPERATOR_METRICS"  # HOST:PORT of /metrics; unset: none
+# New pools in their first pass at once: enough to keep every API thread busy.
+FIRST_PASSES_AT_ONCE = API_CONCURRENCY
 
 
 def proxy_defaults_from_env() -> render.ProxyDefaults:
@@ -44,15 +46,6 @@ def proxy_defaults_from_env() -> render.ProxyDefaults:
             name for name in os.environ.get(PROXY_IMAGE_PULL_SECRETS_ENV, "").split(",") if name
         ),
     )
-
-
-def load_api_client() -> client.ApiClient:
-    """In-cluster credentials when running in a Pod, else the kubeconfig ($KUBECONFIG)."""
-    try:
-        config.load_incluster_config()
-        return client.ApiClient()
-    except config.ConfigException:
-        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
 
 
 def plain(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -74,6 +67,8 @@ class OperatorState:
     tasks: PoolTasks
     leader: LeaderElector | None
     proxy_defaults: render.ProxyDefaults
+    probes: SharedProbes  # one probe per member address, for every pool
+    first_passes: asyncio.Semaphore  # new pools' first passes, in order of arrival
     view: ClusterView | None = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     stop_metrics: Callable[[], None] | None = None
@@ -109,7 +104,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             kube.coordination, lease_namespace,
             os.environ.get(LEADER_NAME_ENV, "servicepool-operator"), identity,
         )  # fmt: skip
-    state = OperatorState(kube, session, PoolTasks(), leader, proxy_defaults_from_env())
+    state = OperatorState(
+        kube, session, PoolTasks(), leader, proxy_defaults_from_env(),
+        SharedProbes(HttpProbe(session)), asyncio.Semaphore(FIRST_PASSES_AT_ONCE),
+    )  # fmt: skip
     memo["state"] = state
     if os.environ.get(METRICS_ENV):
         bodies = state.tasks.bodies
@@ -158,8 +156,18 @@ def services_by_namespace(namespace: str, name: str, **_: Any) -> dict[str, str]
     return {namespace: name}
 
 
+@kopf.index("", "v1", "pods", labels={names.POOL_LABEL: kopf.PRESENT})
+def proxy_pods_by_pool(
+    namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], PodInfo]:
+    """Pods that carry a pool's label (its proxies), by (namespace, pool)."""
+    return {(namespace, labels[names.POOL_LABEL]): PodInfo.from_body(body)}
+
+
 def make_view(
-    pods_index: kopf.Index[str, PodInfo], services_index: kopf.Index[str, str]
+    pods_index: kopf.Index[str, PodInfo],
+    services_index: kopf.Index[str, str],
+    proxy_pods_index: kopf.Index[tuple[str, str], PodInfo],
 ) -> ClusterView:
     """Read the live kopf indexes of Pods and Services."""
 
@@ -169,14 +177,18 @@ def make_view(
     def pods(namespace: str) -> Iterable[PodInfo]:
         return list(pods_index.get(namespace, ()))
 
-    return ClusterView(services=services, pods=pods)
+    def proxy_pods(namespace: str, pool: str) -> Iterable[PodInfo]:
+        return list(proxy_pods_index.get((namespace, pool), ()))
+
+    return ClusterView(services=services, pods=pods, proxy_pods=proxy_pods)
 
 
 def _new_controller(state: OperatorState, body: Mapping[str, Any]) -> PoolController:
     assert state.view is not None
     return PoolController(
-        state.kube, state.view, HttpProbe(state.session), emit_event, body, state.proxy_defaults
-    )
+        state.kube, state.view, state.probes, emit_event, body, state.proxy_defaults,
+        first_passes=state.first_passes,
+    )  # fmt: skip
 
 
 def _may_act(state: OperatorState) -> bool:
@@ -190,12 +202,13 @@ async def pool_event(
     memo: kopf.Memo,
     pods_by_namespace: kopf.Index[str, PodInfo],
     services_by_namespace: kopf.Index[str, str],
+    proxy_pods_by_pool: kopf.Index[tuple[str, str], PodInfo],
     **_: Any,
 ) -> None:
     """Every change of a ServicePool: start, update or stop its loop."""
     state: OperatorState = memo["state"]
     if state.view is None:
-        state.view = make_view(pods_by_namespace, services_by_namespace)
+        state.view = make_view(pods_by_namespace, services_by_namespace, proxy_pods_by_pool)
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
     if type == "DELETED":
         await state.tasks.forget(key)
@@ -206,20 +219,24 @@ async def pool_event(
 
 
 @kopf.on.event("", "v1", "pods")
-async def pod_event(namespace: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any) -> None:
-    """Pods come and go: pools with a selector in that namespace look again, and so does
-    the pool whose proxy the Pod is."""
+async def pod_event(
+    type: str | None,
+    namespace: str,
+    name: str,
+    labels: Mapping[str, str],
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """A Pod came, changed or left: the pools whose selector matches it (before or after the
+    change) look again, and so does the pool whose proxy the Pod is."""
     state: OperatorState | None = memo.get("state")
     if state is not None:
-        state.tasks.wake_namespace(namespace, selector_only=True)
-        pool = labels.get(names.POOL_LABEL)
-        if pool is not None:
-            state.tasks.wake((namespace, pool))
+        state.tasks.wake_for_pod(namespace, name, labels, deleted=type == "DELETED")
 
 
 @kopf.on.event("", "v1", "services")
-async def service_event(namespace: str, memo: kopf.Memo, **_: Any) -> None:
-    """A Service appeared or left: pools in that namespace look again."""
+async def service_event(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """A Service came, changed or left: the pools that name it as a member look again."""
     state: OperatorState | None = memo.get("state")
     if state is not None:
-        state.tasks.wake_namespace(namespace, selector_only=False)
+        state.tasks.wake_for_service(namespace, name)

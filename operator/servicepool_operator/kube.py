@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import os
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from . import names
+
+# API calls in flight at once: as many threads make them as the client keeps connections,
+# so that no call waits for a connection or opens one only to throw it away (urllib3's pool
+# holds 10 by default). A thousand pools starting at once keep them all busy.
+API_CONCURRENCY = 32
+
+
+def load_api_client() -> client.ApiClient:
+    """In-cluster credentials when running in a Pod, else the kubeconfig ($KUBECONFIG)."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+        )
+    configuration.connection_pool_maxsize = API_CONCURRENCY
+    return client.ApiClient(configuration)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +80,7 @@ class KubeClient:
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api_client = api_client
+        self.threads = ThreadPoolExecutor(API_CONCURRENCY, thread_name_prefix="kube-api")
         self.core = client.CoreV1Api(api_client)
         self.apps = client.AppsV1Api(api_client)
         self.rbac = client.RbacAuthorizationV1Api(api_client)
@@ -119,10 +141,21 @@ class KubeClient:
                 return "policy/v1" if "policy/v1" in versions else "policy/v1beta1"
         return "policy/v1"
 
-    def _apply_sync(self, manifest: Mapping[str, Any], owner_uid: str) -> ApplyResult:
+    async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
+        call = functools.partial(function, *args)
+        return await asyncio.get_running_loop().run_in_executor(self.threads, call)
+
+    def _apply_sync(self, manifest: Mapping[str, Any], owner_uid: str, new: bool) -> ApplyResult:
         kind = self._kinds[manifest["kind"]]
         name = manifest["metadata"]["name"]
         namespace = manifest["metadata"]["namespace"]
+        if new:  # most likely absent: one call instead of a read and a create
+            try:
+                kind.create(namespace, manifest)
+                return ApplyResult("created")
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
         try:
             raw = kind.read(name, namespace, _preload_content=False)
             actual = json.loads(raw.data)
@@ -142,9 +175,16 @@ class KubeClient:
         kind.patch(name, namespace, manifest)
         return ApplyResult("updated")
 
-    async def apply_owned(self, manifest: Mapping[str, Any], owner_uid: str) -> ApplyResult:
-        """Create or update an object the pool owns; never touch one it does not own."""
-        return await asyncio.to_thread(self._apply_sync, manifest, owner_uid)
+    async def apply_owned(
+        self, manifest: Mapping[str, Any], owner_uid: str, new: bool = False
+    ) -> ApplyResult:
+        """Create or update an object the pool owns; never touch one it does not own.
+
+        An object that is already as rendered costs a read and no write. `new` says the
+        object most likely does not exist yet (a pool never reconciled): create first, and
+        read and compare only if it does exist.
+        """
+        return await self._call(self._apply_sync, manifest, owner_uid, new)
 
     def _delete_sync(self, kind: str, name: str, namespace: str, owner_uid: str) -> bool:
         try:
@@ -160,11 +200,11 @@ class KubeClient:
 
     async def delete_owned(self, kind: str, name: str, namespace: str, owner_uid: str) -> bool:
         """Delete an object the pool owns (never one it does not); True when deleted."""
-        return await asyncio.to_thread(self._delete_sync, kind, name, namespace, owner_uid)
+        return await self._call(self._delete_sync, kind, name, namespace, owner_uid)
 
     async def patch_pool_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Merge-patch the pool's status subresource."""
-        await asyncio.to_thread(
+        await self._call(
             self.custom.patch_namespaced_custom_object_status,
             names.GROUP, names.VERSION, namespace, names.PLURAL, name, {"status": status},
         )  # fmt: skip

@@ -100,7 +100,7 @@ class PlanInputs:
     spec_problem: Problem | None  # why this generation's spec cannot be served
     records: Sequence[MemberRecord]  # probe history, in member order
     unhealthy: Collection[str]  # members probed unhealthy
-    pods: Sequence[PodInfo]
+    proxy_pods: Sequence[PodInfo]  # the Pods that carry this pool's label
     previous_status: Mapping[str, Any]  # as last written
     now: str  # wall time for new condition transitions
     defaults: render.ProxyDefaults
@@ -152,7 +152,7 @@ def plan_pool(inputs: PlanInputs) -> Plan:
     spec, pool = inputs.spec, inputs.pool
     if spec is None:  # never had a valid spec: nothing to serve yet
         return Plan(None, None, None, plan_status(inputs, "", [], None))
-    proxies = ProxyPods.of(inputs.pods, pool.name, spec.proxy.replicas)
+    proxies = ProxyPods.of(inputs.proxy_pods, pool.name, spec.proxy.replicas)
     endpoint = names.endpoint(pool.name, pool.namespace, spec.proxy.port)
     status = plan_status(inputs, endpoint, inputs.records, proxies)
     if inputs.spec_problem is not None:

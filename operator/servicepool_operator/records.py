@@ -13,6 +13,16 @@ from servicepool_api.status import MemberStatus
 
 # A member is due when this share of the interval has passed (passes run a little early).
 DUE_SHARE = 0.9
+
+
+def until_next_round(now: float, interval: float) -> float:
+    """Seconds to the pass after this one: the next multiple of the interval, so that pools
+    with the same interval probe at the same moments and can share each probe (never so soon
+    that no member would be due yet)."""
+    delay = interval - now % interval
+    return delay + interval if delay < (1 - DUE_SHARE) * interval else delay
+
+
 NOT_PROBED = "not probed: healthCheck.enabled is false"
 
 
@@ -26,10 +36,11 @@ class MemberRecord:
     probe_successes: int = 0
     probe_failures: int = 0
     probe_message: str = ""
-    last_probe_time: str | None = None
+    # What status.members[].message says: why the member became Unhealthy, set when its state
+    # flips. A failed probe that flips nothing is no news (a busy member's odd timeout would
+    # otherwise write the status twice).
+    status_message: str = ""
     last_transition_time: str | None = None
-    latency_ms: float | None = None
-    capacity: dict[str, Any] | None = None
 
     def to_status(self) -> MemberStatus:
         """The member's entry in status.members."""
@@ -37,12 +48,8 @@ class MemberRecord:
             name=self.name,
             url=self.url,
             state=self.health.value,
-            consecutiveFailures=self.probe_failures,
-            message=self.probe_message,
-            lastProbeTime=self.last_probe_time,
+            message=self.status_message,
             lastTransitionTime=self.last_transition_time,
-            latencyMs=self.latency_ms,
-            capacity=self.capacity,
         )
 
     @classmethod
@@ -52,29 +59,24 @@ class MemberRecord:
             health = Health(entry.get("state", "Unknown"))
         except ValueError:
             health = Health.UNKNOWN
-        failures = int(entry.get("consecutiveFailures") or 0)
         return cls(
             name=str(entry.get("name", "")),
             url=str(entry.get("url", "")),
             health=health,
             probe_successes=1 if health is Health.HEALTHY else 0,
-            probe_failures=failures,
+            probe_failures=1 if health is Health.UNHEALTHY else 0,
             probe_message=str(entry.get("message") or ""),
-            last_probe_time=entry.get("lastProbeTime"),
+            status_message=str(entry.get("message") or ""),
             last_transition_time=entry.get("lastTransitionTime"),
-            latency_ms=entry.get("latencyMs"),
-            capacity=entry.get("capacity"),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class ProbeResult:
-    """One probe of one member; capacity is None when no new load report was read."""
+    """One probe of one member: whether it passed, and why not."""
 
     ok: bool
     message: str = ""
-    latency_ms: float = 0.0
-    capacity: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +131,9 @@ class MemberRecords:
         for record, result in results:
             self.last_probe[record.name] = now
             before = record.health
-            record.last_probe_time = stamp
-            record.latency_ms = round(result.latency_ms, 1) if result.ok else None
-            if result.capacity is not None:
-                record.capacity = result.capacity
             if apply_probe(record, result.ok, result.message, check):
                 record.last_transition_time = stamp
+                record.status_message = record.probe_message
                 transitions.append(Transition(record, before))
         return transitions
 
@@ -145,7 +144,7 @@ class MemberRecords:
         transitions = []
         for record in due:
             self.last_probe[record.name] = now
-            record.probe_message = NOT_PROBED
+            record.probe_message = record.status_message = NOT_PROBED
             if record.health is Health.HEALTHY:
                 continue
             transitions.append(Transition(record, record.health))

@@ -13,13 +13,6 @@ from .failing import failing_summary
 from .proxies import ProxyPods
 from .records import MemberRecord
 
-# Fields that change on every probe (a failing member's count too); alone they justify a
-# write at most once a minute.
-VOLATILE_MEMBER_FIELDS = frozenset(
-    {"lastProbeTime", "latencyMs", "capacity", "consecutiveFailures"}
-)
-LATENCY_REFRESH_SECONDS = 60.0
-
 # (holds, reason, message) of one condition
 Verdict = tuple[bool, str, str]
 
@@ -115,32 +108,8 @@ def build_status(
     )
 
 
-def _stable_view(status: Mapping[str, Any]) -> dict[str, Any]:
-    view = {k: v for k, v in status.items() if k != "members"}
-    view["members"] = [
-        {k: v for k, v in m.items() if k not in VOLATILE_MEMBER_FIELDS}
-        for m in status.get("members") or []
-    ]
-    return view
-
-
-def _volatile_moved(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    before = {m.get("name"): m for m in old.get("members") or []}
-    for member in new.get("members") or []:
-        previous = before.get(member.get("name")) or {}
-        for key in ("capacity", "consecutiveFailures"):
-            if previous.get(key) != member.get(key):
-                return True
-        was, now = previous.get("latencyMs"), member.get("latencyMs")
-        if (was is None) != (now is None):
-            return True
-        if was is not None and now is not None and abs(now - was) > max(5.0, 0.25 * was):
-            return True
-    return False
-
-
-def needs_write(old: Mapping[str, Any], new: Mapping[str, Any], seconds_since_write: float) -> bool:
-    """Write when something real changed; latency or capacity alone at most once a minute."""
-    if _stable_view(old) != _stable_view(new):
-        return True
-    return seconds_since_write >= LATENCY_REFRESH_SECONDS and _volatile_moved(old, new)
+def needs_write(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Write only when the status says something new: a member's state or message, the member
+    set, a condition, the proxies or observedGeneration. Nothing in it moves on its own, so a
+    pool at rest is never written."""
+    return dict(old) != dict(new)

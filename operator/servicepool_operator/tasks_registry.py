@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-Key = tuple[str, str]
+from .wake_index import Key, Labels, WakeIndex
 
 
 class PoolLoop(Protocol):
@@ -34,10 +34,12 @@ class PoolTasks:
         self.bodies: dict[Key, Mapping[str, Any]] = {}
         self.controllers: dict[Key, PoolLoop] = {}
         self.tasks: dict[Key, asyncio.Task[None]] = {}
+        self.interest = WakeIndex()
 
     def remember(self, key: Key, body: Mapping[str, Any]) -> None:
         """Keep the newest body; a running loop gets it too."""
         self.bodies[key] = body
+        self.interest.remember(key, body)
         controller = self.controllers.get(key)
         if controller is not None:
             controller.update(body)
@@ -70,6 +72,7 @@ class PoolTasks:
     async def forget(self, key: Key) -> None:
         """The pool was deleted."""
         self.bodies.pop(key, None)
+        self.interest.forget(key)
         await self._stop(key)
 
     async def stop_all(self) -> None:
@@ -83,11 +86,12 @@ class PoolTasks:
         if controller is not None:
             controller.wake.set()
 
-    def wake_namespace(self, namespace: str, selector_only: bool) -> None:
-        """Make pools of a namespace look at the cluster again."""
-        for (pool_namespace, _), controller in self.controllers.items():
-            if pool_namespace != namespace:
-                continue
-            if selector_only and not (controller.body.get("spec") or {}).get("memberSelector"):
-                continue
-            controller.wake.set()
+    def wake_for_service(self, namespace: str, name: str) -> None:
+        """A Service changed, appeared or left: wake the pools that name it as a member."""
+        for key in self.interest.for_service(namespace, name):
+            self.wake(key)
+
+    def wake_for_pod(self, namespace: str, name: str, labels: Labels, deleted: bool) -> None:
+        """A Pod changed, appeared or left: wake the pools it concerns (see WakeIndex)."""
+        for key in self.interest.for_pod(namespace, name, labels, deleted):
+            self.wake(key)

@@ -128,9 +128,9 @@ def test_proxy_pull_secrets_reach_the_proxy_pods_through_the_operators_flags(
     documents = render({"proxyImagePullSecrets": [{"name": "regcred"}, {"name": "mirror"}]})
     (deployment,) = by_kind(documents, "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    for name in (handlers.PROXY_IMAGE_ENV, handlers.PROXY_IMAGE_PULL_SECRETS_ENV):
-        monkeypatch.delenv(name, raising=False)
-    cli.export_settings(cli.build_parser().parse_args(container["args"]))
+    # Through monkeypatch: operators that later tests start inherit this process's environment.
+    for name, value in cli.settings_env(cli.build_parser().parse_args(container["args"])).items():
+        monkeypatch.setenv(name, value)
     pool = parse_pool({
         "apiVersion": "servicepool.dev/v1alpha1", "kind": "ServicePool",
         "metadata": {"name": "demo"},

@@ -13,6 +13,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from servicepool_proxy.server import free_port
 from tests.support import eventually
 
 from .crd_support import install_crd
@@ -75,7 +76,9 @@ def test_operator_works_under_the_charts_service_account(
     limited = sa_kubeconfig(kubeconfig, core, tmp_path / "operator.kubeconfig")
     (deployment,) = [d for d in chart_installed if d["kind"] == "Deployment"]
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    args = [a for a in args if not a.startswith("--liveness")]  # the test picks the port
+    # The test picks the ports: a fixed one may be taken on a shared machine.
+    args = [a for a in args if not a.startswith(("--liveness", "--metrics"))]
+    args.append(f"--metrics=127.0.0.1:{free_port()}")
     operator = OperatorProcess(limited, tmp_path / "operator.log", extra=args)
     operator.start()
     try:

@@ -16,6 +16,7 @@ from servicepool_api.spec import PoolSpec
 from servicepool_operator.controller import ClusterView
 from servicepool_operator.kube import ApplyResult, is_subset, owned_by
 from servicepool_operator.membership import PodInfo
+from servicepool_operator.names import POOL_LABEL
 from servicepool_operator.records import ProbeResult
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -38,9 +39,11 @@ class FakeKube:
     def kinds(self) -> list[str]:
         return sorted(kind for kind, _ in self.objects)
 
-    async def apply_owned(self, manifest: Mapping[str, Any], owner_uid: str) -> ApplyResult:
+    async def apply_owned(
+        self, manifest: Mapping[str, Any], owner_uid: str, new: bool = False
+    ) -> ApplyResult:
         key = (manifest["kind"], manifest["metadata"]["name"])
-        self.writes.append(("apply", *key))
+        self.writes.append(("create first" if new else "apply", *key))
         actual = self.objects.get(key)
         if actual is None:
             self.objects[key] = copy.deepcopy(dict(manifest))
@@ -102,12 +105,12 @@ class FakeProbe:
         self.answers: dict[str, ProbeResult] = {}
         self.probed: list[str] = []
 
-    def answer(self, url: str, ok: bool, message: str = "", **extra: Any) -> None:
-        self.answers[url] = ProbeResult(ok, message, 3.0, **extra)
+    def answer(self, url: str, ok: bool, message: str = "") -> None:
+        self.answers[url] = ProbeResult(ok, message)
 
     async def __call__(self, url: str, spec: PoolSpec) -> ProbeResult:
         self.probed.append(url)
-        return self.answers.get(url, ProbeResult(True, "", 3.0))
+        return self.answers.get(url, ProbeResult(True, ""))
 
 
 @dataclass
@@ -118,7 +121,14 @@ class FakeCluster:
     pods: list[PodInfo] = field(default_factory=list)
 
     def view(self) -> ClusterView:
-        return ClusterView(services=lambda _: list(self.services), pods=lambda _: list(self.pods))
+        def proxy_pods(_: str, pool: str) -> list[PodInfo]:
+            return [p for p in self.pods if p.labels.get(POOL_LABEL) == pool]
+
+        return ClusterView(
+            services=lambda _: list(self.services),
+            pods=lambda _: list(self.pods),
+            proxy_pods=proxy_pods,
+        )
 
 
 @dataclass

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from servicepool_operator import controller as controller_module
 from servicepool_operator import names
 from servicepool_operator.applying import RESYNC_SECONDS
 from servicepool_operator.controller import PoolController
@@ -80,12 +81,43 @@ async def test_a_pool_whose_spec_did_not_change_writes_no_status() -> None:
     assert len(rig.probe.probed) == 8  # but the members were probed every pass
 
 
+async def test_a_pool_at_rest_is_not_written_over_five_minutes_of_probe_passes() -> None:
+    rig = Rig(pool(TWO_MEMBERS))
+    rig.probe.answer("http://b:1", False, "probe /healthz timed out after 1s")
+    await rig.passes(3)  # b settles as Unhealthy, then keeps failing: its count keeps climbing
+    assert [m["state"] for m in rig.kube.statuses[-1]["members"]] == ["Healthy", "Unhealthy"]
+    written = len(rig.kube.statuses)
+    await rig.passes(60, every=5.0)  # 5 minutes of passes, a probe each, the wall clock moving
+    assert len(rig.kube.statuses) == written
+    assert rig.probe.probed.count("http://b:1") == 63
+
+
+async def test_a_member_state_change_reaches_the_status_within_two_probe_intervals() -> None:
+    rig = Rig(pool(TWO_MEMBERS))
+    await rig.passes(12)  # a minute at rest
+    rig.probe.answer("http://a:1", False, "probe /healthz returned HTTP 503")
+    await rig.passes(2)
+    assert rig.kube.statuses[-1]["members"][0]["state"] == "Unhealthy"
+    rig.probe.answer("http://a:1", True)
+    await rig.passes(2)
+    assert rig.kube.statuses[-1]["members"][0]["state"] == "Healthy"
+
+
 async def test_a_status_found_at_start_is_not_written_again() -> None:
     first = Rig(pool(TWO_MEMBERS))
     await first.passes()
     restarted = Rig(pool(TWO_MEMBERS, status=first.kube.statuses[-1]))
     await restarted.passes(2)
     assert restarted.kube.statuses == []
+
+
+async def test_a_new_pool_creates_its_objects_first_and_a_known_one_reads_them_first() -> None:
+    first = Rig(pool(TWO_MEMBERS))
+    await first.passes()
+    assert {verb for verb, _, _ in first.kube.writes} == {"create first"}
+    restarted = Rig(pool(TWO_MEMBERS, status=first.kube.statuses[-1]))
+    await restarted.passes()
+    assert {verb for verb, _, _ in restarted.kube.writes} == {"apply", "delete"}
 
 
 async def test_owned_objects_are_checked_again_after_the_resync_interval() -> None:
@@ -220,13 +252,6 @@ async def test_selector_members_follow_ready_pods() -> None:
     assert rig.routed() == ["w-1"] and rig.kube.statuses[-1]["ready"] == "1/1"
 
 
-async def test_capacity_reports_show_in_the_members_status() -> None:
-    rig = Rig(pool(TWO_MEMBERS | {"capacity": {}}))
-    rig.probe.answer("http://a:1", True, capacity={"queued": 1, "running": 2})
-    await rig.passes()
-    assert rig.kube.statuses[-1]["members"][0]["capacity"] == {"queued": 1, "running": 2}
-
-
 async def test_stuck_proxy_pods_are_reported_once_and_so_is_their_recovery() -> None:
     cluster = FakeCluster()
     rig = Rig(pool(TWO_MEMBERS), cluster)
@@ -262,4 +287,73 @@ async def test_a_failing_pass_backs_off_doubling_up_to_a_minute(
     with pytest.raises(asyncio.CancelledError):
         await rig.controller.run()
     assert rig.clock.waits == waits
+    assert len(rig.kube.statuses) == 1
+
+
+class SharedLog(FakeKube):
+    """One pool's API writes, noted in a log every pool shares; each call yields once."""
+
+    def __init__(self, log: list[str], name: str) -> None:
+        super().__init__()
+        self.log, self.name = log, name
+
+    async def apply_owned(self, manifest: Any, owner_uid: str, new: bool = False) -> Any:
+        self.log.append(f"{self.name} apply")
+        await asyncio.sleep(0)
+        return await super().apply_owned(manifest, owner_uid, new)
+
+    async def patch_pool_status(self, namespace: str, name: str, status: Any) -> None:
+        self.log.append(f"{self.name} status")
+        await asyncio.sleep(0)
+        await super().patch_pool_status(namespace, name, status)
+
+
+async def test_new_pools_take_their_first_pass_in_order_of_arrival_a_few_at_once() -> None:
+    log: list[str] = []
+    gate = asyncio.Semaphore(2)
+    controllers = []
+    for i in range(6):
+        body = pool(TWO_MEMBERS, uid=f"uid-{i}")
+        clock = FakeClock(stop_after_waits=1)  # each loop ends after its first pass
+        controllers.append(PoolController(SharedLog(log, f"p{i}"), FakeCluster().view(),
+                                          FakeProbe(), Events(), body, clock=clock,
+                                          first_passes=gate))  # fmt: skip
+    tasks = [asyncio.create_task(c.run()) for c in controllers]
+    await asyncio.gather(*tasks, return_exceptions=True)
+    statuses = [entry.split()[0] for entry in log if entry.endswith("status")]
+    assert statuses == [f"p{i}" for i in range(6)]
+    # The first two were Ready before the last two made any call.
+    assert log.index("p1 status") < log.index("p4 apply")
+
+
+async def test_a_pass_that_only_the_probe_timer_woke_probes_and_plans_nothing_new(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plans = []
+    real_plan = controller_module.plan_pool
+    monkeypatch.setattr(controller_module, "plan_pool", lambda i: plans.append(1) or real_plan(i))
+    rig = Rig(pool(TWO_MEMBERS))
+    await rig.passes()
+    for _ in range(10):
+        rig.clock.advance(5.0)
+        await rig.controller.reconcile(woken=False)
+    assert len(plans) == 1 and len(rig.probe.probed) == 22  # probed every time, planned once
+    rig.probe.answer("http://b:1", False, "probe /healthz returned HTTP 503")
+    for _ in range(2):
+        rig.clock.advance(5.0)
+        await rig.controller.reconcile(woken=False)
+    assert len(plans) == 2  # b flipped: a full pass, the config and the status follow
+    assert rig.routed() == ["a"] and rig.kube.statuses[-1]["members"][1]["state"] == "Unhealthy"
+    rig.clock.advance(RESYNC_SECONDS)
+    await rig.controller.reconcile(woken=False)
+    assert len(plans) == 3  # the owned objects are due for their resync
+
+
+async def test_a_failed_probe_that_flips_nothing_writes_no_status() -> None:
+    rig = Rig(pool(TWO_MEMBERS))
+    await rig.passes()
+    rig.probe.answer("http://b:1", False, "probe /healthz timed out after 1s")
+    await rig.passes()  # one failure of two needed
+    rig.probe.answer("http://b:1", True)
+    await rig.passes()
     assert len(rig.kube.statuses) == 1

@@ -46,7 +46,7 @@ def inputs(spec: dict[str, Any] | None, **changes: Any) -> PlanInputs:
         spec_problem=None,
         records=records,
         unhealthy={r.name for r in records if r.health is Health.UNHEALTHY},
-        pods=[],
+        proxy_pods=[],
         previous_status={},
         now=NOW,
         defaults=render.OPERATOR_DEFAULTS,
@@ -132,7 +132,7 @@ def test_the_plan_counts_the_pools_own_proxy_pods() -> None:
         PodInfo("demo-proxy-1", names.labels("demo"), "10.0.0.1", True, False),
         PodInfo("other-proxy-1", names.labels("other"), "10.0.0.2", True, False),
     ]
-    plan = plan_pool(inputs(members("a") | {"proxy": {"replicas": 2}}, pods=pods))
+    plan = plan_pool(inputs(members("a") | {"proxy": {"replicas": 2}}, proxy_pods=pods))
     assert plan.status.proxies == "1/2"
 
 

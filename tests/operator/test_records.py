@@ -7,7 +7,7 @@ import pytest
 from servicepool_api.health import Health
 from servicepool_api.policies import HealthCheck
 from servicepool_api.spec import Member
-from servicepool_operator.records import NOT_PROBED, MemberRecords, ProbeResult
+from servicepool_operator.records import NOT_PROBED, MemberRecords, ProbeResult, until_next_round
 
 A = Member(name="a", url="http://a:1")
 B = Member(name="b", url="http://b:1")
@@ -16,7 +16,7 @@ STAMP = "2026-01-01T00:00:00Z"
 
 def probe_all(records: MemberRecords, oks: list[bool], check: HealthCheck, now: float = 0.0):
     """One pass that probes every record with the given outcomes; returns the transitions."""
-    results = [(r, ProbeResult(ok, "" if ok else "down", 2.0)) for r, ok in
+    results = [(r, ProbeResult(ok, "" if ok else "down")) for r, ok in
                zip(records.by_name.values(), oks, strict=True)]  # fmt: skip
     return records.record_probes(results, check, now, STAMP)
 
@@ -64,20 +64,18 @@ def test_health_flips_after_the_thresholds_in_a_row(
     assert seen == healths and flipped == flips
 
 
-def test_a_probe_records_its_time_latency_and_capacity_and_keeps_capacity_when_down() -> None:
+def test_a_probe_records_its_transition_time_and_when_it_ran() -> None:
     records = MemberRecords()
     records.follow([A])
     record = records.by_name["a"]
     check = HealthCheck()
-    results = [(record, ProbeResult(True, "", 2.345, {"queued": 1, "running": 0}))]
+    results = [(record, ProbeResult(True, ""))]
     (transition,) = records.record_probes(results, check, 7.0, STAMP)
     assert transition.before is Health.UNKNOWN and record.health is Health.HEALTHY
-    assert (record.latency_ms, record.last_probe_time, record.last_transition_time) == (
-        2.3, STAMP, STAMP)  # fmt: skip
+    assert record.last_transition_time == STAMP
     assert records.last_probe["a"] == 7.0
-    records.record_probes([(record, ProbeResult(False, "refused", 1.0))], check, 8.0, STAMP)
-    assert record.latency_ms is None and record.probe_message == "refused"
-    assert record.capacity == {"queued": 1, "running": 0}
+    records.record_probes([(record, ProbeResult(False, "refused"))], check, 8.0, STAMP)
+    assert record.probe_message == "refused" and records.last_probe["a"] == 8.0
 
 
 def test_following_the_members_drops_leavers_and_restarts_a_moved_member() -> None:
@@ -107,3 +105,18 @@ def test_unhealthy_names_only_members_probed_unhealthy() -> None:
     records = MemberRecords([{"name": "a", "url": "u", "state": "Unhealthy"},
                              {"name": "b", "url": "u", "state": "Unknown"}])  # fmt: skip
     assert records.unhealthy() == {"a"}
+
+
+@pytest.mark.parametrize(
+    ("now", "interval", "delay"),
+    [
+        (1000.0, 5.0, 5.0),  # on the grid: a whole interval
+        (1001.5, 5.0, 3.5),  # a pool created between rounds joins the next one
+        (1004.6, 5.0, 5.4),  # too close to the next round for a member to be due: the one after
+        (7.0, 10.0, 3.0),
+    ],
+)
+def test_the_next_pass_is_on_the_grid_of_the_interval(
+    now: float, interval: float, delay: float
+) -> None:
+    assert until_next_round(now, interval) == pytest.approx(delay)

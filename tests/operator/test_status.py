@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from servicepool_api.health import Health
 from servicepool_operator.records import MemberRecord
-from servicepool_operator.status import (
-    LATENCY_REFRESH_SECONDS,
-    Problem,
-    build_status,
-    needs_write,
-)
+from servicepool_operator.status import Problem, build_status, needs_write
 
 
 def records(*states: Health) -> list[MemberRecord]:
     return [
-        MemberRecord(name=f"m{i}", url=f"http://m{i}:1", health=state, latency_ms=10.0)
+        MemberRecord(name=f"m{i}", url=f"http://m{i}:1", health=state)
         for i, state in enumerate(states)
     ]
 
@@ -63,41 +58,40 @@ def test_transition_time_moves_only_on_flips():
     assert condition(flipped, "Ready")["lastTransitionTime"] == "2026-01-01T02:00:00Z"
 
 
-def test_needs_write_ignores_probe_noise_but_not_changes():
+def test_a_status_write_is_needed_only_when_the_status_says_something_new():
     base = status(records(Health.HEALTHY, Health.HEALTHY))
-    noisy_records = records(Health.HEALTHY, Health.HEALTHY)
-    for record in noisy_records:
-        record.latency_ms = 11.0
-        record.last_probe_time = "2026-01-01T00:00:05Z"
-    noisy = status(noisy_records, previous=base)
-    assert not needs_write(base, noisy, seconds_since_write=1)
-    assert not needs_write(base, noisy, seconds_since_write=LATENCY_REFRESH_SECONDS + 1)
-    noisy_records[0].latency_ms = 80.0
-    moved = status(noisy_records, previous=base)
-    assert not needs_write(base, moved, seconds_since_write=5)
-    assert needs_write(base, moved, seconds_since_write=LATENCY_REFRESH_SECONDS + 1)
+    again = status(records(Health.HEALTHY, Health.HEALTHY), previous=base,
+                   now="2026-01-01T00:10:00Z")  # fmt: skip
+    assert not needs_write(base, again)
     changed = status(records(Health.HEALTHY, Health.UNHEALTHY), previous=base)
-    assert needs_write(base, changed, seconds_since_write=0)
-    assert needs_write(base, status(records(Health.HEALTHY, Health.HEALTHY), generation=4), 0)
+    assert needs_write(base, changed)
+    assert needs_write(base, status(records(Health.HEALTHY), previous=base))
+    assert needs_write(base, status(records(Health.HEALTHY, Health.HEALTHY), generation=4))
+
+
+def test_the_members_status_holds_nothing_that_moves_on_every_probe():
+    record = MemberRecord(name="a", url="http://a:1", health=Health.UNHEALTHY, probe_failures=7,
+                          probe_message="refused", status_message="refused")  # fmt: skip
+    (entry,) = status([record])["members"]
+    assert set(entry) == {"name", "url", "state", "message"}
 
 
 def test_record_round_trips_through_status():
     record = MemberRecord(name="a", url="http://a:1", health=Health.UNHEALTHY,
                           probe_failures=3, probe_message="probe /healthz timed out",
+                          status_message="probe /healthz timed out",
                           last_transition_time="2026-01-01T00:00:00Z")  # fmt: skip
     again = MemberRecord.from_status(record.to_status().model_dump(mode="json"))
     assert again.health is Health.UNHEALTHY
-    assert again.probe_failures == 3
+    assert again.probe_failures == 1  # counts are not in status: one failure on record
     assert again.last_transition_time == "2026-01-01T00:00:00Z"
-    assert again.probe_message == "probe /healthz timed out"
+    assert again.probe_message == again.status_message == "probe /healthz timed out"
 
 
 def test_the_status_leaves_out_empty_strings_and_unset_fields():
     record = MemberRecord(name="a", url="http://a:1", health=Health.HEALTHY, probe_message="")
     st = status([record], now="2026-01-01T00:00:00Z")
-    assert st["members"] == [
-        {"name": "a", "url": "http://a:1", "state": "Healthy", "consecutiveFailures": 0}
-    ]
+    assert st["members"] == [{"name": "a", "url": "http://a:1", "state": "Healthy"}]
     assert "proxies" not in st
     no_endpoint = build_status(generation=1, endpoint="", records=[], problem=None, previous={},
                                now="2026-01-01T00:00:00Z").to_api()  # fmt: skip

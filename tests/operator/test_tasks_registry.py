@@ -130,17 +130,29 @@ async def test_wake_reaches_only_that_pools_loop() -> None:
     await tasks.stop_all()
 
 
-async def test_a_pod_change_wakes_only_the_namespaces_selector_pools() -> None:
+async def test_pod_and_service_events_wake_only_the_pools_they_concern() -> None:
     tasks, factory = PoolTasks(), Factory()
     selector = {"matchLabels": {"app": "w"}, "port": 80}
     tasks.remember(A, body(A, memberSelector=selector))
-    tasks.remember(B, body(B, members=[{"name": "m", "url": "http://m:1"}]))
+    tasks.remember(B, body(B, members=[{"name": "m", "service": {"name": "svc", "port": 80}}]))
     tasks.remember(OTHER, body(OTHER, memberSelector=selector))
     tasks.start_all(factory)
     loops = {(loop.body["metadata"]["namespace"], loop.body["metadata"]["name"]): loop
              for loop in factory.made}  # fmt: skip
-    tasks.wake_namespace("ns", selector_only=True)
-    assert [loops[k].wake.is_set() for k in (A, B, OTHER)] == [True, False, False]
-    tasks.wake_namespace("ns", selector_only=False)  # a Service changed
-    assert [loops[k].wake.is_set() for k in (A, B, OTHER)] == [True, True, False]
+
+    def woken() -> list[bool]:
+        flags = [loops[k].wake.is_set() for k in (A, B, OTHER)]
+        for loop in loops.values():
+            loop.wake.clear()
+        return flags
+
+    tasks.wake_for_pod("ns", "w-1", {"app": "w"}, deleted=False)
+    assert woken() == [True, False, False]
+    tasks.wake_for_service("ns", "svc")
+    assert woken() == [False, True, False]
+    tasks.wake_for_service("ns", "a")  # pool a's own Service names no pool's member
+    assert woken() == [False, False, False]
+    await tasks.forget(A)
+    tasks.wake_for_pod("ns", "w-1", {"app": "w"}, deleted=True)
+    assert woken() == [False, False, False]
     await tasks.stop_all()

@@ -125,7 +125,7 @@ def test_every_model_field_is_in_the_schema_with_matching_type_bounds_and_defaul
 
 def test_every_status_field_is_in_the_schema_and_conditions_are_a_map_by_type() -> None:
     status = schema_node("status")
-    assert check_model(PoolStatus, status, "status") > 20
+    assert check_model(PoolStatus, status, "status") > 15  # it walked the whole model
     conditions = status["properties"]["conditions"]
     assert conditions["x-kubernetes-list-type"] == "map"
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]
