@@ -147,7 +147,7 @@ class KVCache:
             held = set(seq.held)
             done = block_hashes(seq.prompt + seq.reply[: seq.made])
             self.publish(seq, [h for h in done if h not in held])
-        for value in seq.held:
+        for value in reversed(seq.held):  # like vLLM: a prefix's tail is evicted first
             self.refs[value] -= 1
             if self.refs[value] == 0:
                 self.evictable[value] = None
