@@ -92,7 +92,7 @@ class Adaptive(SpecModel):
     than typical."""
 
     latencyWeight: float = Field(
-        1.0,
+        0.25,
         ge=0,
         le=100,
         description="Weight of answer time above typical (time to first token for streams, "
@@ -102,7 +102,7 @@ class Adaptive(SpecModel):
         1.0, ge=0, le=100, description="Weight of load (reported, or in-flight) per weight."
     )
     speedWeight: float = Field(
-        0.5,
+        0.25,
         ge=0,
         le=100,
         description="Weight of slowness (typical tokens/s over the member's, above 1).",

@@ -204,7 +204,7 @@ def test_adaptive_only_pushes_away_from_members_slower_than_typical() -> None:
     measured(c, 0.8, 25)
     scores = adaptive_score([a, b, c], 10.0, Adaptive())
     assert scores["a"] == scores["b"] == 0.0
-    assert scores["c"] == pytest.approx(1.0 * (0.8 / 0.2 - 1) + 0.5 * (100 / 25 - 1))
+    assert scores["c"] == pytest.approx(0.25 * (0.8 / 0.2 - 1) + 0.25 * (100 / 25 - 1))
 
 
 def test_a_streamed_answers_time_to_first_token_is_its_answer_time() -> None:

@@ -10,7 +10,12 @@ from servicepool_api.policies import Capacity
 
 from .cache_aware import member_load
 from .member import MemberState
-from .strategies import LATENCY_FORGET_SECONDS, least_in_flight, weighted_random
+from .strategies import (
+    LATENCY_FORGET_SECONDS,
+    LATENCY_HALF_LIFE_SECONDS,
+    least_in_flight,
+    weighted_random,
+)
 
 
 def lowest_score(
@@ -78,15 +83,32 @@ def typical(values: list[float]) -> float:
     return ordered[(len(ordered) - 1) // 2] if ordered else 0.0
 
 
-def answer_time(member: MemberState, now: float) -> float | None:
-    """How long the member recently took to start answering: time to first token of streamed
-    answers when measured, else time to first byte; None when not measured recently."""
+def answer_time(member: MemberState, now: float) -> tuple[float, float] | None:
+    """How long the member took to start answering, and when that was last measured: time
+    to first token of streamed answers when measured, else time to first byte; None when not
+    measured within LATENCY_FORGET_SECONDS."""
     stats = member.stats
     if stats.first_token is not None and now - stats.first_token_at <= LATENCY_FORGET_SECONDS:
-        return stats.first_token
+        return stats.first_token, stats.first_token_at
     if member.ewma_latency is not None and now - member.last_latency_at <= LATENCY_FORGET_SECONDS:
-        return member.ewma_latency
+        return member.ewma_latency, member.last_latency_at
     return None
+
+
+def answer_times(candidates: Sequence[MemberState], now: float) -> dict[str, float | None]:
+    """Each member's answer time, drifting back to the pool's typical one as it ages (half
+    of the way every LATENCY_HALF_LIFE_SECONDS): a member that was slow once and then got no
+    requests is not shunned until it is forgotten."""
+    measured = {m.name: answer_time(m, now) for m in candidates}
+    usual = typical([t[0] for t in measured.values() if t is not None])
+    times: dict[str, float | None] = {}
+    for name, found in measured.items():
+        if found is None:
+            times[name] = None
+            continue
+        keep = 0.5 ** (max(0.0, now - found[1]) / LATENCY_HALF_LIFE_SECONDS)
+        times[name] = keep * found[0] + (1.0 - keep) * usual
+    return times
 
 
 def adaptive_score(
@@ -99,7 +121,7 @@ def adaptive_score(
     tokens/s - 1, at least 0) and its recent error rate. Being quicker than typical earns
     nothing, so one quick answer does not draw every request; an unmeasured member scores 0
     on those terms, so it gets measured."""
-    times = {m.name: answer_time(m, now) for m in candidates}
+    times = answer_times(candidates, now)
     latency = typical([t for t in times.values() if t is not None])
     loads = {m.name: member_load(m, now, capacity) for m in candidates}
     mean_load = sum(loads.values()) / len(candidates)
