@@ -8,7 +8,9 @@ from .base import SpecModel
 
 
 class CacheAware(SpecModel):
-    """Prompt-prefix-aware routing: send a prompt where its prefix was recently sent."""
+    """Prompt-prefix-aware routing: send a prompt where it would get its first token soonest,
+    counting the prefill work queued on each member and the part of the prompt not yet sent
+    there (see the README)."""
 
     blockChars: int = Field(
         128,
@@ -25,27 +27,32 @@ class CacheAware(SpecModel):
         "first); about the member's KV-cache size in tokens divided by blockChars/4. Each "
         "costs about 100 bytes of proxy memory.",
     )
-    minMatchRatio: float = Field(
-        0.25,
+    movePenalty: float = Field(
+        1.0,
         ge=0,
-        le=1,
-        description="A member's cached prefix counts only when it covers at least this share "
-        "of the prompt's blocks; shorter matches go by the prefix's home member instead.",
+        le=100,
+        description="A prompt's uncached tokens count 1 + movePenalty times on a member where "
+        "it does not belong: not the member holding its longest cached prefix or, for a prompt "
+        "no member was sent, not its rendezvous home. Computing a prompt away from its place "
+        "also delays what queues behind it there, evicts other prefixes, and splits it from "
+        "where other proxy replicas send it; so a prefix moves only when the work queued at "
+        "its place outweighs that.",
     )
-    balanceAbsThreshold: float = Field(
-        8,
+    requestCostTokens: float = Field(
+        64,
         ge=0,
-        le=100000,
-        description="A member is overloaded (passed over) when its load exceeds the least "
-        "loaded candidate's by more than this AND by more than balanceRelThreshold times. Load "
-        "is queued + running as reported (with spec.capacity and a fresh report) or in-flight "
-        "requests, per unit of weight.",
+        le=1_000_000,
+        description="Each request in flight on a member counts as this many prompt tokens of "
+        "prefill there when estimating a new prompt's time to first token: decoding sequences "
+        "slow every step and hold the member's batch slots and KV cache.",
     )
-    balanceRelThreshold: float = Field(
-        1.5,
-        ge=1,
-        le=1000,
-        description="The relative half of the overload test (see balanceAbsThreshold).",
+    queuedCostTokens: float = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="With spec.capacity and a fresh report: each request the member says is "
+        "waiting counts as this many prompt tokens of prefill there (it sees the requests other "
+        "proxy replicas sent too).",
     )
     maxBodyBytes: int = Field(
         4 << 20, ge=1024, le=64 << 20, description="Largest request body read to find a prompt."
@@ -80,17 +87,25 @@ class Speed(SpecModel):
 
 
 class Adaptive(SpecModel):
-    """Strategy adaptive: the lowest weighted score of four terms, each about 1 for a
-    typical member (see the README)."""
+    """Strategy adaptive: the lowest weighted score of four terms (see the README): load
+    spreads requests; answer time, slowness and errors only push away from members worse
+    than typical."""
 
     latencyWeight: float = Field(
-        1.0, ge=0, le=100, description="Weight of time to first byte (TTFT for streams)."
+        0.25,
+        ge=0,
+        le=100,
+        description="Weight of answer time above typical (time to first token for streams, "
+        "first byte otherwise).",
     )
     loadWeight: float = Field(
         1.0, ge=0, le=100, description="Weight of load (reported, or in-flight) per weight."
     )
     speedWeight: float = Field(
-        0.5, ge=0, le=100, description="Weight of slowness (typical tokens/s over the member's)."
+        0.25,
+        ge=0,
+        le=100,
+        description="Weight of slowness (typical tokens/s over the member's, above 1).",
     )
     errorWeight: float = Field(
         4.0, ge=0, le=100, description="Weight of the recent error rate (0-1, decaying)."

@@ -18,7 +18,8 @@ such as Llama-3-8B in bf16 on a 24 GB card):
 - a prefix cache of KV_BLOCKS blocks of 16 tokens, found by chained block hashes (vLLM's
   automatic prefix caching): prompt blocks are shared as soon as their prefill is done, the
   blocks of a finished sequence (prompt and reply) stay cached until evicted, least recently
-  used first. Like vLLM, at least the last prompt token is always computed;
+  used first and, like vLLM, a sequence's tail before its head (so eviction shortens a cached
+  prefix instead of breaking it). Like vLLM, at least the last prompt token is always computed;
 - tokens are whitespace words (bench/llm/text.py); the reply is deterministic in the prompt;
 - OpenAI /v1/chat/completions and /v1/completions, streamed (SSE, with a final usage chunk
   when stream_options.include_usage is set) or as one JSON body with usage. Every chunk and
@@ -147,7 +148,7 @@ class KVCache:
             held = set(seq.held)
             done = block_hashes(seq.prompt + seq.reply[: seq.made])
             self.publish(seq, [h for h in done if h not in held])
-        for value in seq.held:
+        for value in reversed(seq.held):  # like vLLM: a prefix's tail is evicted first
             self.refs[value] -= 1
             if self.refs[value] == 0:
                 self.evictable[value] = None

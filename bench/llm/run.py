@@ -32,8 +32,8 @@ from bench.llm.workload import schedule  # noqa: E402
 MEMBERS = 4
 # Full: every peer at every rate. Quick: servicepool roundRobin at rising rates until it stops
 # completing, then every other peer once at the highest rate where it completed.
-FULL = {"rates": [6.0, 10.0, 12.0, 14.0, 17.0], "seconds": 10.0, "drain": 4.0}
-QUICK = {"rates": [9.0, 12.0, 15.0], "seconds": 6.0, "drain": 4.0}
+FULL = {"rates": [6.0, 10.0, 12.0, 14.0, 17.0], "seconds": 9.0, "drain": 4.0}
+QUICK = {"rates": [12.0, 15.0], "seconds": 9.0, "drain": 4.0}
 
 
 def start_members(tmp: Path) -> tuple[subprocess.Popen[bytes], list[str]]:

@@ -12,11 +12,7 @@ from servicepool_api.loader import parse_pool
 from servicepool_api.policies import Capacity
 from servicepool_api.prompts import prompt_text
 from servicepool_api.spec import PoolSpec, Strategy
-from servicepool_proxy.balancer.cache_aware import (
-    overloaded,
-    pick_cache_aware,
-    preference_order,
-)
+from servicepool_proxy.balancer.cache_aware import pick_cache_aware, preference_order
 from servicepool_proxy.balancer.keys import RoutingKeys
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pickers import make_picker
@@ -24,7 +20,7 @@ from servicepool_proxy.balancer.pool import Balancer
 from servicepool_proxy.balancer.prefix import PrefixBlocks, block_hashes
 from servicepool_proxy.forwarding.routing_keys import body_limit, needs_json_body, routing_keys
 
-POLICY = CacheAware(blockChars=16, balanceAbsThreshold=2, balanceRelThreshold=1.5)
+POLICY = CacheAware(blockChars=16)
 
 
 def members(*names: str) -> list[MemberState]:
@@ -139,57 +135,99 @@ def test_the_longest_match_wins() -> None:
     assert pick_cache_aware(pool, prompt("t", 4), 0.0, POLICY) is pool[1]
 
 
+# POLICY: 16-char blocks, 4 tokens each. prompt("t") is 10 blocks, each turn one more.
+# The holder of prompt("t") would prefill 1 block of prompt("t", 1); any other member 11,
+# counted twice (movePenalty 1) because the prompt does not belong there.
+FLAT = CacheAware(blockChars=16, requestCostTokens=0)
+
+
 @pytest.mark.parametrize(
-    ("holder_in_flight", "others_in_flight", "stays"),
+    ("holder_pending", "others_pending", "stays"),
     [
-        (2, 0, True),  # 2 above the least: not more than balanceAbsThreshold
-        (3, 0, False),  # 3 above: overloaded, the prefix spills
-        (5, 3, True),  # 2 above and 5 < 1.5 * 3 + ...: not overloaded
-        (9, 5, False),  # 4 above and 9 > 1.5 * 5
-        (12, 9, True),  # 3 above but 12 < 1.5 * 9: not overloaded in relative terms
+        (0, 0, True),
+        (20, 0, True),  # 21 blocks of work there vs 22 elsewhere
+        (22, 0, False),  # 23 vs 22: the queued work outweighs computing it again
+        (30, 10, True),  # 31 vs 32
+        (40, 10, False),  # 41 vs 32
     ],
 )
 def test_prefix_stickiness_holds_until_the_load_bound(
-    holder_in_flight: int, others_in_flight: int, stays: bool
+    holder_pending: int, others_pending: int, stays: bool
 ) -> None:
     pool = members("a", "b", "c")
     holder = pool[1]
     holder.prefixes.record(prompt("t"), 1000)
     for member in pool:
-        member.in_flight = holder_in_flight if member is holder else others_in_flight
-    chosen = pick_cache_aware(pool, prompt("t", 1), 0.0, POLICY)
+        member.prefill_blocks = holder_pending if member is holder else others_pending
+    chosen = pick_cache_aware(pool, prompt("t", 1), 0.0, FLAT)
     assert (chosen is holder) is stays
 
 
-def test_overload_needs_both_the_absolute_and_the_relative_excess() -> None:
-    assert not overloaded(2, 0, POLICY)
-    assert overloaded(3, 0, POLICY)
-    assert not overloaded(12, 9, POLICY)
-    assert overloaded(14, 9, POLICY)
-
-
-def test_with_a_fresh_capacity_report_load_is_the_reported_one() -> None:
+@pytest.mark.parametrize(("penalty", "stays"), [(0.0, False), (1.0, True), (3.0, True)])
+def test_the_move_penalty_sets_how_much_queued_work_moves_a_prefix(
+    penalty: float, stays: bool
+) -> None:
     pool = members("a", "b")
     pool[0].prefixes.record(prompt("t"), 1000)
+    pool[0].prefill_blocks = 11  # 12 blocks there vs 11 x (1 + penalty) elsewhere
+    policy = CacheAware(blockChars=16, requestCostTokens=0, movePenalty=penalty)
+    assert (pick_cache_aware(pool, prompt("t", 1), 0.0, policy) is pool[0]) is stays
+
+
+@pytest.mark.parametrize(("holder_in_flight", "stays"), [(5, True), (6, False)])
+def test_each_request_in_flight_counts_as_request_cost_tokens(
+    holder_in_flight: int, stays: bool
+) -> None:
+    pool = members("a", "b")
+    pool[0].prefixes.record(prompt("t"), 1000)
+    pool[0].in_flight = holder_in_flight  # 4 + 16 x in-flight tokens vs 22 x 4 = 88
+    policy = CacheAware(blockChars=16, requestCostTokens=16)
+    assert (pick_cache_aware(pool, prompt("t", 1), 0.0, policy) is pool[0]) is stays
+
+
+def test_with_a_fresh_capacity_report_the_waiting_queue_counts() -> None:
+    pool = members("a", "b")
+    pool[0].prefixes.record(prompt("t"), 1000)
+    policy = CacheAware(blockChars=16, requestCostTokens=0, queuedCostTokens=50)
     capacity = Capacity()
-    pool[0].record_report(now=10.0, queued=6, running=4, workers=None, cache_usage=None)
+    pool[0].record_report(now=10.0, queued=2, running=4, workers=None, cache_usage=None)
     pool[1].record_report(now=10.0, queued=0, running=1, workers=None, cache_usage=None)
-    assert pick_cache_aware(pool, prompt("t", 1), 10.5, POLICY, capacity) is pool[1]
-    # Without the capacity signal the in-flight counts (all 0) keep it on its holder.
-    assert pick_cache_aware(pool, prompt("t", 1), 10.5, POLICY) is pool[0]
-    # A stale report falls back to in-flight.
-    assert pick_cache_aware(pool, prompt("t", 1), 99.0, POLICY, capacity) is pool[0]
+    # 4 + 2 x 50 tokens on the holder vs 88 on the other member.
+    assert pick_cache_aware(pool, prompt("t", 1), 10.5, policy, capacity) is pool[1]
+    # Without the capacity signal, or with a stale report, the queue is not known.
+    assert pick_cache_aware(pool, prompt("t", 1), 10.5, policy) is pool[0]
+    assert pick_cache_aware(pool, prompt("t", 1), 99.0, policy, capacity) is pool[0]
 
 
-def test_a_short_match_below_the_minimum_ratio_does_not_pull_the_prompt() -> None:
+def test_a_member_whose_fresh_report_says_full_is_passed_over() -> None:
+    pool = members("a", "b")
+    pool[0].prefixes.record(prompt("t"), 1000)
+    pool[0].record_report(now=10.0, queued=0, running=4, workers=None, cache_usage=0.99)
+    assert pick_cache_aware(pool, prompt("t", 1), 10.5, POLICY, Capacity()) is pool[1]
+
+
+def test_a_new_prompt_leaves_a_crowded_home_at_once_but_a_cached_one_stays() -> None:
+    pool = members("a", "b", "c")
+    fresh = prompt("fresh")  # 10 blocks nobody was sent
+    home = preference_order(pool, fresh, 0.0, FLAT)[0]
+    assert pick_cache_aware(pool, fresh, 0.0, FLAT) is home  # idle: the home
+    home.prefill_blocks = 11  # 21 blocks of work at home vs 20 elsewhere
+    assert pick_cache_aware(pool, fresh, 0.0, FLAT) is not home
+    home.prefixes.record(fresh, 1000)  # the same queue, but the prompt is cached there
+    assert pick_cache_aware(pool, fresh, 0.0, FLAT) is home
+
+
+def test_a_short_match_pulls_a_prompt_only_while_it_saves_work() -> None:
     pool = members("a", "b", "c", "d")
-    unseen = prompt("fresh", 30)
-    home = preference_order(pool, unseen, POLICY)[0]
+    unseen = prompt("fresh", 30)  # 40 blocks
+    home = preference_order(pool, unseen, 0.0, FLAT)[0]
     other = next(m for m in pool if m is not home)
-    other.prefixes.record(unseen[:2], 1000)  # 2 of 40 blocks: under minMatchRatio 0.25
-    assert pick_cache_aware(pool, unseen, 0.0, POLICY) is home
-    other.prefixes.record(unseen[:20], 1000)  # half of it: a useful match
-    assert pick_cache_aware(pool, unseen, 0.0, POLICY) is other
+    other.prefixes.record(unseen[:2], 1000)  # the prompt now belongs where 2 blocks are
+    assert pick_cache_aware(pool, unseen, 0.0, FLAT) is other
+    other.prefill_blocks = 39  # 77 blocks of work there vs 80 at the home
+    assert pick_cache_aware(pool, unseen, 0.0, FLAT) is other
+    other.prefill_blocks = 45  # 83 vs 80
+    assert pick_cache_aware(pool, unseen, 0.0, FLAT) is home
 
 
 def test_two_replicas_send_an_unseen_prefix_to_the_same_member() -> None:
@@ -250,6 +288,20 @@ def test_only_a_member_a_try_was_sent_to_learns_the_prefix_and_retries_teach_bot
     assert learned == {first.name, retried.name}
 
 
+def test_a_try_counts_the_blocks_its_member_was_not_sent_as_pending_prefill_until_done() -> None:
+    balancer = Balancer(cache_aware_spec(cacheAware={"blockChars": 16}))
+    member = balancer.members[0]
+    first = balancer.begin(member, 0.0, RoutingKeys(prefix=prompt("t")))
+    second = balancer.begin(member, 0.0, RoutingKeys(prefix=prompt("t", 2)))
+    assert (first.prefill.blocks, second.prefill.blocks) == (10, 2)
+    assert (member.prefill_blocks, member.prefilling, member.in_flight) == (12, 2, 2)
+    assert first.prefill.done() is True  # its first token
+    assert first.prefill.done() is False  # and the end of the try: counted once
+    assert (member.prefill_blocks, member.prefilling) == (2, 1)
+    second.prefill.done()
+    assert (member.prefill_blocks, member.prefilling) == (0, 0)
+
+
 def test_a_smaller_bound_from_a_reload_trims_every_index() -> None:
     balancer = Balancer(cache_aware_spec(cacheAware={"blockChars": 16}))
     member = balancer.members[0]
@@ -266,9 +318,10 @@ def test_a_smaller_bound_from_a_reload_trims_every_index() -> None:
     [
         ({"blockChars": 4}, "cacheAware.blockChars"),
         ({"maxBlocksPerMember": 0}, "cacheAware.maxBlocksPerMember"),
-        ({"minMatchRatio": 1.5}, "cacheAware.minMatchRatio"),
-        ({"balanceRelThreshold": 0.5}, "cacheAware.balanceRelThreshold"),
-        ({"balanceAbsThreshold": -1}, "cacheAware.balanceAbsThreshold"),
+        ({"movePenalty": -1}, "cacheAware.movePenalty"),
+        ({"requestCostTokens": -1}, "cacheAware.requestCostTokens"),
+        ({"queuedCostTokens": "many"}, "cacheAware.queuedCostTokens"),
+        ({"balanceAbsThreshold": 8}, "cacheAware.balanceAbsThreshold"),  # gone
         ({"bogus": 1}, "cacheAware.bogus"),
     ],
 )

@@ -172,28 +172,48 @@ def measured(member: MemberState, latency: float, speed: float, now: float = 10.
     ("weights", "expected"),
     [
         ({"latencyWeight": 1, "loadWeight": 0, "speedWeight": 0, "errorWeight": 0}, "b"),
-        ({"latencyWeight": 0, "loadWeight": 1, "speedWeight": 0, "errorWeight": 0}, "c"),
+        ({"latencyWeight": 0, "loadWeight": 1, "speedWeight": 0, "errorWeight": 0}, "a"),
         ({"latencyWeight": 0, "loadWeight": 0, "speedWeight": 1, "errorWeight": 0}, "a"),
         ({"latencyWeight": 0, "loadWeight": 0, "speedWeight": 0, "errorWeight": 1}, "b"),
     ],
 )
 def test_adaptive_follows_each_weighted_term(weights, expected) -> None:
-    a, b, c = members(1, 1, 1)
-    measured(a, latency=0.4, speed=200)  # fastest generation
-    measured(b, latency=0.1, speed=50)  # quickest first byte
-    measured(c, latency=0.4, speed=50)
-    a.in_flight, b.in_flight, c.in_flight = 3, 3, 0  # c is idle
-    a.stats.record_outcome(True, 10.0)  # a and c failed recently
-    c.stats.record_outcome(True, 10.0)
-    assert best_adaptive([a, b, c], 10.0, Adaptive(**weights)).name == expected
+    a, b = members(1, 1)
+    measured(a, latency=0.4, speed=200)  # slow first byte, fast generation
+    measured(b, latency=0.1, speed=50)
+    a.in_flight, b.in_flight = 0, 3  # a is idle
+    a.stats.record_outcome(True, 10.0)  # a failed recently
+    assert best_adaptive([a, b], 10.0, Adaptive(**weights)).name == expected
 
 
-def test_adaptive_scores_are_about_one_per_term_for_a_typical_member() -> None:
+def test_a_typical_member_scores_only_its_load() -> None:
     a, b = members(1, 1)
     measured(a, 0.2, 100)
     measured(b, 0.2, 100)
+    a.in_flight = b.in_flight = 1
     scores = adaptive_score([a, b], 10.0, Adaptive())
-    assert scores["a"] == pytest.approx(1.0 + 0.0 + 0.5 * 1.0 + 0.0)
+    assert scores["a"] == pytest.approx(1 / (1 + 1))
+
+
+def test_adaptive_only_pushes_away_from_members_slower_than_typical() -> None:
+    # Being quicker than typical earns nothing, so a member that answered quickly once
+    # does not draw every request (the load term spreads them).
+    a, b, c = members(1, 1, 1)
+    measured(a, 0.05, 400)
+    measured(b, 0.2, 100)
+    measured(c, 0.8, 25)
+    scores = adaptive_score([a, b, c], 10.0, Adaptive())
+    assert scores["a"] == scores["b"] == 0.0
+    assert scores["c"] == pytest.approx(0.25 * (0.8 / 0.2 - 1) + 0.25 * (100 / 25 - 1))
+
+
+def test_a_streamed_answers_time_to_first_token_is_its_answer_time() -> None:
+    a, b = members(1, 1)
+    measured(a, 0.001, 100)  # the headers of a stream come at once
+    measured(b, 0.001, 100)
+    a.stats.record_first_token(2.0, 10.0)  # but the first token took 2 s on a
+    b.stats.record_first_token(0.5, 10.0)
+    assert best_adaptive([a, b], 10.0, Adaptive()) is b
 
 
 def test_adaptive_forgives_old_errors() -> None:

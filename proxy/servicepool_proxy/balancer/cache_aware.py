@@ -1,10 +1,24 @@
-"""Strategy cacheAware: send a prompt where its prefix already is, unless that overloads it.
+"""Strategy cacheAware: the member that would give a prompt its first token soonest.
 
-Candidates are ranked by the blocks of the prompt each was recently sent (matches shorter
-than minMatchRatio of the prompt count as none), then by rendezvous hashing of the prompt's
-first block: a prefix nobody has seen goes to its "home" member, the same one in every proxy
-replica, with no shared state. The first candidate in that order that is not overloaded
-compared with the least loaded one takes the request.
+Time to first token on an inference server is mostly prefill: the prompt tokens of the
+requests ahead of this one that still have to be computed, then this prompt's own tokens that
+are not in the server's prefix cache. The proxy estimates both in one unit, prompt tokens to
+prefill (blockChars / 4 per block), per unit of weight:
+
+    cost(m) = pending prefill on m             uncached blocks of the requests sent to m that
+                                               have not answered a byte of body yet
+            + this prompt's blocks not sent    x (1 + movePenalty) where the prompt does not
+              to m                             belong (below)
+            + requestCostTokens x in-flight on m
+            + queuedCostTokens x m's waiting queue (spec.capacity, fresh reports only)
+
+and the cheapest member takes the request. A prompt belongs where its longest prefix was
+sent; a prompt no member was sent belongs to its home, the first member in the rendezvous
+order of its first block, which is the same in every proxy replica. So a prefix stays put
+until the work queued at its place outweighs computing it again elsewhere, a new prompt
+leaves a crowded home at once, and idle replicas with no shared state agree. Ties go by the
+rendezvous order. Members whose fresh capacity report says they are full are passed over
+while others have room.
 """
 
 from __future__ import annotations
@@ -18,6 +32,8 @@ from servicepool_api.policies import Capacity
 from .affinity import hash64
 from .member import MemberState
 from .strategies import is_full, least_in_flight, least_reported_load, reported_load
+
+CHARS_PER_TOKEN = 4  # prompt text to tokens, roughly, for English text and code
 
 
 def member_load(member: MemberState, now: float, capacity: Capacity | None) -> float:
@@ -33,23 +49,56 @@ def rendezvous_score(name: str, weight: int, key: int) -> float:
     return -weight / math.log(draw)
 
 
-def overloaded(load: float, least: float, policy: CacheAware) -> bool:
-    """True when a load is too far above the least loaded candidate's, in both senses."""
-    return load - least > policy.balanceAbsThreshold and load > least * policy.balanceRelThreshold
+def reported_waiting(member: MemberState, now: float, capacity: Capacity | None) -> float:
+    """The member's own waiting queue from a fresh capacity report, else 0."""
+    if capacity is None or not member.report_fresh(now, capacity.staleAfterSeconds):
+        return 0.0
+    return member.reported_queued
+
+
+def prefill_cost(
+    member: MemberState,
+    uncached: int,
+    now: float,
+    policy: CacheAware,
+    capacity: Capacity | None = None,
+    belongs: bool = True,
+) -> float:
+    """Estimated prompt tokens to prefill on the member before the first token of a prompt
+    with `uncached` blocks not sent there, load included, per unit of weight (see the module
+    docstring); the uncached blocks count 1 + movePenalty times where the prompt does not
+    belong."""
+    tokens_per_block = policy.blockChars / CHARS_PER_TOKEN
+    own = uncached if belongs else uncached * (1 + policy.movePenalty)
+    cost = (member.prefill_blocks + own) * tokens_per_block
+    cost += policy.requestCostTokens * member.in_flight
+    cost += policy.queuedCostTokens * reported_waiting(member, now, capacity)
+    return cost / member.weight
 
 
 def preference_order(
-    candidates: Sequence[MemberState], prefix: Sequence[int], policy: CacheAware
+    candidates: Sequence[MemberState],
+    prefix: Sequence[int],
+    now: float,
+    policy: CacheAware,
+    capacity: Capacity | None = None,
 ) -> list[MemberState]:
-    """Longest useful cached prefix first, then the first block's rendezvous order."""
-    needed = max(1, math.ceil(policy.minMatchRatio * len(prefix)))
-
-    def rank(member: MemberState) -> tuple[int, float]:
-        matched = member.prefixes.matched(prefix)
-        useful = matched if matched >= needed else 0
-        return -useful, -rendezvous_score(member.name, member.weight, prefix[0])
-
-    return sorted(candidates, key=rank)
+    """Cheapest first, equal costs in the first block's rendezvous order. A prompt belongs
+    on the members that were sent its longest prefix, or, when no candidate was sent any of
+    it, on its home: the first in rendezvous order, the same in every proxy replica."""
+    homes = sorted(candidates, key=lambda m: -rendezvous_score(m.name, m.weight, prefix[0]))
+    matched = {m.name: m.prefixes.matched(prefix) for m in homes}
+    longest = max(matched.values())
+    belongs = {m.name: matched[m.name] == longest for m in homes}
+    if longest == 0:
+        belongs = {m.name: m is homes[0] for m in homes}
+    costs = {
+        m.name: prefill_cost(
+            m, len(prefix) - matched[m.name], now, policy, capacity, belongs[m.name]
+        )
+        for m in homes
+    }
+    return sorted(homes, key=lambda m: costs[m.name])  # stable: ties stay in home order
 
 
 def pick_cache_aware(
@@ -61,8 +110,7 @@ def pick_cache_aware(
 ) -> MemberState:
     """The member for a prompt with these block hashes (see the module docstring).
 
-    Without a prompt: the least loaded member. Members whose fresh capacity report says
-    they are full are passed over while others have room.
+    Without a prompt: the least loaded member.
     """
     if not prefix:
         if capacity is not None:
@@ -71,10 +119,4 @@ def pick_cache_aware(
     roomy = candidates
     if capacity is not None:
         roomy = [m for m in candidates if not is_full(m, now, capacity)] or candidates
-    loads = {m.name: member_load(m, now, capacity) for m in roomy}
-    least = min(loads.values())
-    order = preference_order(roomy, prefix, policy)
-    for member in order:
-        if not overloaded(loads[member.name], least, policy):
-            return member
-    return order[0]  # unreachable: the least loaded member is never overloaded
+    return preference_order(roomy, prefix, now, policy, capacity)[0]

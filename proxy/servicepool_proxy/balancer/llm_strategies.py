@@ -10,7 +10,12 @@ from servicepool_api.policies import Capacity
 
 from .cache_aware import member_load
 from .member import MemberState
-from .strategies import latency_estimate, least_in_flight, weighted_random
+from .strategies import (
+    LATENCY_FORGET_SECONDS,
+    LATENCY_HALF_LIFE_SECONDS,
+    least_in_flight,
+    weighted_random,
+)
 
 
 def lowest_score(
@@ -78,15 +83,46 @@ def typical(values: list[float]) -> float:
     return ordered[(len(ordered) - 1) // 2] if ordered else 0.0
 
 
+def answer_time(member: MemberState, now: float) -> tuple[float, float] | None:
+    """How long the member took to start answering, and when that was last measured: time
+    to first token of streamed answers when measured, else time to first byte; None when not
+    measured within LATENCY_FORGET_SECONDS."""
+    stats = member.stats
+    if stats.first_token is not None and now - stats.first_token_at <= LATENCY_FORGET_SECONDS:
+        return stats.first_token, stats.first_token_at
+    if member.ewma_latency is not None and now - member.last_latency_at <= LATENCY_FORGET_SECONDS:
+        return member.ewma_latency, member.last_latency_at
+    return None
+
+
+def answer_times(candidates: Sequence[MemberState], now: float) -> dict[str, float | None]:
+    """Each member's answer time, drifting back to the pool's typical one as it ages (half
+    of the way every LATENCY_HALF_LIFE_SECONDS): a member that was slow once and then got no
+    requests is not shunned until it is forgotten."""
+    measured = {m.name: answer_time(m, now) for m in candidates}
+    usual = typical([t[0] for t in measured.values() if t is not None])
+    times: dict[str, float | None] = {}
+    for name, found in measured.items():
+        if found is None:
+            times[name] = None
+            continue
+        keep = 0.5 ** (max(0.0, now - found[1]) / LATENCY_HALF_LIFE_SECONDS)
+        times[name] = keep * found[0] + (1.0 - keep) * usual
+    return times
+
+
 def adaptive_score(
     candidates: Sequence[MemberState], now: float, policy: Adaptive,
     capacity: Capacity | None = None,
 ) -> dict[str, float]:  # fmt: skip
     """Each member's score (lower is better): the weighted sum of
-    latency / typical latency (an unmeasured member scores 0, so it gets measured),
-    load / (mean load + 1), typical tokens/s / its tokens/s (1 when unmeasured), and its
-    recent error rate."""
-    latency = typical([m.ewma_latency for m in candidates if m.ewma_latency is not None])
+    load / (mean load + 1), how far its answer time exceeds the typical one (answer time /
+    typical - 1, at least 0), how far it is slower than typical (typical tokens/s / its
+    tokens/s - 1, at least 0) and its recent error rate. Being quicker than typical earns
+    nothing, so one quick answer does not draw every request; an unmeasured member scores 0
+    on those terms, so it gets measured."""
+    times = answer_times(candidates, now)
+    latency = typical([t for t in times.values() if t is not None])
     loads = {m.name: member_load(m, now, capacity) for m in candidates}
     mean_load = sum(loads.values()) / len(candidates)
     speeds = [s for m in candidates if (s := m.stats.tokens_per_second)]
@@ -95,9 +131,9 @@ def adaptive_score(
     for member in candidates:
         own_speed = member.stats.tokens_per_second
         terms = (
-            latency_estimate(member, latency, now) / latency if latency > 0 else 0.0,
+            max(0.0, (times[member.name] or 0.0) / latency - 1.0) if latency > 0 else 0.0,
             loads[member.name] / (mean_load + 1.0),
-            speed / own_speed if own_speed and speed else (1.0 if speeds else 0.0),
+            max(0.0, speed / own_speed - 1.0) if own_speed and speed else 0.0,
             member.stats.recent_error_rate(now),
         )
         weights = (policy.latencyWeight, policy.loadWeight, policy.speedWeight,

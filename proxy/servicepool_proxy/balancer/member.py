@@ -60,6 +60,10 @@ class MemberState:
 
     stats: MemberStats = field(default_factory=MemberStats)
     prefixes: PrefixBlocks = field(default_factory=PrefixBlocks)  # cacheAware's memory
+    # Requests sent here that have not answered a byte of body yet, and the prompt blocks
+    # among theirs the member had not been sent before (its pending prefill work).
+    prefilling: int = 0
+    prefill_blocks: int = 0
 
     @classmethod
     def from_spec(cls, member: Member) -> MemberState:

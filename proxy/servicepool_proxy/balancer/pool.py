@@ -14,6 +14,7 @@ from .decisions import SkipReason, skip_reason
 from .keys import NO_KEYS, RoutingKeys
 from .member import MemberState
 from .pickers import Tuning, make_picker
+from .prefill import Lease, PendingPrefill
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +162,13 @@ class Balancer:
     def routable_count(self, now: float) -> int:
         """How many members could take a request now (capacity aside)."""
         return sum(1 for m in self.members if m.routable(now))
+
+    def begin(self, member: MemberState, now: float, keys: RoutingKeys = NO_KEYS) -> Lease:
+        """acquire, and count the prompt blocks the member was not sent before as its pending
+        prefill until the lease's prefill_done (first byte of the answer's body, or the end)."""
+        blocks = len(keys.prefix) - member.prefixes.matched(keys.prefix) if keys.prefix else 0
+        trial = self.acquire(member, now, keys)
+        return Lease(member, trial, PendingPrefill(member, blocks))
 
     def acquire(self, member: MemberState, now: float, keys: RoutingKeys = NO_KEYS) -> bool:
         """A request starts on the member (its prompt's prefix is now there too); True when

@@ -81,6 +81,15 @@ class MemberStats:
     token_window: TokenWindow = field(default_factory=TokenWindow)
     error_rate: float = 0.0  # recent share of failed requests, as of error_at
     error_at: float = 0.0
+    first_token: float | None = None  # moving average of streamed answers' body start
+    first_token_at: float = 0.0
+
+    def record_first_token(self, seconds: float, now: float) -> None:
+        """A streamed answer's body began `seconds` after it was sent (its time to first
+        token; the headers of a streamed completion come before the prefill)."""
+        previous = self.first_token
+        self.first_token = seconds if previous is None else previous + 0.3 * (seconds - previous)
+        self.first_token_at = now
 
     def record_usage(self, usage: dict[str, Any], generation_seconds: float, now: float) -> None:
         """Count an OpenAI-style usage block; tokens/s is a moving average."""

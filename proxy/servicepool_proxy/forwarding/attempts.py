@@ -10,6 +10,7 @@ from multidict import CIMultiDict
 from servicepool_proxy.balancer.decisions import Decision
 from servicepool_proxy.balancer.keys import RoutingKeys
 from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.balancer.prefill import Lease
 from servicepool_proxy.forwarding.admission import admit
 from servicepool_proxy.forwarding.answers import client_failed, error_response
 from servicepool_proxy.forwarding.explain import DecisionRecorder
@@ -63,12 +64,13 @@ class Attempts:
                     return member
                 break
             tried.append(member)
-            trial = runtime.balancer.acquire(member, self.clock(), keys)
+            lease = runtime.balancer.begin(member, self.clock(), keys)
+            trial = lease.trial
             last = attempt + 1 >= max_tries
             try:
                 # A 429 means the member did not take the request: safe for any method.
                 return await self._attempt(
-                    request, member, trial, headers, body, start, idempotent,
+                    request, lease, headers, body, start, idempotent,
                     may_retry_status=lambda status, last=last: (
                         not last and not isinstance(body, StreamedBody)
                         and (idempotent or status == 429)
@@ -84,6 +86,7 @@ class Attempts:
                     break
                 self.metrics.retries.labels(runtime.name, failure.kind).inc()
             finally:
+                lease.prefill.done()
                 runtime.balancer.release(member, trial)
                 runtime.queue.wake_one()
         assert last_kind is not None
@@ -121,11 +124,12 @@ class Attempts:
         return idempotent or failure.kind == "connect-failure"
 
     async def _attempt(
-        self, request: Request, member: MemberState, trial: bool, headers: CIMultiDict[str],
-        body: Body, start: float, idempotent: bool, may_retry_status: Callable[[int], bool],
+        self, request: Request, lease: Lease, headers: CIMultiDict[str], body: Body,
+        start: float, idempotent: bool, may_retry_status: Callable[[int], bool],
         explained: list[Decision] | None = None,
     ) -> Response | StreamResponse:  # fmt: skip
         """One try on one member; raises AttemptFailed or ClientFault."""
+        member, trial = lease.member, lease.trial
         timeouts = self.runtime.spec.timeouts
         data = body.chunks() if isinstance(body, StreamedBody) else body
         sent = self.clock()
@@ -148,7 +152,13 @@ class Attempts:
             if str(status) in self.runtime.retry_on and may_retry_status(status):
                 raise AttemptFailed("status", f"HTTP {status}")
             member.stats.first_byte.add(first_byte - sent)
+
+            def body_started() -> None:  # a streamed answer's first token
+                if lease.prefill.done():
+                    now = self.clock()
+                    member.stats.record_first_token(now - sent, now)
+
             timing = Timing(start, sent, first_byte)
-            return await self.relay(request, upstream, member, timing, explained)
+            return await self.relay(request, upstream, member, timing, explained, body_started)
         finally:
             upstream.release()

@@ -49,7 +49,10 @@ class Relay:
     async def __call__(
         self, request: Request, upstream: UpstreamResponse, member: MemberState, timing: Timing,
         explained: list[Decision] | None = None,
+        body_started: Callable[[], None] = lambda: None,
     ) -> Response | StreamResponse:  # fmt: skip
+        """Relay the answer; body_started is called once its body begins (the first token
+        of a streamed completion)."""
         status = upstream.status
         length = upstream.content_length
         no_body = request.method == "HEAD" or status in NO_BODY_STATUSES
@@ -64,7 +67,9 @@ class Relay:
             if length is not None and not no_body:
                 stream.content_length = length
             await stream.prepare(request, no_body)
-            return await self._stream(request, upstream, member, timing, stream, no_body)
+            return await self._stream(
+                request, upstream, member, timing, stream, no_body, body_started
+            )
         try:
             payload = await upstream.read()
         except Exception as exc:
@@ -76,13 +81,14 @@ class Relay:
 
     async def _stream(
         self, request: Request, upstream: UpstreamResponse, member: MemberState, timing: Timing,
-        stream: StreamResponse, no_body: bool,
+        stream: StreamResponse, no_body: bool, body_started: Callable[[], None],
     ) -> StreamResponse:  # fmt: skip
         usage = None
         if not no_body:
             scan = upstream.content_type == "text/event-stream"
             try:
                 async for chunk in upstream.iter_any():
+                    body_started()
                     await stream.write(chunk)
                     if scan:
                         usage = find_usage_in_sse(chunk) or usage
