@@ -18,6 +18,7 @@ from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pickers import make_picker
 from servicepool_proxy.balancer.pool import Balancer
 from servicepool_proxy.balancer.prefix import PrefixBlocks, block_hashes
+from servicepool_proxy.balancer.scores import strategy_scores
 from servicepool_proxy.forwarding.routing_keys import body_limit, needs_json_body, routing_keys
 
 POLICY = CacheAware(blockChars=16)
@@ -349,3 +350,15 @@ def test_routing_keys_carry_the_prompt_prefix_with_the_model_in_front() -> None:
     assert other_model.prefix[0] != keys.prefix[0]
     assert routing_keys(spec, {}, b"not json").prefix == ()
     assert routing_keys(cache_aware_spec(strategy="leastInFlight"), {}, body).prefix == ()
+
+
+def test_the_explained_scores_are_the_costs_the_pick_minimises() -> None:
+    pool = members("a", "b", "c")
+    pool[1].prefixes.record(prompt("t", 2), 1000)
+    pool[0].in_flight = 3
+    spec = PoolSpec(strategy=Strategy.CACHE_AWARE, cacheAware=POLICY)
+    scores = strategy_scores(spec, pool, 0.0, RoutingKeys(prefix=prompt("t", 3)))
+    assert scores is not None and set(scores) == {"a", "b", "c"}
+    picked = pick_cache_aware(pool, prompt("t", 3), 0.0, POLICY)
+    assert picked is pool[1] and scores["b"] == min(scores.values())
+    assert strategy_scores(spec, pool, 0.0, RoutingKeys()) is None  # no prompt, no costs

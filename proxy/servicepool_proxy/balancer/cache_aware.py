@@ -76,16 +76,17 @@ def prefill_cost(
     return cost / member.weight
 
 
-def preference_order(
+def prefill_costs(
     candidates: Sequence[MemberState],
     prefix: Sequence[int],
     now: float,
     policy: CacheAware,
     capacity: Capacity | None = None,
-) -> list[MemberState]:
-    """Cheapest first, equal costs in the first block's rendezvous order. A prompt belongs
-    on the members that were sent its longest prefix, or, when no candidate was sent any of
-    it, on its home: the first in rendezvous order, the same in every proxy replica."""
+) -> tuple[list[MemberState], dict[str, float]]:
+    """The candidates in the first block's rendezvous order, and each one's prefill cost
+    for the prompt. A prompt belongs on the members that were sent its longest prefix, or,
+    when no candidate was sent any of it, on its home: the first in rendezvous order, the
+    same in every proxy replica."""
     homes = sorted(candidates, key=lambda m: -rendezvous_score(m.name, m.weight, prefix[0]))
     matched = {m.name: m.prefixes.matched(prefix) for m in homes}
     longest = max(matched.values())
@@ -98,6 +99,18 @@ def preference_order(
         )
         for m in homes
     }
+    return homes, costs
+
+
+def preference_order(
+    candidates: Sequence[MemberState],
+    prefix: Sequence[int],
+    now: float,
+    policy: CacheAware,
+    capacity: Capacity | None = None,
+) -> list[MemberState]:
+    """Cheapest first, equal costs in the first block's rendezvous order."""
+    homes, costs = prefill_costs(candidates, prefix, now, policy, capacity)
     return sorted(homes, key=lambda m: costs[m.name])  # stable: ties stay in home order
 
 

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from servicepool_api.policies import Capacity
-from servicepool_api.spec import Strategy
+from servicepool_api.llm_policies import Adaptive, CacheAware
+from servicepool_api.spec import PoolSpec, Strategy
 
+from .cache_aware import prefill_costs
+from .keys import RoutingKeys
+from .llm_strategies import adaptive_score
 from .member import MemberState
 from .strategies import latency_estimate, load_score, reported_load
 
 
 def strategy_scores(
-    strategy: Strategy, candidates: Sequence[MemberState], now: float, capacity: Capacity | None
+    spec: PoolSpec, candidates: Sequence[MemberState], now: float, keys: RoutingKeys
 ) -> dict[str, float] | None:
-    """Each candidate's score under the strategy; None for strategies that do not score
-    (round-robin, weighted round-robin, random)."""
+    """Each candidate's score under the pool's strategy; None for strategies that do not
+    score (round-robin, weighted round-robin, random, tokens, speed) and for cacheAware
+    without a prompt."""
+    strategy, capacity = spec.strategy, spec.capacity
+    if not candidates:
+        return None
     if strategy in (Strategy.LEAST_IN_FLIGHT, Strategy.POWER_OF_TWO_CHOICES):
         return {m.name: load_score(m) for m in candidates}
     if strategy is Strategy.LATENCY:
@@ -31,4 +38,9 @@ def strategy_scores(
             load = reported_load(member, now, capacity)
             scores[member.name] = (member.in_flight if load is None else load) / member.weight
         return scores
+    if strategy is Strategy.CACHE_AWARE and keys.prefix:
+        policy = spec.cacheAware or CacheAware()
+        return prefill_costs(candidates, keys.prefix, now, policy, capacity)[1]
+    if strategy is Strategy.ADAPTIVE:
+        return adaptive_score(candidates, now, spec.adaptive or Adaptive(), capacity)
     return None

@@ -43,7 +43,7 @@ class DecisionRecorder:
             exclude = () if pick is not None and pick in tried else tried
             candidates, skipped = classify(runtime.members, now, exclude, keys.model)
             spec = runtime.spec
-            scores = strategy_scores(spec.strategy, candidates, now, spec.capacity) or {}
+            scores = strategy_scores(spec, candidates, now, keys) or {}
             decision = Decision(
                 self.wall(), attempt, pick and pick.name, keys.model, spec.strategy.value,
                 tuple(m.name for m in candidates), tuple(skipped), tuple(scores.items()),
