@@ -33,3 +33,13 @@ def install_crd(api: client.ApiClient, timeout: float = 30.0) -> None:
                 return
         time.sleep(0.2)
     raise TimeoutError(f"CRD {name} not Established after {timeout}s")
+
+
+def checks_validation_rules(api: client.ApiClient) -> bool:
+    """Whether the API server enforces the CRD's CEL rules (x-kubernetes-validations, 1.25+).
+
+    Older servers (1.20) drop the rules when the CRD is applied; the operator's InvalidSpec
+    check is then the only one.
+    """
+    info = client.VersionApi(api).get_code()
+    return (int(info.major), int(info.minor.rstrip("+"))) >= (1, 25)
