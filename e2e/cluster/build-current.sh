@@ -31,7 +31,7 @@ fi
 GO="${SERVICEPOOL_GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 [[ "$("$GO" env GOVERSION 2>/dev/null)" == go1.2[6-9]* ]] \
   || { echo "build-current.sh: $GO is not Go 1.26 or newer (set SERVICEPOOL_GO)" >&2; exit 1; }
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
 # Two cores shared with everything else: one package at a time per core, at low priority.
 build() {  # module-dir ldflags out-dir packages...
   local dir="$1" ldflags="$2" out="$3"; shift 3
