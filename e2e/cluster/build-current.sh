@@ -47,7 +47,7 @@ done
 
 mkdir -p "$CACHE.tmp"
 started=$SECONDS
-echo "build-current.sh: Kubernetes $VERSION and etcd with $("$GO" version) (about 20 minutes cold on 2 cores)" >&2
+echo "build-current.sh: Kubernetes $VERSION and etcd with $("$GO" version) (10-25 minutes cold on 2 cores)" >&2
 build kubernetes "$ldflags" "$CACHE.tmp" "${PACKAGES[@]}"
 mv "$CACHE.tmp/server" "$CACHE.tmp/etcd"  # go names it after go.etcd.io/etcd/server
 echo "build-current.sh: helm $HELM_VERSION" >&2
