@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 IMAGE ?= localhost/servicepool:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' api/servicepool_api/__init__.py)
 
-.PHONY: venv deps image demo test test-unit test-proxy test-integration test-node lint format crd docs bench bench-quick bench-llm bench-llm-quick bench-scale cluster-up cluster-down node-up clean
+.PHONY: venv deps image demo test test-unit test-proxy test-integration test-integration-1.20 test-node lint format crd docs bench bench-quick bench-llm bench-llm-quick bench-scale cluster-up cluster-down node-up clean
 
 $(BIN)/servicepool-proxy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +20,12 @@ demo: venv
 	$(BIN)/python -m servicepool_dev.demo
 
 ## What the cluster tiers need, set up once and cached (needs root or sudo): Debian packages,
-## Kubernetes v1.20.2 built from Debian's source, the pause, base and project images.
+## the current Kubernetes (with etcd and helm) built from Go modules with Go 1.26, v1.20.2 built
+## from Debian's source with Debian's Go 1.19, the pause, base and project images.
 deps:
 	e2e/cluster/install-deps.sh
-	e2e/cluster/build.sh >/dev/null
+	e2e/cluster/build.sh --version current >/dev/null
+	e2e/cluster/build.sh --version 1.20 >/dev/null
 	e2e/cluster/images.sh build >/dev/null
 
 ## The project image (operator and proxy), as $(IMAGE) in buildah's store. No public registry
@@ -32,10 +34,12 @@ image:
 	e2e/cluster/install-deps.sh
 	SERVICEPOOL_IMAGE=$(IMAGE) e2e/cluster/images.sh project
 
-## Everything CI runs: lint, then the whole test suite. The integration tier brings up a local
-## control plane and the node tier a real single-node cluster (unless KUBECONFIG is set).
+## Everything CI runs: lint, then the whole test suite on the current Kubernetes, then the
+## integration tier again on v1.20.2. The integration tier brings up a local control plane and
+## the node tier a real single-node cluster (unless KUBECONFIG is set).
 test: venv lint deps
 	$(BIN)/pytest -q
+	SERVICEPOOL_K8S_VERSION=1.20 $(BIN)/pytest -q tests/integration
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit tests/operator
@@ -45,6 +49,10 @@ test-proxy: venv
 
 test-integration: venv deps
 	$(BIN)/pytest -q -m integration
+
+## The integration tier on the oldest supported Kubernetes, v1.20.2.
+test-integration-1.20: venv deps
+	SERVICEPOOL_K8S_VERSION=1.20 $(BIN)/pytest -q tests/integration
 
 ## servicepool as users run it: Helm, operator and proxy Pods, members, a ClusterIP.
 test-node: venv deps

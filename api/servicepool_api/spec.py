@@ -31,6 +31,8 @@ from .policies import (
 API_GROUP = "servicepool.dev"
 API_VERSION = "v1alpha1"
 KIND = "ServicePool"
+# Members listed in one spec: bounded so that the API server can afford its uniqueness check.
+MAX_MEMBERS = 256
 
 
 class Strategy(StrEnum):
@@ -176,7 +178,11 @@ class PoolSpec(SpecModel):
     """The desired state of a pool."""
 
     strategy: Strategy = Field(Strategy.ROUND_ROBIN, description="Balancing strategy.")
-    members: list[Member] = Field(default_factory=list, description="Members by URL or Service.")
+    members: list[Member] = Field(
+        default_factory=list,
+        max_length=MAX_MEMBERS,
+        description="Members by URL or Service (at most 256; a memberSelector finds any number).",
+    )
     memberSelector: MemberSelector | None = Field(
         None, description="Also use matching Ready Pods as members."
     )

@@ -30,6 +30,21 @@ debian_mirror() {
 }
 
 SERVICEPOOL_CACHE="${SERVICEPOOL_CACHE:-$HOME/.cache/servicepool}"
+
+# The supported Kubernetes version a --version value names: "current" (the default: the release
+# built from Go modules, build-current.sh) or "1.20" (v1.20.2 from Debian's source).
+k8s_version() {  # value
+  case "$1" in
+    ""|current|latest) echo current ;;
+    1.20|1.20.2|v1.20.2) echo 1.20 ;;
+    *) echo "unknown Kubernetes version '$1': 1.20 or current" >&2; return 1 ;;
+  esac
+}
+
+# The etcd a version runs with: the one built beside the current release, Debian's for 1.20.
+etcd_binary() {  # version binary-dir
+  if [[ "$1" == current ]]; then echo "$2/etcd"; else command -v etcd || echo /usr/bin/etcd; fi
+}
 # The pod sandbox image, built by images.sh: containerd's sandbox_image, the kubelet's pod
 # infra image.
 PAUSE_IMAGE="localhost/servicepool-pause:3.2"

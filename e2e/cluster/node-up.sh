@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `up.sh --node DIR`: a real single-node Kubernetes v1.20.2 on this machine (root needed):
+# `up.sh --node [--version V] DIR`: a real single-node Kubernetes (the version build.sh picks
+# from $SERVICEPOOL_K8S_VERSION: the current release, or 1.20) on this machine (root needed):
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd, kubelet,
 # kube-proxy, a CNI bridge and dnsmasq for Service names, state and logs under DIR.
 # The node and the API server are 198.18.0.1 (bridge cni0), Pods 198.18.0.0/24, Services
@@ -19,7 +20,9 @@ DIR="$(realpath -m "$DIR")"
 [[ -f "$DIR/pids" ]] && die "$DIR already holds a cluster; run down.sh $DIR first"
 
 started=$SECONDS
-ETCD="$(command -v etcd || echo /usr/bin/etcd)"
+VERSION="$(k8s_version "${SERVICEPOOL_K8S_VERSION:-current}")" || exit 2
+BIN="$("$HERE/build.sh" --version "$VERSION" | tail -n 1)"
+ETCD="$(etcd_binary "$VERSION" "$BIN")"
 CNI_BIN="$(dpkg -L containernetworking-plugins 2>/dev/null |
   awk '/\/bridge$/ { sub(/\/bridge$/, ""); dir = $0 } END { print dir }')"
 for tool in "$ETCD" "$CNI_BIN/bridge" containerd runc ctr iptables nft conntrack dnsmasq jq; do
@@ -43,7 +46,6 @@ echo node > "$DIR/mode"
 
 trap 'fail "line $LINENO failed: $BASH_COMMAND"' ERR
 
-BIN="$("$HERE/build.sh" | tail -n 1)"
 IMAGE="$("$HERE/images.sh" build | tail -n 1)"
 
 # What down.sh restores or removes: kernel settings the node changes (ip_forward here, the
@@ -123,12 +125,15 @@ for name in kube-controller-manager kube-scheduler kubelet kube-proxy; do
 done
 
 
+# Flags only v1.20 has: insecure ports, on unless turned off (later releases removed them).
+APISERVER_FLAGS=() PORT_FLAGS=()
+if [[ "$VERSION" == 1.20 ]]; then APISERVER_FLAGS=(--insecure-port 0) PORT_FLAGS=(--port 0); fi
 read -r ETCD_PORT PEER_PORT < <(free_ports 2)
 start_etcd "$ETCD" "$ETCD_PORT" "$PEER_PORT"
 
 start kube-apiserver "$BIN/kube-apiserver" \
   --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-  --bind-address "$NODE_IP" --advertise-address "$NODE_IP" --secure-port 6443 --insecure-port 0 \
+  --bind-address "$NODE_IP" --advertise-address "$NODE_IP" --secure-port 6443 "${APISERVER_FLAGS[@]}" \
   --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
   --client-ca-file "$PKI/ca.crt" \
   --token-auth-file "$DIR/tokens.csv" \
@@ -217,14 +222,14 @@ wait_for 60 kube-apiserver api /readyz
 
 start kube-controller-manager "$BIN/kube-controller-manager" \
   --kubeconfig "$DIR/kube-controller-manager.kubeconfig" \
-  --leader-elect=false --port 0 --secure-port 0 \
+  --leader-elect=false "${PORT_FLAGS[@]}" --secure-port 0 \
   --use-service-account-credentials \
   --service-account-private-key-file "$PKI/sa.key" \
   --root-ca-file "$PKI/ca.crt" \
   --controllers '*,-nodeipam,-csrsigning' \
   --flex-volume-plugin-dir "$DIR/kubelet/volume-plugins"
 start kube-scheduler "$BIN/kube-scheduler" \
-  --kubeconfig "$DIR/kube-scheduler.kubeconfig" --leader-elect=false --port 0 --secure-port 0
+  --kubeconfig "$DIR/kube-scheduler.kubeconfig" --leader-elect=false "${PORT_FLAGS[@]}" --secure-port 0
 
 # The kubelet: cgroupfs, no negative OOM scores (see containerd), served only to the API server
 # (client certificate) and to token holders it may ask the API about; never evicts or collects
@@ -253,12 +258,24 @@ imageGCLowThresholdPercent: 99
 evictionHard:
   {memory.available: 50Mi, nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
 YAML
+if [[ "$VERSION" == current ]]; then
+  # These hosts have cgroup v1, which current kubelets refuse unless told; the runtime and the
+  # plugin directory are configuration now, the sandbox image is containerd's alone.
+  cat >> "$DIR/kubelet.yaml" <<YAML
+failCgroupV1: false
+containerRuntimeEndpoint: unix://$SOCKET
+volumePluginDir: $DIR/kubelet/volume-plugins
+YAML
+  KUBELET_FLAGS=()
+else
+  KUBELET_FLAGS=(--container-runtime remote --container-runtime-endpoint "unix://$SOCKET"
+                 --volume-plugin-dir "$DIR/kubelet/volume-plugins"
+                 --pod-infra-container-image "$PAUSE_IMAGE")
+fi
 start kubelet env AWS_EC2_METADATA_DISABLED=true "$BIN/kubelet" \
-  --config "$DIR/kubelet.yaml" --kubeconfig "$DIR/kubelet.kubeconfig" \
-  --container-runtime remote --container-runtime-endpoint "unix://$SOCKET" \
+  --config "$DIR/kubelet.yaml" --kubeconfig "$DIR/kubelet.kubeconfig" "${KUBELET_FLAGS[@]}" \
   --node-ip "$NODE_IP" --hostname-override "$NODE_NAME" \
-  --root-dir "$DIR/kubelet" --cert-dir "$DIR/kubelet/pki" \
-  --volume-plugin-dir "$DIR/kubelet/volume-plugins" --pod-infra-container-image "$PAUSE_IMAGE"
+  --root-dir "$DIR/kubelet" --cert-dir "$DIR/kubelet/pki"
 
 # kube-proxy: iptables mode, rules rewritten at once on every change (tests create a Service and
 # use it); leaves the conntrack table size and timeouts as they are.

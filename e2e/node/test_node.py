@@ -39,6 +39,13 @@ HARDENED = {
 }
 
 
+# Pod Security Admission's strictest level, enforced on both namespaces of the tier.
+RESTRICTED = {
+    "pod-security.kubernetes.io/enforce": "restricted",
+    "pod-security.kubernetes.io/enforce-version": "latest",
+}
+
+
 def workers_deployment(image: str) -> dict[str, Any]:
     labels = {"app": WORKERS}
     return {
@@ -160,12 +167,14 @@ def operator_values(node: Node, **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cluster(node: Node) -> Iterator[Cluster]:
-    """The release installed with Helm, the workers running, the pools applied."""
+    """The release installed with Helm, the workers running, the pools applied, in namespaces
+    that enforce Pod Security `restricted`."""
+    node.core.create_namespace({"metadata": {"name": OPERATOR_NAMESPACE, "labels": RESTRICTED}})
     with node.helm() as helm_config:
         helm_config.install(str(CHART), RELEASE, operator_values(node),
                             namespace=OPERATOR_NAMESPACE, create_namespace=True,
                             wait="watcher", timeout=300)  # fmt: skip
-    node.core.create_namespace({"metadata": {"name": NAMESPACE}})
+    node.core.create_namespace({"metadata": {"name": NAMESPACE, "labels": RESTRICTED}})
     node.apps.create_namespaced_deployment(NAMESPACE, workers_deployment(node.image))
     node.core.create_namespaced_service(NAMESPACE, workers_service())
     for body in (
@@ -202,6 +211,24 @@ def test_helm_install_runs_the_operator_pods_from_the_image_values(cluster: Clus
     assert any(op == "Apply" for _, op in managers), managers  # server-side apply
     holder = eventually(cluster.lease_holder, 20)
     assert any(str(holder).startswith(p.metadata.name + "_") for p in pods), holder
+
+
+def test_every_pod_runs_in_namespaces_that_enforce_pod_security_restricted(
+    cluster: Cluster, load: SteadyLoad
+) -> None:
+    node = cluster.node
+    privileged = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "privileged"},
+                  "spec": {"containers": [{"name": "c", "image": node.image,
+                                           "securityContext": {"privileged": True}}]}}  # fmt: skip
+    for namespace in (OPERATOR_NAMESPACE, NAMESPACE):
+        labels = node.core.read_namespace(namespace).metadata.labels
+        assert RESTRICTED.items() <= labels.items(), labels
+        with pytest.raises(ApiException) as refused:  # the level is really enforced
+            node.core.create_namespaced_pod(namespace, privileged, dry_run="All")
+        assert refused.value.status == 403 and "violates PodSecurity" in refused.value.body
+    # ...and the operator, its proxies and the workers all run there (the fixtures waited).
+    assert cluster.pods(OPERATOR_NAMESPACE, f"app.kubernetes.io/instance={RELEASE}")
+    assert len(cluster.pods(NAMESPACE, f"{names.POOL_LABEL}={POOL}")) == 2
 
 
 def test_a_pool_of_real_pods_serves_clients_through_its_cluster_ip(

@@ -33,3 +33,23 @@ def install_crd(api: client.ApiClient, timeout: float = 30.0) -> None:
                 return
         time.sleep(0.2)
     raise TimeoutError(f"CRD {name} not Established after {timeout}s")
+
+
+def server_version(api: client.ApiClient) -> tuple[int, int]:
+    """The API server's (major, minor) version."""
+    info = client.VersionApi(api).get_code()
+    return int(info.major), int(info.minor.rstrip("+"))
+
+
+def checks_validation_rules(api: client.ApiClient) -> bool:
+    """Whether the API server enforces the CRD's CEL rules (x-kubernetes-validations, 1.25+).
+
+    Older servers (1.20) drop the rules when the CRD is applied; the operator's InvalidSpec
+    check is then the only one.
+    """
+    return server_version(api) >= (1, 25)
+
+
+def enforces_pod_security(api: client.ApiClient) -> bool:
+    """Whether the API server has Pod Security Admission (on by default from 1.23, GA 1.25)."""
+    return server_version(api) >= (1, 25)

@@ -14,7 +14,11 @@ CLUSTER_SCRIPTS = Path(__file__).resolve().parents[2] / "e2e" / "cluster"
 
 
 def start_cluster(workdir: Path) -> str:
-    """Bring up a local control plane under workdir; return its kubeconfig path."""
+    """Bring up a local control plane under workdir; return its kubeconfig path.
+
+    up.sh starts the version $SERVICEPOOL_K8S_VERSION names: the current release when unset,
+    or 1.20 (v1.20.2).
+    """
     result = subprocess.run(
         [str(CLUSTER_SCRIPTS / "up.sh"), str(workdir)],
         capture_output=True, text=True, timeout=1800,

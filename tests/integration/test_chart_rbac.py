@@ -3,7 +3,6 @@ ServiceAccount token on a real API server, see a pool work, see forbidden verbs 
 
 from __future__ import annotations
 
-import base64
 import subprocess
 from pathlib import Path
 
@@ -31,16 +30,12 @@ def rendered_chart(values: dict) -> list[dict]:
 
 
 def sa_kubeconfig(admin_kubeconfig: str, core: client.CoreV1Api, path: Path) -> str:
-    """A kubeconfig that authenticates as the chart's ServiceAccount."""
-
-    def token_secret() -> object:
-        account = core.read_namespaced_service_account("servicepool", RELEASE_NAMESPACE)
-        return account.secrets[0].name if account.secrets else None
-
-    secret_name = eventually(token_secret, 30)
-    assert secret_name, "the token controller created no token for the ServiceAccount"
-    secret = core.read_namespaced_secret(secret_name, RELEASE_NAMESPACE)
-    token = base64.b64decode(secret.data["token"]).decode()
+    """A kubeconfig that authenticates as the chart's ServiceAccount (a TokenRequest token:
+    since 1.24 no Secret holds one)."""
+    request = {"spec": {"audiences": [], "expirationSeconds": 3600}}
+    issued = core.create_namespaced_service_account_token("servicepool", RELEASE_NAMESPACE,
+                                                          request)  # fmt: skip
+    token = issued.status.token
     admin = yaml.safe_load(Path(admin_kubeconfig).read_text())
     admin["users"] = [{"name": "operator", "user": {"token": token}}]
     cluster = admin["clusters"][0]["name"]
