@@ -118,6 +118,12 @@ def test_image_values_reach_the_operator_and_the_proxies_it_renders() -> None:
     assert "--proxy-image-pull-policy=Always" in container["args"]
 
 
+def test_a_numeric_image_tag_renders_as_written() -> None:
+    (deployment,) = by_kind(render({"image": {"repository": "example/sp", "tag": 1}}), "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "example/sp:1"
+
+
 def test_proxy_pull_secrets_reach_the_proxy_pods_through_the_operators_flags(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
