@@ -177,8 +177,7 @@ class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
     ) -> bytes:  # fmt: skip
         """Status line and headers, with this connection's framing and keep-alive."""
         lines = [f"HTTP/1.1 {status} {reason}\r\n"]
-        for name, value in headers.items():
-            lines.append(f"{name}: {value}\r\n")
+        lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
         if length is not None and "Content-Length" not in headers:
             lines.append(f"Content-Length: {length}\r\n")
         if self.must_close or request is None or not request.keep_alive or self.server.draining:
