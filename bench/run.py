@@ -203,14 +203,11 @@ def servicepool(
     port, admin = free_port(), free_port()
     pool_file = tmp / f"pool-{port}.yaml"
     write_pool(pool_file, members, strategy, extra)
-    for index in range(workers):
-        procs.start([
-            sys.executable, "-m", "servicepool_proxy.cli", "--pool", str(pool_file),
-            "--listen", f"127.0.0.1:{port}",
-            "--admin", f"127.0.0.1:{admin if index == 0 else free_port()}",
-            "--log-level", "WARNING", "--watch-interval", "0.2",
-            *(["--reuse-port"] if workers > 1 else []),
-        ], port if index == 0 else None)  # fmt: skip
+    procs.start([
+        sys.executable, "-m", "servicepool_proxy.cli", "--pool", str(pool_file),
+        "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
+        "--log-level", "WARNING", "--watch-interval", "0.2", "--workers", str(workers),
+    ], port)  # fmt: skip
     time.sleep(0.3 * workers)
     return port, admin, pool_file
 
@@ -704,7 +701,7 @@ def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
               "member, no balancing, health, retries, timeouts, limits or metrics: about the "
               "ceiling for a Python proxy here. The gap between it and servicepool is "
               "servicepool's own work per request.",
-              "", f"Scaling 1 → 2 proxy processes (SO_REUSEPORT): {o.get('scaling2', 0):.2f}x",
+              "", f"Scaling 1 → 2 workers (--workers 2): {o.get('scaling2', 0):.2f}x",
               "", "## Streaming (SSE, 200 chunks 5 ms apart)", "",
               "| peer | first chunk ms | total ms |", "|---|---|---|"]  # fmt: skip
     for name, value in results.get("streaming", {}).items():

@@ -272,3 +272,42 @@ def test_trusted_proxy_keeps_the_forwarded_for_of_a_proxy_in_front(run_proxy) ->
 
     assert forwarded_for(run_proxy()) == "127.0.0.1"  # a client's claim is replaced
     assert forwarded_for(run_proxy("--trusted-proxy", "127.0.0.0/8")) == "203.0.113.9, 127.0.0.1"
+
+
+def _requests_in_metrics(text: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("servicepool_requests_total{"))  # fmt: skip
+
+
+def test_workers_share_one_port_and_the_admin_page_sums_them(run_proxy, tmp_path: Path) -> None:
+    proxy = run_proxy("--workers", "2", "--watch-interval", "0.1")
+    assert eventually(lambda: proxy.admin_get("/readyz")[0] == 200, 10)
+    for _ in range(40):  # a new connection each: the kernel spreads them over the workers
+        assert proxy.get("/")[0] == 200
+    status = json.loads(proxy.admin_get("/status")[1])
+    workers = status["workers"]
+    assert len(workers) == 2
+    own = [json.loads(urllib.request.urlopen(w["admin"] + "/status", timeout=5).read())
+           for w in workers]  # fmt: skip
+    served = [sum(m["requests"] for m in page["members"]) for page in own]
+    assert sum(served) == 40 and min(served) > 0
+    assert sum(m["requests"] for m in status["members"]) == 40
+    own_metrics = [urllib.request.urlopen(w["admin"] + "/metrics", timeout=5).read().decode()
+                   for w in workers]  # fmt: skip
+    assert _requests_in_metrics(proxy.admin_get("/metrics")[1]) == 40
+    assert [_requests_in_metrics(text) for text in own_metrics] == served
+    # A changed pool file reaches every worker; SIGTERM drains every worker.
+    pool = tmp_path / "pool.yaml"
+    document = yaml.safe_load(pool.read_text())
+    document["spec"]["strategy"] = "leastInFlight"
+    pool.write_text(yaml.safe_dump(document))
+
+    def generations() -> list[int]:
+        return [w["generation"] for w in json.loads(proxy.admin_get("/status")[1])["workers"]]
+
+    assert eventually(lambda: generations() == [2, 2], 5)
+    proxy.process.send_signal(signal.SIGTERM)
+    assert proxy.process.wait(20) == 0
+    for worker in workers:
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(worker["admin"] + "/healthz", timeout=2)
