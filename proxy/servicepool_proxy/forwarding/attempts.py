@@ -62,14 +62,11 @@ class Attempts:
             tried.append(member)
             trial = runtime.balancer.acquire(member, self.clock(), keys)
             last = attempt + 1 >= max_tries
+            give_up = False  # (no break inside try/finally: mypyc cannot compile it)
             try:
-                # A 429 means the member did not take the request: safe for any method.
                 return await self._attempt(
                     request, member, trial, headers, body, start, idempotent,
-                    may_retry_status=lambda status, last=last: (
-                        not last and not isinstance(body, StreamedBody)
-                        and (idempotent or status == 429)
-                    ),
+                    status_retry=not last and not isinstance(body, StreamedBody),
                 )  # fmt: skip
             except ClientFault as fault:
                 return client_failed(self.metrics, runtime.name, fault)
@@ -77,12 +74,14 @@ class Attempts:
                 last_kind = failure.kind
                 failures.append(f"{member.name}: {failure}")
                 self.outcomes.record_outcome(member, Failed(failure.kind, failure.detail), trial)
-                if last or not self._may_retry(failure, idempotent, body):
-                    break
-                self.metrics.retries.labels(runtime.name, failure.kind).inc()
+                give_up = last or not self._may_retry(failure, idempotent, body)
+                if not give_up:
+                    self.metrics.retries.labels(runtime.name, failure.kind).inc()
             finally:
                 runtime.balancer.release(member, trial)
                 runtime.queue.wake_one()
+            if give_up:
+                break
         assert last_kind is not None
         self.metrics.rejected.labels(runtime.name, "upstream-" + last_kind).inc()
         return error_response(
@@ -102,9 +101,10 @@ class Attempts:
 
     async def _attempt(
         self, request: Request, member: MemberState, trial: bool, headers: CIMultiDict[str],
-        body: Body, start: float, idempotent: bool, may_retry_status: Callable[[int], bool],
+        body: Body, start: float, idempotent: bool, status_retry: bool,
     ) -> Response | StreamResponse:  # fmt: skip
-        """One try on one member; raises AttemptFailed or ClientFault."""
+        """One try on one member; raises AttemptFailed or ClientFault (`status_retry`: an
+        answer whose status is in retryOn may be retried elsewhere)."""
         timeouts = self.runtime.spec.timeouts
         data = body.chunks() if isinstance(body, StreamedBody) else body
         sent = self.clock()
@@ -124,7 +124,12 @@ class Attempts:
                 retry_after = parse_retry_after(upstream.headers.get("Retry-After"), time.time())
             answered = Answered(status, first_byte - sent, retry_after)
             self.outcomes.record_outcome(member, answered, trial, at=first_byte)
-            if str(status) in self.runtime.retry_on and may_retry_status(status):
+            # A 429 means the member did not take the request: safe for any method.
+            if (
+                status_retry
+                and (idempotent or status == 429)
+                and str(status) in self.runtime.retry_on
+            ):
                 raise AttemptFailed("status", f"HTTP {status}")
             member.stats.first_byte.add(first_byte - sent)
             return await self.relay(request, upstream, member, Timing(start, sent, first_byte))

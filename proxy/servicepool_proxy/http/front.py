@@ -53,6 +53,8 @@ class Listener(ParsingLimits, Protocol):
 class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
     """One client connection: parse, hand each request to the handler, write answers."""
 
+    server: Listener
+
     def __init__(self, server: Listener) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None

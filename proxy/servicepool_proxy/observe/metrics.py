@@ -250,9 +250,10 @@ class ResponseTally(Collector):
             labels=["pool", "member"],
         )
         for member, tally in list(self.durations.items()):
-            buckets, running = [], 0.0
-            for bound, count in zip(BUCKET_LABELS, tally[:-1], strict=True):
-                running += count
+            buckets: list[tuple[str, float]] = []
+            running = 0.0
+            for bound, bucket in zip(BUCKET_LABELS, tally[:-1], strict=True):
+                running += bucket
                 buckets.append((bound, running))
             duration.add_metric([self._pool, member], buckets, tally[-1])
         yield requests

@@ -75,7 +75,7 @@ class WorkersAdmin:
             return web.Response(text="ready\n")
         return web.Response(status=503, text=answers[0][2] if answers else NO_WORKER)
 
-    async def status(self, _: web.Request) -> web.Response:
+    async def status(self, request: web.Request) -> web.Response:
         answers = [(base, text) for base, code, text in await self.from_each("/status")
                    if code == 200]  # fmt: skip
         if not answers:
