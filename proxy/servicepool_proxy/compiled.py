@@ -29,9 +29,11 @@ COMPILED_MODULES = (
     "proxy/servicepool_proxy/forwarding/outcomes.py",
     "proxy/servicepool_proxy/forwarding/relay.py",
     "proxy/servicepool_proxy/http/exchange.py",
+    "proxy/servicepool_proxy/http/front.py",
     "proxy/servicepool_proxy/http/headers.py",
     "proxy/servicepool_proxy/http/linemeter.py",
     "proxy/servicepool_proxy/http/member_connection.py",
+    "proxy/servicepool_proxy/http/request_parsing.py",
     "proxy/servicepool_proxy/http/upstream.py",
     "proxy/servicepool_proxy/observe/metrics.py",
 )

@@ -281,7 +281,12 @@ def _requests_in_metrics(text: str) -> float:
 
 def test_workers_share_one_port_and_the_admin_page_sums_them(run_proxy, tmp_path: Path) -> None:
     proxy = run_proxy("--workers", "2", "--watch-interval", "0.1")
-    assert eventually(lambda: proxy.admin_get("/readyz")[0] == 200, 10)
+
+    def workers_up() -> int:
+        code, text = proxy.admin_get("/status")
+        return len(json.loads(text)["workers"]) if code == 200 else 0
+
+    assert eventually(lambda: workers_up() == 2, 10)  # ready as soon as the first is
     for _ in range(40):  # a new connection each: the kernel spreads them over the workers
         assert proxy.get("/")[0] == 200
     status = json.loads(proxy.admin_get("/status")[1])

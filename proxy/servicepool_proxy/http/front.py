@@ -9,12 +9,14 @@ head of a streamed one through `encode_head`. Parsing is its other half (request
 from __future__ import annotations
 
 import asyncio
+import asyncio.protocols  # named by the compiled build's code for the base class
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol, cast
 
 from multidict import CIMultiDict
 
+from servicepool_proxy.compiled import mypyc_attr
 from servicepool_proxy.http.bytestream import WritePacing
 from servicepool_proxy.http.exchange import (
     ClientGone,
@@ -50,6 +52,7 @@ class Listener(ParsingLimits, Protocol):
     def track(self, task: asyncio.Future[None]) -> None: ...
 
 
+@mypyc_attr(native_class=False)  # a plain class in the compiled build: mixins as bases
 class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
     """One client connection: parse, hand each request to the handler, write answers."""
 

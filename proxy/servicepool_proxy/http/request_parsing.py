@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from servicepool_proxy.compiled import mypyc_attr
 from servicepool_proxy.http.exchange import BodyReader, FrontConnection, Request, RequestRejected
 from servicepool_proxy.http.linemeter import LineMeter, Section
 
@@ -45,6 +46,7 @@ def origin_form(raw: bytes) -> str:
     raise RequestRejected(400, "request target must be a path or an absolute URL")
 
 
+@mypyc_attr(native_class=False)  # a mixin of FrontConnection (a plain class)
 class RequestParsing:
     """The parsing half of front.FrontConnection: the httptools callbacks, and the queue of
     parsed requests that the connection serves one at a time (`_next`)."""
