@@ -94,7 +94,7 @@ def nginx_proxy(procs: Processes, tmp: Path, members: list[str], least_conn: boo
     servers = "".join(f"server {m};" for m in members)
     conf.write_text(f"""
 worker_processes 1; daemon off; pid {tmp}/nginx-{port}.pid; error_log {tmp}/nginx-{port}.log;
-events {{ worker_connections 4096; }}
+worker_rlimit_nofile 30000; events {{ worker_connections 12000; }}
 http {{ access_log off;
   upstream pool {{ {"least_conn;" if least_conn else ""} {servers} keepalive 64; }}
   server {{ listen 127.0.0.1:{port};
@@ -203,6 +203,7 @@ COMPILED_PYTHON = ROOT / ".venv-compiled" / "bin" / "python"
 def servicepool(
     procs: Processes, tmp: Path, members: list[str], strategy: str = "roundRobin",
     workers: int = 1, extra: dict[str, Any] | None = None, python: str = sys.executable,
+    flags: tuple[str, ...] = (),
 ) -> tuple[int, int, Path]:  # fmt: skip
     port, admin = free_port(), free_port()
     pool_file = tmp / f"pool-{port}.yaml"
@@ -210,7 +211,7 @@ def servicepool(
     procs.start([
         python, "-m", "servicepool_proxy.cli", "--pool", str(pool_file),
         "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
-        "--log-level", "WARNING", "--watch-interval", "0.2", "--workers", str(workers),
+        "--log-level", "WARNING", "--watch-interval", "0.2", "--workers", str(workers), *flags,
     ], port)  # fmt: skip
     time.sleep(0.3 * workers)
     return port, admin, pool_file
@@ -416,6 +417,70 @@ def scenario_overhead(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any
                           for mine in ("servicepool", "servicepool compiled") if mine in cpu
                           for peer in ("envoy", "vllm-router", "nginx", "haproxy")}  # fmt: skip
     return result
+
+
+def rss_mib(pids: list[int]) -> float:
+    """Resident memory of the processes, in MiB."""
+    total = 0
+    for pid in pids:
+        found = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
+        total += int(found.group(1)) if found else 0
+    return total / 1024
+
+
+async def hold_idle_connections(port: int, count: int) -> list[asyncio.StreamWriter]:
+    """`count` keep-alive connections, each after one answered request, left open."""
+    writers: list[asyncio.StreamWriter] = []
+    opening = asyncio.Semaphore(256)
+
+    async def one() -> None:
+        async with opening:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+            writers.append(writer)
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    return writers
+
+
+def scenario_idle(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any]:
+    """RSS of each proxy before and while it holds many idle keep-alive client connections."""
+    members = [nginx_member(procs, tmp), nginx_member(procs, tmp)]
+    count = 2000 if quick else 10000
+    long_idle = ("--idle-timeout", "120")  # nginx keeps idle clients 75 s, Envoy an hour
+    starters: dict[str, Callable[[], int]] = {
+        "servicepool": lambda: servicepool(procs, tmp, members, "leastInFlight",
+                                           flags=long_idle)[0],
+        "nginx": lambda: nginx_proxy(procs, tmp, members, least_conn=True),
+        "envoy": lambda: envoy(procs, tmp, members),
+    }  # fmt: skip
+    if COMPILED_PYTHON.exists():
+        starters["servicepool compiled"] = lambda: servicepool(
+            procs, tmp, members, "leastInFlight", python=str(COMPILED_PYTHON), flags=long_idle
+        )[0]
+    out: dict[str, Any] = {"connections": count}
+    for name, start in starters.items():
+        before = len(procs.items)
+        port = start()
+        pids = with_children([p.pid for p in procs.items[before:]])
+        wrk(port, 1)  # warm: upstream connections, lazy allocations
+        idle = rss_mib(pids)
+
+        async def hold(port: int = port, pids: list[int] = pids) -> float:
+            writers = await hold_idle_connections(port, count)
+            await asyncio.sleep(1)
+            held = rss_mib(pids)
+            for writer in writers:
+                writer.close()
+            return held
+
+        held = asyncio.run(hold())
+        out[name] = {"rssIdleMiB": round(idle, 1), "rssHoldingMiB": round(held, 1),
+                     "kibPerConnection": round((held - idle) * 1024 / count, 2)}  # fmt: skip
+    return out
 
 
 async def stream_once(url: str) -> tuple[float, float]:
@@ -647,8 +712,10 @@ def cost_rows(o: dict[str, Any], met: Callable[[bool], str]) -> list[tuple[str, 
     return rows
 
 
-def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
-    out = quick_results() if quick else RESULTS
+def write_report(results: dict[str, Any], elapsed: float, quick: bool, run: str = "") -> None:
+    """The report; quick and partial (--only) runs go to quick_results(), never over the
+    committed full results."""
+    out = quick_results() if quick or run else RESULTS
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(results, indent=2, default=str))
     o = results.get("overhead", {})
@@ -676,7 +743,7 @@ def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
         ("errors on reload", str(r.get("errors")), "", "", "0", met(r.get("errors") == 0)),
     ]  # fmt: skip
     lines = [
-        f"# servicepool benchmarks ({'quick' if quick else 'full'} run, {elapsed:.0f} s)",
+        f"# servicepool benchmarks ({'quick' if quick else 'full'}{run} run, {elapsed:.0f} s)",
         "",
         "2 cores, everything on 127.0.0.1; one process per proxy (nginx worker_processes 1, "
         "HAProxy nbthread 1, Envoy --concurrency 1, vllm-router with one runtime thread). "
@@ -725,6 +792,17 @@ def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
         split = ", ".join(f"{k} {v}" for k, v in value["split"].items())
         lines.append(f"| {name} | {value['p50']:.1f} | {value['p99']:.1f} | "
                      f"{value['errors']} | {split} |")  # fmt: skip
+    idle = results.get("idle", {})
+    if idle:
+        lines += ["", f"## Memory with {idle['connections']} idle keep-alive client connections",
+                  "", "RSS of every process of the peer, after warming up and while holding "
+                  "the connections (each answered one request).", "",
+                  "| peer | RSS idle MiB | RSS holding MiB | KiB per connection |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for name, value in idle.items():
+            if isinstance(value, dict):
+                lines.append(f"| {name} | {value['rssIdleMiB']} | {value['rssHoldingMiB']} | "
+                             f"{value['kibPerConnection']} |")  # fmt: skip
     lines += ["", "## Failover, reload, operator scale", "", "```",
               json.dumps({"failover": f, "reload": r,
                           "operator": results.get("operator", "skipped")}, indent=2),
@@ -780,7 +858,7 @@ def main() -> int:
     results: dict[str, Any] = {}
     scenarios = [("overhead", scenario_overhead), ("streaming", scenario_streaming),
                  ("heterogeneous", scenario_heterogeneous), ("failover", scenario_failover),
-                 ("reload", scenario_reload)]  # fmt: skip
+                 ("reload", scenario_reload), ("idle", scenario_idle)]  # fmt: skip
     if not args.skip_operator:
         scenarios.append(("operator", scenario_operator))
     if args.only:
@@ -795,8 +873,9 @@ def main() -> int:
                 procs.items.clear()
     finally:
         procs.stop_all()
-    write_report(results, time.monotonic() - started, args.quick)
-    print(((quick_results() if args.quick else RESULTS) / "report.md").read_text())
+    partial = f", only {' '.join(args.only)}," if args.only else ""
+    write_report(results, time.monotonic() - started, args.quick, partial)
+    print(((quick_results() if args.quick or partial else RESULTS) / "report.md").read_text())
     return 0
 
 
