@@ -30,7 +30,8 @@ from servicepool_proxy.observe.workers_admin import WorkersAdmin
 
 log = logging.getLogger("servicepool.proxy")
 
-# In a worker's environment: "LISTEN_FD,ADMIN_FD", the sockets its supervisor bound for it.
+# In a worker's environment: "LISTEN_FD,ADMIN_FD,SUPERVISOR_PID": the sockets its supervisor
+# bound for it, and who that is.
 WORKER_ENV = "SERVICEPOOL_WORKER_FDS"
 WATCH_SECONDS = 0.2  # how often the supervisor looks for workers that died
 RESTART_SECONDS = 1.0  # at most one restart of a worker this often
@@ -70,13 +71,15 @@ def worker_sockets() -> tuple[socket.socket, socket.socket] | None:
 
     A worker also asks for SIGTERM should its supervisor die, so it drains and exits.
     """
-    fds = os.environ.pop(WORKER_ENV, None)
-    if not fds:
+    given = os.environ.pop(WORKER_ENV, None)
+    if not given:
         return None
+    listen_fd, admin_fd, supervisor = (int(part) for part in given.split(","))
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    listen, admin = (socket.socket(fileno=int(fd)) for fd in fds.split(","))
-    return listen, admin
+    if os.getppid() != supervisor:  # it died before the request above: nobody to serve
+        raise SystemExit("servicepool-proxy: the supervisor of this worker is gone")
+    return socket.socket(fileno=listen_fd), socket.socket(fileno=admin_fd)
 
 
 @dataclass
@@ -106,7 +109,7 @@ class Supervisor:
             fds = (listen.fileno(), admin.fileno())
             process = subprocess.Popen(
                 [sys.executable, "-m", "servicepool_proxy.cli", *self.argv],
-                env={**os.environ, WORKER_ENV: ",".join(map(str, fds))},
+                env={**os.environ, WORKER_ENV: ",".join(map(str, (*fds, os.getpid())))},
                 pass_fds=fds,
             )
             return Worker(process, admin.getsockname()[1], time.monotonic())

@@ -316,3 +316,17 @@ def test_workers_share_one_port_and_the_admin_page_sums_them(run_proxy, tmp_path
     for worker in workers:
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(worker["admin"] + "/healthz", timeout=2)
+
+
+def test_a_worker_whose_supervisor_is_gone_exits_at_once(pool_file: Path) -> None:
+    from servicepool_proxy.workers import WORKER_ENV, bound_socket
+
+    with bound_socket("127.0.0.1", 0, True) as listen, bound_socket("127.0.0.1", 0, False) as admin:
+        fds = (listen.fileno(), admin.fileno())
+        gone = subprocess.run(
+            [ENTRY_POINT, "--pool", str(pool_file), "--workers", "2"],
+            env={**os.environ, WORKER_ENV: f"{fds[0]},{fds[1]},1"},  # pid 1 is not its parent
+            pass_fds=fds, capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+    assert gone.returncode != 0
+    assert "supervisor of this worker is gone" in gone.stderr
