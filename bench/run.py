@@ -1,9 +1,10 @@
-"""servicepool against direct, nginx and HAProxy, side by side in one run.
+"""servicepool against direct, nginx, HAProxy, Envoy and vllm-router, side by side in one run.
 
-    python bench/run.py [--quick] [--skip-operator]
+    python bench/run.py [--quick] [--skip-operator] [--only overhead ...]
 
 Writes bench/results/report.md, report.json and PNG plots. Peers run one process each
-(nginx worker_processes 1, HAProxy nbthread 1, one proxy process) on 127.0.0.1; repetitions
+(nginx worker_processes 1, HAProxy nbthread 1, Envoy --concurrency 1, vllm-router with one
+runtime thread, one proxy process) on 127.0.0.1; repetitions
 alternate peers (A B A B) and the report gives medians and ratios.
 """
 
@@ -51,8 +52,12 @@ class Processes:
     def __init__(self) -> None:
         self.items: list[subprocess.Popen[bytes]] = []
 
-    def start(self, argv: list[str], port: int | None = None) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def start(
+        self, argv: list[str], port: int | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         self.items.append(process)
         if port:
             wait_for_port("127.0.0.1", port, 20, process)
@@ -89,7 +94,7 @@ def nginx_proxy(procs: Processes, tmp: Path, members: list[str], least_conn: boo
     servers = "".join(f"server {m};" for m in members)
     conf.write_text(f"""
 worker_processes 1; daemon off; pid {tmp}/nginx-{port}.pid; error_log {tmp}/nginx-{port}.log;
-events {{ worker_connections 4096; }}
+worker_rlimit_nofile 30000; events {{ worker_connections 12000; }}
 http {{ access_log off;
   upstream pool {{ {"least_conn;" if least_conn else ""} {servers} keepalive 64; }}
   server {{ listen 127.0.0.1:{port};
@@ -125,21 +130,89 @@ backend b
     return port
 
 
+def envoy(procs: Processes, tmp: Path, members: list[str]) -> int:
+    """Envoy with one worker thread (--concurrency 1), LEAST_REQUEST over the members."""
+    port = free_port()
+    endpoints = [
+        {
+            "endpoint": {
+                "address": {
+                    "socket_address": {
+                        "address": m.split(":")[0],
+                        "port_value": int(m.split(":")[1]),
+                    }
+                }
+            }
+        }
+        for m in members
+    ]
+    manager = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network."
+        "http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "bench",
+        "codec_type": "HTTP1",
+        "route_config": {
+            "virtual_hosts": [
+                {
+                    "name": "pool",
+                    "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "pool"}}],
+                }
+            ]
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                },
+            }
+        ],
+    }
+    config = {"static_resources": {
+        "listeners": [{"name": "front", "address": {"socket_address": {
+            "address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                            "typed_config": manager}]}]}],
+        "clusters": [{"name": "pool", "type": "STATIC", "lb_policy": "LEAST_REQUEST",
+                      "connect_timeout": "2s",
+                      "load_assignment": {"cluster_name": "pool",
+                                          "endpoints": [{"lb_endpoints": endpoints}]}}],
+    }}  # fmt: skip
+    path = tmp / f"envoy-{port}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    procs.start([str(Path(sys.executable).parent / "envoy"), "-c", str(path), "--concurrency", "1",
+                 "--log-level", "warn", "--base-id", str(port)], port)  # fmt: skip
+    return port
+
+
+def vllm_router(procs: Processes, members: list[str]) -> int:
+    """vllm-router (Rust) with its power_of_two policy over the members, one runtime thread."""
+    port = free_port()
+    env = {**os.environ, "TOKIO_WORKER_THREADS": "1", "RUST_LOG": "warn"}
+    procs.start([str(Path(sys.executable).parent / "vllm-router"), "--host", "127.0.0.1",
+                 "--port", str(port), "--policy", "power_of_two", "--log-level", "warning",
+                 "--worker-urls", *(f"http://{m}" for m in members)], port, env)  # fmt: skip
+    return port
+
+
+# The compiled build (`make compiled`), run beside the pure one when it is there.
+COMPILED_PYTHON = ROOT / ".venv-compiled" / "bin" / "python"
+
+
 def servicepool(
     procs: Processes, tmp: Path, members: list[str], strategy: str = "roundRobin",
-    workers: int = 1, extra: dict[str, Any] | None = None,
+    workers: int = 1, extra: dict[str, Any] | None = None, python: str = sys.executable,
+    flags: tuple[str, ...] = (),
 ) -> tuple[int, int, Path]:  # fmt: skip
     port, admin = free_port(), free_port()
     pool_file = tmp / f"pool-{port}.yaml"
     write_pool(pool_file, members, strategy, extra)
-    for index in range(workers):
-        procs.start([
-            sys.executable, "-m", "servicepool_proxy.cli", "--pool", str(pool_file),
-            "--listen", f"127.0.0.1:{port}",
-            "--admin", f"127.0.0.1:{admin if index == 0 else free_port()}",
-            "--log-level", "WARNING", "--watch-interval", "0.2",
-            *(["--reuse-port"] if workers > 1 else []),
-        ], port if index == 0 else None)  # fmt: skip
+    procs.start([
+        python, "-m", "servicepool_proxy.cli", "--pool", str(pool_file),
+        "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
+        "--log-level", "WARNING", "--watch-interval", "0.2", "--workers", str(workers), *flags,
+    ], port)  # fmt: skip
     time.sleep(0.3 * workers)
     return port, admin, pool_file
 
@@ -265,19 +338,40 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def scenario_overhead(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any]:
-    member = nginx_member(procs, tmp)
-    starters: dict[str, Callable[[], int]] = {
-        "direct": lambda: int(member.split(":")[1]),
-        "servicepool": lambda: servicepool(procs, tmp, [member])[0],
-        "servicepool x2": lambda: servicepool(procs, tmp, [member], workers=2)[0],
-        "nginx": lambda: nginx_proxy(procs, tmp, [member], least_conn=False),
-        "haproxy": lambda: haproxy(procs, tmp, [member], "roundrobin"),
-        "bare Python proxy": lambda: bare_proxy(procs, member),
+# The peers of the overhead scenario that the open-loop latency runs compare too.
+LATENCY_PEERS = ("direct", "servicepool", "servicepool compiled", "nginx", "haproxy", "envoy",
+                 "vllm-router")  # fmt: skip
+
+
+def overhead_peers(procs: Processes, tmp: Path, members: list[str]) -> dict[str, Callable[[], int]]:
+    """Every peer in front of the same two members, each balancing by least load."""
+    compiled = str(COMPILED_PYTHON)
+    peers: dict[str, Callable[[], int]] = {
+        "direct": lambda: int(members[0].split(":")[1]),
+        "servicepool": lambda: servicepool(procs, tmp, members, "leastInFlight")[0],
+        "servicepool compiled": lambda: servicepool(
+            procs, tmp, members, "leastInFlight", python=compiled
+        )[0],
+        "servicepool x2": lambda: servicepool(procs, tmp, members, "leastInFlight", workers=2)[0],
+        "servicepool compiled x2": lambda: servicepool(
+            procs, tmp, members, "leastInFlight", workers=2, python=compiled
+        )[0],
+        "nginx": lambda: nginx_proxy(procs, tmp, members, least_conn=True),
+        "haproxy": lambda: haproxy(procs, tmp, members, "leastconn"),
+        "envoy": lambda: envoy(procs, tmp, members),
+        "vllm-router": lambda: vllm_router(procs, members),
+        "bare Python proxy": lambda: bare_proxy(procs, members[0]),
     }
+    if not COMPILED_PYTHON.exists():
+        del peers["servicepool compiled"], peers["servicepool compiled x2"]
+    return peers
+
+
+def scenario_overhead(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any]:
+    members = [nginx_member(procs, tmp), nginx_member(procs, tmp)]
     peers: dict[str, int] = {}
     pids: dict[str, list[int]] = {}
-    for name, start in starters.items():
+    for name, start in overhead_peers(procs, tmp, members).items():
         before = len(procs.items)
         peers[name] = start()
         pids[name] = with_children([p.pid for p in procs.items[before:]])
@@ -292,8 +386,7 @@ def scenario_overhead(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any
             if pids[name] and count:
                 cpu_us[name].append((cpu_seconds(pids[name]) - used) / count * 1e6)
     rate, lat_seconds = 300, (3 if quick else 4)
-    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in ("direct", "servicepool", "nginx",
-                                                             "haproxy")}  # fmt: skip
+    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in LATENCY_PEERS if n in peers}
     for _ in range(reps):
         for name in runs:  # A B A B
             runs[name].append(asyncio.run(
@@ -301,6 +394,7 @@ def scenario_overhead(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any
     latency = {name: median_run(values) for name, values in runs.items()}
     result = {"rps": {k: median(v) for k, v in rps.items()}, "rpsRuns": rps,
               "cpuMicrosecondsPerRequest": {k: median(v) for k, v in cpu_us.items()},
+              "cpuRuns": cpu_us, "load": os.getloadavg(),
               "latency": {k: {x: v[x] for x in ("p50", "p99", "errors", "generatorLate")}
                           for k, v in latency.items()}}  # fmt: skip
     result["ratioVsNginx"] = result["rps"]["servicepool"] / max(1.0, result["rps"]["nginx"])
@@ -310,7 +404,83 @@ def scenario_overhead(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any
     result["scaling2"] = result["rps"]["servicepool x2"] / max(1.0, result["rps"]["servicepool"])
     result["addedP50Ms"] = latency["servicepool"]["p50"] - latency["direct"]["p50"]
     result["addedP99Ms"] = latency["servicepool"]["p99"] - latency["direct"]["p99"]
+    result["addedP50MsByPeer"] = {
+        name: latency[name]["p50"] - latency["direct"]["p50"] for name in runs if name != "direct"
+    }
+    rps = result["rps"]
+    if "servicepool compiled x2" in rps:
+        result["scaling2Compiled"] = rps["servicepool compiled x2"] / max(
+            1.0, rps["servicepool compiled"]
+        )
+    cpu = result["cpuMicrosecondsPerRequest"]
+    result["cpuRatio"] = {f"{mine} / {peer}": cpu.get(mine, 0.0) / max(1e-9, cpu.get(peer, 0.0))
+                          for mine in ("servicepool", "servicepool compiled") if mine in cpu
+                          for peer in ("envoy", "vllm-router", "nginx", "haproxy")}  # fmt: skip
     return result
+
+
+def rss_mib(pids: list[int]) -> float:
+    """Resident memory of the processes, in MiB."""
+    total = 0
+    for pid in pids:
+        found = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
+        total += int(found.group(1)) if found else 0
+    return total / 1024
+
+
+async def hold_idle_connections(port: int, count: int) -> list[asyncio.StreamWriter]:
+    """`count` keep-alive connections, each after one answered request, left open."""
+    writers: list[asyncio.StreamWriter] = []
+    opening = asyncio.Semaphore(256)
+
+    async def one() -> None:
+        async with opening:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+            writers.append(writer)
+
+    await asyncio.gather(*(one() for _ in range(count)))
+    return writers
+
+
+def scenario_idle(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any]:
+    """RSS of each proxy before and while it holds many idle keep-alive client connections."""
+    members = [nginx_member(procs, tmp), nginx_member(procs, tmp)]
+    count = 2000 if quick else 10000
+    long_idle = ("--idle-timeout", "120")  # nginx keeps idle clients 75 s, Envoy an hour
+    starters: dict[str, Callable[[], int]] = {
+        "servicepool": lambda: servicepool(procs, tmp, members, "leastInFlight",
+                                           flags=long_idle)[0],
+        "nginx": lambda: nginx_proxy(procs, tmp, members, least_conn=True),
+        "envoy": lambda: envoy(procs, tmp, members),
+    }  # fmt: skip
+    if COMPILED_PYTHON.exists():
+        starters["servicepool compiled"] = lambda: servicepool(
+            procs, tmp, members, "leastInFlight", python=str(COMPILED_PYTHON), flags=long_idle
+        )[0]
+    out: dict[str, Any] = {"connections": count}
+    for name, start in starters.items():
+        before = len(procs.items)
+        port = start()
+        pids = with_children([p.pid for p in procs.items[before:]])
+        wrk(port, 1)  # warm: upstream connections, lazy allocations
+        idle = rss_mib(pids)
+
+        async def hold(port: int = port, pids: list[int] = pids) -> float:
+            writers = await hold_idle_connections(port, count)
+            await asyncio.sleep(1)
+            held = rss_mib(pids)
+            for writer in writers:
+                writer.close()
+            return held
+
+        held = asyncio.run(hold())
+        out[name] = {"rssIdleMiB": round(idle, 1), "rssHoldingMiB": round(held, 1),
+                     "kibPerConnection": round((held - idle) * 1024 / count, 2)}  # fmt: skip
+    return out
 
 
 async def stream_once(url: str) -> tuple[float, float]:
@@ -521,8 +691,31 @@ def scenario_operator(procs: Processes, tmp: Path, quick: bool) -> dict[str, Any
         subprocess.run([str(ROOT / "e2e/cluster/down.sh"), str(plane)], check=False)
 
 
-def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
-    out = quick_results() if quick else RESULTS
+def cost_rows(o: dict[str, Any], met: Callable[[bool], str]) -> list[tuple[str, ...]]:
+    """servicepool's CPU per request and added p50 against Envoy's and vllm-router's."""
+    cpu = o.get("cpuMicrosecondsPerRequest", {})
+    added = o.get("addedP50MsByPeer", {})
+    rows: list[tuple[str, ...]] = []
+    for build in ("servicepool", "servicepool compiled"):
+        if build not in cpu:
+            continue
+        mine, what = cpu[build], build.replace("servicepool", "").strip() or "pure"
+        for peer in ("envoy", "vllm-router"):
+            theirs = cpu.get(peer, 0.0)
+            rows.append((f"CPU µs/request ({what}) vs {peer}", f"{mine:.1f}",
+                         f"{theirs:.1f} ({peer})", f"{mine / max(theirs, 1e-9):.2f}x",
+                         f"≤ {peer}", met(mine <= theirs)))  # fmt: skip
+        mine_p50, envoy_p50 = added.get(build, 9.0), added.get("envoy", 0.0)
+        rows.append((f"added p50 over direct ({what}) vs envoy", f"{mine_p50:.2f} ms",
+                     f"{envoy_p50:.2f} ms (envoy)", "", "≤ envoy",
+                     met(mine_p50 <= envoy_p50)))  # fmt: skip
+    return rows
+
+
+def write_report(results: dict[str, Any], elapsed: float, quick: bool, run: str = "") -> None:
+    """The report; quick and partial (--only) runs go to quick_results(), never over the
+    committed full results."""
+    out = quick_results() if quick or run else RESULTS
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(results, indent=2, default=str))
     o = results.get("overhead", {})
@@ -542,6 +735,7 @@ def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
          "≥ 0.5x nginx", met(o.get("ratioVsNginx", 0) >= 0.5)),
         ("added p50 over direct at 300 req/s", f"{o.get('addedP50Ms', 0):.2f} ms", "", "",
          "≤ 0.3 ms", met(o.get("addedP50Ms", 9) <= 0.3)),
+        *cost_rows(o, met),
         ("heterogeneous p99 (best of leastInFlight/P2C)", f"{best_p99:.1f} ms",
          f"{nginx_lc:.1f} ms (least_conn)", f"{best_p99 / max(nginx_lc, 1e-9):.2f}x",
          "≤ nginx least_conn (5% band: run-to-run spread)", met(best_p99 <= nginx_lc * 1.05)),
@@ -549,10 +743,12 @@ def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
         ("errors on reload", str(r.get("errors")), "", "", "0", met(r.get("errors") == 0)),
     ]  # fmt: skip
     lines = [
-        f"# servicepool benchmarks ({'quick' if quick else 'full'} run, {elapsed:.0f} s)",
+        f"# servicepool benchmarks ({'quick' if quick else 'full'}{run} run, {elapsed:.0f} s)",
         "",
         "2 cores, everything on 127.0.0.1; one process per proxy (nginx worker_processes 1, "
-        "HAProxy nbthread 1). Medians over alternating repetitions.",
+        "HAProxy nbthread 1, Envoy --concurrency 1, vllm-router with one runtime thread). "
+        f"Medians over alternating repetitions. Load average at the end of the overhead "
+        f"runs: {' '.join(f'{x:.1f}' for x in o.get('load', ()))}.",
         "",
         "| figure | servicepool | nginx | ratio | target | met |",
         "|---|---|---|---|---|---|",
@@ -560,11 +756,14 @@ def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
         "",
         "## Overhead (wrk, 32 connections; open loop at 300 req/s)",
         "",
+        "Every proxy sits in front of the same two nginx members and balances by least load "
+        "(servicepool leastInFlight, nginx least_conn, HAProxy leastconn, Envoy LEAST_REQUEST, "
+        "vllm-router power_of_two); direct and the bare Python proxy use the first member. "
         "CPU µs/request is the peer's own user + system CPU time divided by the requests "
-        "wrk saw answered (from /proc, so it counts every process of the peer).",
+        "wrk saw answered (from /proc, so it counts every process and thread of the peer).",
         "",
-        "| peer | req/s | vs nginx | CPU µs/request | p50 ms | p99 ms |",
-        "|---|---|---|---|---|---|",
+        "| peer | req/s | vs nginx | CPU µs/request | p50 ms | p99 ms | added p50 ms |",
+        "|---|---|---|---|---|---|---|",
     ]
     nginx_rps = max(1.0, o.get("rps", {}).get("nginx", 0.0))
     for name, value in o.get("rps", {}).items():
@@ -572,13 +771,16 @@ def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
         cpu = o.get("cpuMicrosecondsPerRequest", {}).get(name)
         cpu_text = "" if cpu is None else f"{cpu:.1f}"
         p50, p99 = lat.get("p50", float("nan")), lat.get("p99", float("nan"))
+        added = o.get("addedP50MsByPeer", {}).get(name)
+        added_text = "" if added is None else f"{added:.2f}"
         lines.append(f"| {name} | {value:.0f} | {value / nginx_rps:.2f}x | {cpu_text} | "
-                     f"{p50:.2f} | {p99:.2f} |")  # fmt: skip
+                     f"{p50:.2f} | {p99:.2f} | {added_text} |")  # fmt: skip
     lines += ["", "`bare Python proxy` is bench/bare_proxy.py: uvloop + llhttp callbacks, one "
               "member, no balancing, health, retries, timeouts, limits or metrics: about the "
               "ceiling for a Python proxy here. The gap between it and servicepool is "
               "servicepool's own work per request.",
-              "", f"Scaling 1 → 2 proxy processes (SO_REUSEPORT): {o.get('scaling2', 0):.2f}x",
+              "", f"Scaling 1 → 2 workers (--workers 2): {o.get('scaling2', 0):.2f}x pure, "
+              f"{o.get('scaling2Compiled', 0):.2f}x compiled",
               "", "## Streaming (SSE, 200 chunks 5 ms apart)", "",
               "| peer | first chunk ms | total ms |", "|---|---|---|"]  # fmt: skip
     for name, value in results.get("streaming", {}).items():
@@ -590,6 +792,17 @@ def write_report(results: dict[str, Any], elapsed: float, quick: bool) -> None:
         split = ", ".join(f"{k} {v}" for k, v in value["split"].items())
         lines.append(f"| {name} | {value['p50']:.1f} | {value['p99']:.1f} | "
                      f"{value['errors']} | {split} |")  # fmt: skip
+    idle = results.get("idle", {})
+    if idle:
+        lines += ["", f"## Memory with {idle['connections']} idle keep-alive client connections",
+                  "", "RSS of every process of the peer, after warming up and while holding "
+                  "the connections (each answered one request).", "",
+                  "| peer | RSS idle MiB | RSS holding MiB | KiB per connection |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for name, value in idle.items():
+            if isinstance(value, dict):
+                lines.append(f"| {name} | {value['rssIdleMiB']} | {value['rssHoldingMiB']} | "
+                             f"{value['kibPerConnection']} |")  # fmt: skip
     lines += ["", "## Failover, reload, operator scale", "", "```",
               json.dumps({"failover": f, "reload": r,
                           "operator": results.get("operator", "skipped")}, indent=2),
@@ -638,15 +851,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--skip-operator", action="store_true")
+    parser.add_argument("--only", action="append", help="run only this scenario (repeatable)")
     args = parser.parse_args()
     procs = Processes()
     started = time.monotonic()
     results: dict[str, Any] = {}
     scenarios = [("overhead", scenario_overhead), ("streaming", scenario_streaming),
                  ("heterogeneous", scenario_heterogeneous), ("failover", scenario_failover),
-                 ("reload", scenario_reload)]  # fmt: skip
+                 ("reload", scenario_reload), ("idle", scenario_idle)]  # fmt: skip
     if not args.skip_operator:
         scenarios.append(("operator", scenario_operator))
+    if args.only:
+        scenarios = [(name, run) for name, run in scenarios if name in args.only]
     try:
         with tempfile.TemporaryDirectory(prefix="servicepool-bench-") as tmp:
             for name, run in scenarios:
@@ -657,8 +873,9 @@ def main() -> int:
                 procs.items.clear()
     finally:
         procs.stop_all()
-    write_report(results, time.monotonic() - started, args.quick)
-    print(((quick_results() if args.quick else RESULTS) / "report.md").read_text())
+    partial = f", only {' '.join(args.only)}," if args.only else ""
+    write_report(results, time.monotonic() - started, args.quick, partial)
+    print(((quick_results() if args.quick or partial else RESULTS) / "report.md").read_text())
     return 0
 
 

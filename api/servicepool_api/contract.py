@@ -34,6 +34,7 @@ class ProxyOptions:
     # On SIGTERM, go on accepting this long (not ready, every answer closing) before closing.
     drain_delay: float = 0.0
     reuse_port: bool = False
+    workers: int = 1  # processes serving the port (SO_REUSEPORT); 0: one per usable CPU
     access_log: bool = False
     config_map: tuple[str, str] | None = None  # (namespace, name) to watch via the API
     kubeconfig: str | None = None
@@ -56,6 +57,16 @@ def parse_host_port(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+def parse_workers(value: str) -> int:
+    """N (at least 1) or auto (0: one per CPU the proxy may use)."""
+    if value == "auto":
+        return 0
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of workers (1 or more) or auto, "
+                                         f"got {value!r}")  # fmt: skip
+    return int(value)
 
 
 def parse_config_map(value: str) -> tuple[str, str]:
@@ -142,6 +153,15 @@ def _add_lifecycle_flags(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="bind with SO_REUSEPORT so several processes can share the port",
     )
+    parser.add_argument(
+        "--workers",
+        metavar="N|auto",
+        type=parse_workers,
+        default=ProxyOptions.workers,
+        help="processes serving the port, each balancing on its own (SO_REUSEPORT), behind "
+        "one admin port that merges their /metrics and /status; auto: one per CPU the proxy "
+        "may use (default %(default)s)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument(
         "--explain",
@@ -220,6 +240,7 @@ def options_from_args(args: argparse.Namespace) -> ProxyOptions:
         grace_seconds=args.grace,
         drain_delay=args.drain_delay,
         reuse_port=args.reuse_port,
+        workers=args.workers,
         access_log=args.access_log,
         config_map=args.configmap,
         kubeconfig=args.kubeconfig,
@@ -262,6 +283,8 @@ def proxy_args(options: ProxyOptions) -> list[str]:
         args.append("--no-active-health")
     for network in options.trusted_proxies:
         args += ["--trusted-proxy", str(network)]
+    if options.workers != default.workers:
+        args += ["--workers", str(options.workers or "auto")]
     for name, flag in FLAG_OF.items():
         value = getattr(options, name)
         if name == "pool_path" or value == getattr(default, name):

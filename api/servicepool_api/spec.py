@@ -171,7 +171,29 @@ class ProxyDeployment(SpecModel):
         "unset: the operator's --proxy-image-pull-secret names.",
     )
     resources: ProxyResources = Field(default_factory=ProxyResources)
+    workers: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Processes in each proxy Pod sharing its port (--workers), each "
+        "balancing on its own; unset: one per whole CPU of resources.limits.cpu, 1 without "
+        "a CPU limit.",
+    )
     port: int = Field(80, ge=1, le=65535, description="Port of the pool's Service.")
+
+    def worker_processes(self) -> int:
+        """`workers`, or one per whole CPU of the CPU limit (at least 1)."""
+        if self.workers is not None:
+            return self.workers
+        limit = self.resources.limits.get("cpu")
+        if limit is None:
+            return 1
+        text = str(limit)
+        try:
+            cpus = float(text[:-1]) / 1000 if text.endswith("m") else float(text)
+        except ValueError:  # not a plain CPU quantity: the API server will say so
+            return 1
+        return max(1, int(cpus))
 
 
 class PoolSpec(SpecModel):

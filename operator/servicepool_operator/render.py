@@ -102,10 +102,11 @@ def render_config_map(pool: str, namespace: str, uid: str, config: str) -> Manif
     }
 
 
-def proxy_options(pool: str, namespace: str) -> contract.ProxyOptions:
+def proxy_options(pool: str, namespace: str, workers: int = 1) -> contract.ProxyOptions:
     """How the proxy in the Deployment runs: config from its ConfigMap (file and API),
-    probing left to the operator, a drain before the listener closes."""
+    probing left to the operator, a drain before the listener closes, `workers` processes."""
     return contract.ProxyOptions(
+        workers=workers,
         pool_path=Path(contract.CONFIG_MOUNT) / contract.CONFIG_KEY,
         config_map=(namespace, names.proxy_name(pool)),
         active_health=False,
@@ -124,7 +125,7 @@ def proxy_container(
         "image": shape.image or defaults.image,
         "imagePullPolicy": shape.imagePullPolicy or defaults.image_pull_policy,
         "command": ["servicepool-proxy"],
-        "args": contract.proxy_args(proxy_options(pool, namespace)),
+        "args": contract.proxy_args(proxy_options(pool, namespace, shape.worker_processes())),
         "ports": [
             {"name": "http", "containerPort": contract.PROXY_PORT, "protocol": "TCP"},
             {"name": "admin", "containerPort": contract.ADMIN_PORT, "protocol": "TCP"},

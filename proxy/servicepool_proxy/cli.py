@@ -11,6 +11,7 @@ from servicepool_api.contract import build_parser, options_from_args
 from servicepool_api.loader import PoolFileError, parse_pool_text
 from servicepool_proxy.config.kubesource import make_core_api, read_config_map_text
 from servicepool_proxy.server import ProxyServer, run_until_signalled
+from servicepool_proxy.workers import Supervisor, worker_count, worker_sockets
 
 
 def read_initial_config(args: argparse.Namespace) -> str:
@@ -51,8 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     options = options_from_args(args)
     install_event_loop_policy()
+    sockets = worker_sockets()  # set when this process is one of several workers
+    count = 1 if sockets is not None else worker_count(options.workers)
     try:
-        asyncio.run(run_until_signalled(ProxyServer(pool, options, text)))
+        if count > 1:
+            arguments = sys.argv[1:] if argv is None else argv
+            asyncio.run(Supervisor(options, count, arguments).run())
+        else:
+            asyncio.run(run_until_signalled(ProxyServer(pool, options, text, sockets)))
     except OSError as exc:
         print(f"servicepool-proxy: cannot start: {exc}", file=sys.stderr)
         return 1

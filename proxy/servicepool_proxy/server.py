@@ -32,7 +32,7 @@ from servicepool_proxy.tasks import cancel_and_wait
 log = logging.getLogger("servicepool.proxy")
 
 
-def _bound_port(site: web.TCPSite) -> int:
+def _bound_port(site: web.BaseSite) -> int:
     server = site._server  # aiohttp keeps the asyncio server here
     assert server is not None and server.sockets
     return int(server.sockets[0].getsockname()[1])
@@ -42,9 +42,11 @@ class ProxyServer:
     """One running proxy for one pool."""
 
     def __init__(
-        self, pool: ServicePool, options: ProxyOptions, pool_text: str | None = None
-    ) -> None:
+        self, pool: ServicePool, options: ProxyOptions, pool_text: str | None = None,
+        sockets: tuple[socket.socket, socket.socket] | None = None,
+    ) -> None:  # fmt: skip
         self.options = options
+        self.sockets = sockets  # (listen, admin) bound by a supervisor (workers.py), if any
         self.gate = ConfigGate(self.apply, self._reload_failed, pool_text)
         self.runtime = PoolRuntime(pool, secrets_dir=options.secrets_dir)
         self.runtime.explain = options.explain
@@ -86,17 +88,11 @@ class ProxyServer:
             trailer_timeout=options.trailer_timeout,
             access_log=options.access_log,
         )
+        listen, admin = self.sockets or (None, None)
         self.port = await self._front.start(
-            options.listen_host, options.listen_port, options.reuse_port
+            options.listen_host, options.listen_port, options.reuse_port, listen
         )
-
-        admin_app = make_admin_app(self.runtime, self.metrics, lambda: self.shutting_down)
-        add_live_routes(admin_app, self.runtime, lambda: self.shutting_down)
-        self._admin_runner = web.AppRunner(admin_app, handle_signals=False, access_log=None)
-        await self._admin_runner.setup()
-        admin_site = web.TCPSite(self._admin_runner, options.admin_host, options.admin_port)
-        await admin_site.start()
-        self.admin_port = _bound_port(admin_site)
+        self.admin_port = await self._start_admin(admin)
 
         self._pollers = [capacity_poller(self.runtime), model_poller(self.runtime)]
         if options.active_health:
@@ -129,6 +125,21 @@ class ProxyServer:
             len(self.runtime.members),
             self.runtime.spec.strategy.value,
         )
+
+    async def _start_admin(self, sock: socket.socket | None) -> int:
+        """Serve the admin port (on `sock` when a supervisor bound it); returns the port."""
+        options = self.options
+        admin_app = make_admin_app(self.runtime, self.metrics, lambda: self.shutting_down)
+        add_live_routes(admin_app, self.runtime, lambda: self.shutting_down)
+        self._admin_runner = web.AppRunner(admin_app, handle_signals=False, access_log=None)
+        await self._admin_runner.setup()
+        site: web.BaseSite = (
+            web.TCPSite(self._admin_runner, options.admin_host, options.admin_port)
+            if sock is None
+            else web.SockSite(self._admin_runner, sock)
+        )
+        await site.start()
+        return _bound_port(site)
 
     async def _refresh_secrets(self) -> None:
         while True:

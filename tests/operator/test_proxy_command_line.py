@@ -105,6 +105,8 @@ FLAGS: list[tuple[list[str], str, object]] = [
     (["--grace", "3"], "grace_seconds", 3.0),
     (["--drain-delay", "4"], "drain_delay", 4.0),
     (["--reuse-port"], "reuse_port", True),
+    (["--workers", "auto"], "workers", 0),
+    (["--workers", "3"], "workers", 3),
     (["--access-log"], "access_log", True),
     (["--explain"], "explain", True),
     (["--configmap", "ns/cm"], "config_map", ("ns", "cm")),
@@ -143,3 +145,23 @@ def test_rendered_arguments_round_trip_through_the_proxys_parser() -> None:
     })  # fmt: skip
     for options in (ProxyOptions(pool_path=Path("/p.yaml")), everything, rendered_options()):
         assert options_from_args(build_parser().parse_args(proxy_args(options))) == options
+
+
+@pytest.mark.parametrize(
+    ("proxy", "workers"),
+    [
+        ({}, 1),
+        ({"resources": {"limits": {"cpu": "2", "memory": "256Mi"}}}, 2),
+        ({"resources": {"limits": {"cpu": "1500m"}}}, 1),
+        ({"resources": {"limits": {"cpu": 4}}}, 4),
+        ({"resources": {"limits": {"cpu": "250m"}}}, 1),
+        ({"workers": 3, "resources": {"limits": {"cpu": "2"}}}, 3),
+    ],
+)
+def test_the_rendered_proxy_runs_the_pools_workers_else_one_per_whole_cpu_of_its_limit(
+    proxy: dict, workers: int
+) -> None:
+    spec = POOL.model_copy(update={"proxy": POOL.proxy.model_validate(proxy)})
+    deployment = render.render_deployment("demo", "team-a", "uid-1", spec, render.OPERATOR_DEFAULTS)
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert options_from_args(build_parser().parse_args(container["args"])).workers == workers

@@ -310,3 +310,61 @@ def test_admin_on_127_0_0_1_is_reachable_on_loopback_only(run_proxy, pool_file: 
     finally:
         everywhere.kill()
         everywhere.wait(5)
+
+
+def _requests_in_metrics(text: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("servicepool_requests_total{"))  # fmt: skip
+
+
+def test_workers_share_one_port_and_the_admin_page_sums_them(run_proxy, tmp_path: Path) -> None:
+    proxy = run_proxy("--workers", "2", "--watch-interval", "0.1")
+
+    def workers_up() -> int:
+        code, text = proxy.admin_get("/status")
+        return len(json.loads(text)["workers"]) if code == 200 else 0
+
+    assert eventually(lambda: workers_up() == 2, 10)  # ready as soon as the first is
+    for _ in range(40):  # a new connection each: the kernel spreads them over the workers
+        assert proxy.get("/")[0] == 200
+    status = json.loads(proxy.admin_get("/status")[1])
+    workers = status["workers"]
+    assert len(workers) == 2
+    own = [json.loads(urllib.request.urlopen(w["admin"] + "/status", timeout=5).read())
+           for w in workers]  # fmt: skip
+    served = [sum(m["requests"] for m in page["members"]) for page in own]
+    assert sum(served) == 40 and min(served) > 0
+    assert sum(m["requests"] for m in status["members"]) == 40
+    own_metrics = [urllib.request.urlopen(w["admin"] + "/metrics", timeout=5).read().decode()
+                   for w in workers]  # fmt: skip
+    assert _requests_in_metrics(proxy.admin_get("/metrics")[1]) == 40
+    assert [_requests_in_metrics(text) for text in own_metrics] == served
+    # A changed pool file reaches every worker; SIGTERM drains every worker.
+    pool = tmp_path / "pool.yaml"
+    document = yaml.safe_load(pool.read_text())
+    document["spec"]["strategy"] = "leastInFlight"
+    pool.write_text(yaml.safe_dump(document))
+
+    def generations() -> list[int]:
+        return [w["generation"] for w in json.loads(proxy.admin_get("/status")[1])["workers"]]
+
+    assert eventually(lambda: generations() == [2, 2], 5)
+    proxy.process.send_signal(signal.SIGTERM)
+    assert proxy.process.wait(20) == 0
+    for worker in workers:
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(worker["admin"] + "/healthz", timeout=2)
+
+
+def test_a_worker_whose_supervisor_is_gone_exits_at_once(pool_file: Path) -> None:
+    from servicepool_proxy.workers import WORKER_ENV, bound_socket
+
+    with bound_socket("127.0.0.1", 0, True) as listen, bound_socket("127.0.0.1", 0, False) as admin:
+        fds = (listen.fileno(), admin.fileno())
+        gone = subprocess.run(
+            [ENTRY_POINT, "--pool", str(pool_file), "--workers", "2"],
+            env={**os.environ, WORKER_ENV: f"{fds[0]},{fds[1]},1"},  # pid 1 is not its parent
+            pass_fds=fds, capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+    assert gone.returncode != 0
+    assert "supervisor of this worker is gone" in gone.stderr

@@ -67,14 +67,12 @@ class Attempts:
             lease = runtime.balancer.begin(member, self.clock(), keys)
             trial = lease.trial
             last = attempt + 1 >= max_tries
+            give_up = False  # (no break inside try/finally: mypyc cannot compile it)
             try:
-                # A 429 means the member did not take the request: safe for any method.
                 return await self._attempt(
                     request, lease, headers, body, start, idempotent,
-                    may_retry_status=lambda status, last=last: (
-                        not last and not isinstance(body, StreamedBody)
-                        and (idempotent or status == 429)
-                    ), explained=explained,
+                    status_retry=not last and not isinstance(body, StreamedBody),
+                    explained=explained,
                 )  # fmt: skip
             except ClientFault as fault:
                 return client_failed(self.metrics, runtime.name, fault)
@@ -82,13 +80,15 @@ class Attempts:
                 last_kind = failure.kind
                 failures.append(f"{member.name}: {failure}")
                 self.outcomes.record_outcome(member, Failed(failure.kind, failure.detail), trial)
-                if last or not self._may_retry(failure, idempotent, body):
-                    break
-                self.metrics.retries.labels(runtime.name, failure.kind).inc()
+                give_up = last or not self._may_retry(failure, idempotent, body)
+                if not give_up:
+                    self.metrics.retries.labels(runtime.name, failure.kind).inc()
             finally:
                 lease.prefill.done()
                 runtime.balancer.release(member, trial)
                 runtime.queue.wake_one()
+            if give_up:
+                break
         assert last_kind is not None
         self.metrics.rejected.labels(runtime.name, "upstream-" + last_kind).inc()
         return error_response(
@@ -125,10 +125,11 @@ class Attempts:
 
     async def _attempt(
         self, request: Request, lease: Lease, headers: CIMultiDict[str], body: Body,
-        start: float, idempotent: bool, may_retry_status: Callable[[int], bool],
+        start: float, idempotent: bool, status_retry: bool,
         explained: list[Decision] | None = None,
     ) -> Response | StreamResponse:  # fmt: skip
-        """One try on one member; raises AttemptFailed or ClientFault."""
+        """One try on one member; raises AttemptFailed or ClientFault (`status_retry`: an
+        answer whose status is in retryOn may be retried elsewhere)."""
         member, trial = lease.member, lease.trial
         timeouts = self.runtime.spec.timeouts
         data = body.chunks() if isinstance(body, StreamedBody) else body
@@ -149,7 +150,12 @@ class Attempts:
                 retry_after = parse_retry_after(upstream.headers.get("Retry-After"), time.time())
             answered = Answered(status, first_byte - sent, retry_after)
             self.outcomes.record_outcome(member, answered, trial, at=first_byte)
-            if str(status) in self.runtime.retry_on and may_retry_status(status):
+            # A 429 means the member did not take the request: safe for any method.
+            if (
+                status_retry
+                and (idempotent or status == 429)
+                and str(status) in self.runtime.retry_on
+            ):
                 raise AttemptFailed("status", f"HTTP {status}")
             member.stats.first_byte.add(first_byte - sent)
 

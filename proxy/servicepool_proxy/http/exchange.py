@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from servicepool_proxy.compiled import mypyc_attr
 from servicepool_proxy.http.bytestream import ByteStream
 
 
@@ -17,6 +18,10 @@ class FrontConnection(Protocol):
     must_close: bool
 
     def write(self, data: bytes) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
 
     async def drain(self) -> None: ...
 
@@ -40,6 +45,7 @@ def reason_phrase(status: int) -> str:
     return _PHRASES.get(status, "")
 
 
+@mypyc_attr(native_class=False)  # compiled classes cannot derive from this builtin
 class ClientGone(ConnectionResetError):
     """The client closed the connection before the exchange was over."""
 
@@ -56,6 +62,7 @@ class RequestRejected(Exception):
         return Response(self.status, body=body.encode(), content_type="application/json")
 
 
+@mypyc_attr(native_class=False)  # ByteStream stays Python (async generators)
 class BodyReader(ByteStream):
     """The request body as the client sends it; `Expect: 100-continue` is answered when the
     handler first waits for it."""

@@ -9,12 +9,14 @@ head of a streamed one through `encode_head`. Parsing is its other half (request
 from __future__ import annotations
 
 import asyncio
+import asyncio.protocols  # named by the compiled build's code for the base class
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol, cast
 
 from multidict import CIMultiDict
 
+from servicepool_proxy.compiled import mypyc_attr
 from servicepool_proxy.http.bytestream import WritePacing
 from servicepool_proxy.http.exchange import (
     ClientGone,
@@ -50,8 +52,11 @@ class Listener(ParsingLimits, Protocol):
     def track(self, task: asyncio.Future[None]) -> None: ...
 
 
+@mypyc_attr(native_class=False)  # a plain class in the compiled build: mixins as bases
 class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
     """One client connection: parse, hand each request to the handler, write answers."""
+
+    server: Listener
 
     def __init__(self, server: Listener) -> None:
         self.server = server
@@ -177,8 +182,7 @@ class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
     ) -> bytes:  # fmt: skip
         """Status line and headers, with this connection's framing and keep-alive."""
         lines = [f"HTTP/1.1 {status} {reason}\r\n"]
-        for name, value in headers.items():
-            lines.append(f"{name}: {value}\r\n")
+        lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
         if length is not None and "Content-Length" not in headers:
             lines.append(f"Content-Length: {length}\r\n")
         if self.must_close or request is None or not request.keep_alive or self.server.draining:

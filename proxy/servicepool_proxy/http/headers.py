@@ -88,14 +88,20 @@ def downstream_response_headers(
     headers: Iterable[tuple[str, str]], keep_length: bool
 ) -> CIMultiDict[str]:
     """A member's response headers (name/value pairs) as they go to the client."""
-    pairs = [(name, value, name.lower()) for name, value in headers]
     drop = HOP_BY_HOP if keep_length else _RESPONSE_DROP
-    listed = [value for _, value, lowered in pairs if lowered == "connection"]
+    kept: list[tuple[str, str]] = []
+    listed: list[str] = []
+    for pair in headers:
+        lowered = pair[0].lower()
+        if lowered not in drop:
+            kept.append(pair)
+        elif lowered == "connection":
+            listed.append(pair[1])
     if listed:
         named = _connection_tokens(listed)
         if not named <= drop:  # usually just "keep-alive" or "close"
-            drop = drop | named
-    return CIMultiDict([(name, value) for name, value, lowered in pairs if lowered not in drop])
+            kept = [pair for pair in kept if pair[0].lower() not in named]
+    return CIMultiDict(kept)
 
 
 def parse_retry_after(value: str | None, now_epoch: float) -> float | None:

@@ -7,6 +7,7 @@ connections back to the system, and drains in-flight exchanges on shutdown.
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from servicepool_proxy.http.front import FrontConnection, Handler
 from servicepool_proxy.http.heap import release_free_memory
@@ -43,14 +44,21 @@ class FrontServer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def start(self, host: str, port: int, reuse_port: bool = False) -> int:
-        """Listen; returns the bound port."""
+    async def start(
+        self, host: str, port: int, reuse_port: bool = False, sock: socket.socket | None = None
+    ) -> int:
+        """Listen (on `sock` when given: a socket bound for this process); returns the port."""
         loop = self.loop
         self._sweeper = loop.create_task(self._sweep_idle(), name="idle-sweep")
-        self._server = await loop.create_server(
-            lambda: FrontConnection(self), host, port,
-            reuse_port=reuse_port or None, backlog=1024, reuse_address=True,
-        )  # fmt: skip
+        if sock is not None:
+            self._server = await loop.create_server(
+                lambda: FrontConnection(self), sock=sock, backlog=1024
+            )
+        else:
+            self._server = await loop.create_server(
+                lambda: FrontConnection(self), host, port,
+                reuse_port=reuse_port or None, backlog=1024, reuse_address=True,
+            )  # fmt: skip
         return int(self._server.sockets[0].getsockname()[1])
 
     async def _sweep_idle(self) -> None:

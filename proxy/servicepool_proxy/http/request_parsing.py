@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from servicepool_proxy.http.exchange import BodyReader, Request, RequestRejected
+from servicepool_proxy.compiled import mypyc_attr
+from servicepool_proxy.http.exchange import BodyReader, FrontConnection, Request, RequestRejected
 from servicepool_proxy.http.linemeter import LineMeter, Section
 
 MAX_HEADERS = 128  # header fields, and trailer fields, per request
@@ -45,6 +46,7 @@ def origin_form(raw: bytes) -> str:
     raise RequestRejected(400, "request target must be a path or an absolute URL")
 
 
+@mypyc_attr(native_class=False)  # a mixin of FrontConnection (a plain class)
 class RequestParsing:
     """The parsing half of front.FrontConnection: the httptools callbacks, and the queue of
     parsed requests that the connection serves one at a time (`_next`)."""
@@ -60,6 +62,11 @@ class RequestParsing:
     _reject: Callable[[RequestRejected], None]
     pause_reading: Callable[[], None]
     resume_reading: Callable[[], None]
+
+    @property
+    def connection(self) -> FrontConnection:
+        """This parser as the connection it is a half of (front.FrontConnection)."""
+        return cast(FrontConnection, self)
 
     def __init__(self, server: ParsingLimits) -> None:
         # Dropped when the connection is lost: it holds this protocol's callbacks (a cycle).
@@ -187,9 +194,9 @@ class RequestParsing:
         body = None
         if chunked or content_length:
             expect = headers.get("Expect", "").lower() == "100-continue"
-            body = BodyReader(self, expect)
+            body = BodyReader(self.connection, expect)
         elif content_length == 0:
-            body = BodyReader(self, False)
+            body = BodyReader(self.connection, False)
             body.feed_eof()
         self._body = body
         if chunked:
@@ -198,7 +205,7 @@ class RequestParsing:
             self._meter.end()
         self._ends_on_line_feed = not content_length
         request = Request(
-            self, parser.get_method().decode("ascii"), target, version,
+            self.connection, parser.get_method().decode("ascii"), target, version,
             headers, body, content_length, keep_alive, self.remote,
         )  # fmt: skip
         self._queue.append(request)

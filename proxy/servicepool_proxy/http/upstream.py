@@ -16,6 +16,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from servicepool_proxy.compiled import mypyc_attr
 from servicepool_proxy.http.bytestream import ByteStream
 from servicepool_proxy.http.member_connection import Address, UpstreamConnection
 
@@ -28,24 +29,28 @@ DEADLINE_TICK = 0.05
 _SEND_LENGTH_ALWAYS = frozenset({"POST", "PUT", "PATCH"})
 
 
+@mypyc_attr(native_class=False)  # plain Python classes: UpstreamTimeout is a TimeoutError
 class UpstreamError(Exception):
     """An exchange with a member failed; `kind` is how retryOn names it."""
 
     kind = "reset"
 
 
+@mypyc_attr(native_class=False)
 class ConnectFailed(UpstreamError):
     """No connection to the member could be made."""
 
     kind = "connect-failure"
 
 
+@mypyc_attr(native_class=False)
 class UpstreamTimeout(UpstreamError, TimeoutError):
     """The exchange did not finish within its deadline."""
 
     kind = "timeout"
 
 
+@mypyc_attr(native_class=False)
 class ClientStalled(UpstreamError):
     """The deadline passed while the exchange waited on the client: for more of its body,
     or for it to read the answer. The member is not at fault."""
@@ -53,10 +58,12 @@ class ClientStalled(UpstreamError):
     kind = "client-stalled"
 
 
+@mypyc_attr(native_class=False)
 class UpstreamClosed(UpstreamError):
     """The member closed or reset the connection before the response was complete."""
 
 
+@mypyc_attr(native_class=False)
 class UpstreamProtocolError(UpstreamError):
     """The member did not speak HTTP/1.x."""
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from servicepool_proxy.balancer.member import MemberState
 
@@ -30,6 +32,7 @@ LATENCY_BUCKETS = (
     60,
     300,
 )
+BUCKET_LABELS = (*map(floatToGoString, LATENCY_BUCKETS), "+Inf")  # as Histogram writes them
 MEMBER_STATES = (
     "Healthy",
     "Unknown",
@@ -167,16 +170,8 @@ class ProxyMetrics:
         self.pool = pool
         self.registry = CollectorRegistry()
         self.registry.register(MemberStateCollector(pool, members))
-        self.requests = self._counter(
-            "servicepool_requests_total",
-            "Responses sent to clients, by member and status",
-            ["pool", "member", "code"],
-        )
-        self.duration = self._histogram(
-            "servicepool_request_duration_seconds",
-            "Time from request to last response byte",
-            ["pool", "member"],
-        )
+        self.responses = ResponseTally(pool)  # requests_total and request_duration_seconds
+        self.registry.register(self.responses)
         self.upstream_errors = self._counter(
             "servicepool_upstream_errors_total",
             "Failed attempts on members, by reason",
@@ -206,7 +201,6 @@ class ProxyMetrics:
             "Active health probes, by result",
             ["pool", "member", "result"],
         )
-        self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     def _counter(self, name: str, documentation: str, labels: list[str]) -> Counter:
         return Counter(name, documentation, labels, registry=self.registry)
@@ -218,13 +212,49 @@ class ProxyMetrics:
 
     def observe_response(self, member: str, code: int, seconds: float) -> None:
         """Count one response to a client and its duration."""
+        self.responses.observe(member, code, seconds)
+
+
+class ResponseTally(Collector):
+    """Responses to clients by member and status, and their durations: plain counts on the
+    request path (no lock, no metric child per response), Prometheus families when scraped."""
+
+    def __init__(self, pool: str) -> None:
+        self._pool = pool
+        self._created = time.time()
+        self.counts: dict[tuple[str, int], int] = {}
+        # Per member: a count per LATENCY_BUCKETS bound and one for +Inf, then the sum.
+        self.durations: dict[str, list[float]] = {}
+
+    def observe(self, member: str, code: int, seconds: float) -> None:
         key = (member, code)
-        children = self._request_children.get(key)
-        if children is None:
-            children = (
-                self.requests.labels(self.pool, member, str(code)),
-                self.duration.labels(self.pool, member),
-            )
-            self._request_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+        tally = self.durations.get(member)
+        if tally is None:
+            tally = self.durations[member] = [0] * (len(LATENCY_BUCKETS) + 1) + [0.0]
+        tally[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        tally[-1] += seconds
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        requests = CounterMetricFamily(
+            "servicepool_requests",
+            "Responses sent to clients, by member and status",
+            labels=["pool", "member", "code"],
+        )
+        for (member, code), count in list(self.counts.items()):
+            requests.add_metric([self._pool, member, str(code)], count, created=self._created)
+        duration = HistogramMetricFamily(
+            "servicepool_request_duration_seconds",
+            "Time from request to last response byte",
+            labels=["pool", "member"],
+        )
+        for member, tally in list(self.durations.items()):
+            buckets: list[tuple[str, float]] = []
+            running = 0.0
+            for bound, bucket in zip(BUCKET_LABELS, tally[:-1], strict=True):
+                running += bucket
+                buckets.append((bound, running))
+            duration.add_metric([self._pool, member], buckets, tally[-1])
+        yield requests
+        yield duration
