@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from servicepool_proxy.server import free_port  # noqa: E402
+from tests.support import wait_for_port as wait_for_local_port  # noqa: E402
 
 BIN = Path(sys.executable).parent
 
@@ -61,23 +65,9 @@ def all_peers() -> list[Peer]:
     return peers
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"{process.args[0]} exited with {process.returncode}") from None
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {seconds}s")
+    """Block until the process listens on 127.0.0.1:port."""
+    wait_for_local_port("127.0.0.1", port, seconds, process)
 
 
 def pool_document(peer: Peer, members: list[str]) -> dict[str, Any]:
