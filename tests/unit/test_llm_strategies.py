@@ -18,7 +18,7 @@ from servicepool_proxy.balancer.llm_strategies import (
 )
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pickers import Tuning, make_picker
-from servicepool_proxy.balancer.stats import TokenWindow
+from servicepool_proxy.balancer.stats import MemberStats, TokenWindow
 
 
 def members(*weights: int) -> list[MemberState]:
@@ -248,3 +248,15 @@ def test_a_bad_strategy_setting_is_an_error_naming_the_field(block, fields, name
         parse_pool({"apiVersion": "servicepool.dev/v1alpha1", "kind": "ServicePool",
                     "spec": {"strategy": block, block: fields}})  # fmt: skip
     assert named in str(caught.value)
+
+
+def test_a_request_that_fails_after_its_first_byte_counts_as_one_failure_not_half() -> None:
+    answered_then_broke, failed_at_once = MemberStats(), MemberStats()
+    for second in range(50):
+        answered_then_broke.record_outcome(False, float(second))  # counted at the first byte
+        answered_then_broke.record_outcome(True, float(second), replaces_success=True)
+        failed_at_once.record_outcome(True, float(second))
+    assert answered_then_broke.recent_error_rate(50.0) == pytest.approx(
+        failed_at_once.recent_error_rate(50.0)
+    )
+    assert failed_at_once.recent_error_rate(50.0) > 0.75  # two samples each had settled near 0.5

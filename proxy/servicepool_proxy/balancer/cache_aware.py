@@ -45,7 +45,8 @@ def member_load(member: MemberState, now: float, capacity: Capacity | None) -> f
 def rendezvous_score(name: str, weight: int, key: int) -> float:
     """Weighted rendezvous (highest random weight) score of a member for a key: the member
     with the highest score is the key's home; it depends only on the name, weight and key."""
-    draw = (hash64(f"{key:016x}/{name}") + 1) / (2**64 + 1)  # in (0, 1)
+    # 53 bits, exact in a float: (2**64 - 1 + 1) / (2**64 + 1) would round to 1.0, log 0.
+    draw = ((hash64(f"{key:016x}/{name}") >> 11) + 1) / (2**53 + 1)  # in (0, 1)
     return -weight / math.log(draw)
 
 

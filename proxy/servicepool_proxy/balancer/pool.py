@@ -198,10 +198,12 @@ class Balancer:
         outlier.record_success(member, latency, now, self.spec.outlierDetection, trial)
 
     def record_failure(
-        self, member: MemberState, reason: str, now: float, trial: bool = False
-    ) -> bool:
-        """The member failed a request; True when that ejected it."""
-        member.stats.record_outcome(True, now)
+        self, member: MemberState, reason: str, now: float, trial: bool = False,
+        answered: bool = False,
+    ) -> bool:  # fmt: skip
+        """The member failed a request (`answered`: one already counted a success at its
+        first byte); True when that ejected it."""
+        member.stats.record_outcome(True, now, replaces_success=answered)
         return outlier.record_failure(
             member, reason, now, self.members, self.spec.outlierDetection, trial
         )

@@ -116,10 +116,15 @@ class MemberStats:
         age = max(0.0, now - self.error_at)
         return self.error_rate * 0.5 ** (age / ERROR_HALF_LIFE_SECONDS)
 
-    def record_outcome(self, failed: bool, now: float) -> None:
-        """One request's end: a success or a failure counts toward the recent error rate."""
+    def record_outcome(self, failed: bool, now: float, replaces_success: bool = False) -> None:
+        """One request's end: a success or a failure counts toward the recent error rate.
+        `replaces_success`: the request was counted a success at its first byte and failed
+        after it; the one sample becomes a failure (a second sample would halve it)."""
         rate = self.recent_error_rate(now)
-        self.error_rate = rate + ERROR_SMOOTHING * ((1.0 if failed else 0.0) - rate)
+        if replaces_success:
+            self.error_rate = min(1.0, rate + ERROR_SMOOTHING)
+        else:
+            self.error_rate = rate + ERROR_SMOOTHING * ((1.0 if failed else 0.0) - rate)
         self.error_at = now
 
     def to_status(self) -> dict[str, Any]:

@@ -79,7 +79,8 @@ class Attempts:
             except AttemptFailed as failure:
                 last_kind = failure.kind
                 failures.append(f"{member.name}: {failure}")
-                self.outcomes.record_outcome(member, Failed(failure.kind, failure.detail), trial)
+                failed = Failed(failure.kind, failure.detail, answered=failure.answered)
+                self.outcomes.record_outcome(member, failed, trial)
                 give_up = last or not self._may_retry(failure, idempotent, body)
                 if not give_up:
                     self.metrics.retries.labels(runtime.name, failure.kind).inc()

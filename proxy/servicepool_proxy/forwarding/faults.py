@@ -9,12 +9,14 @@ from servicepool_proxy.http.upstream import ClientStalled, UpstreamError
 
 
 class AttemptFailed(Exception):
-    """One try on one member failed before the client saw a byte."""
+    """One try on one member failed before the client saw a byte (`answered`: after the
+    member's answer began, when its body could not be read)."""
 
-    def __init__(self, kind: str, detail: str) -> None:
+    def __init__(self, kind: str, detail: str, answered: bool = False) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
+        self.answered = answered
 
 
 class ClientFault(Exception):

@@ -27,7 +27,8 @@ class Failed(NamedTuple):
 
     kind: str
     detail: str
-    midstream: bool = False
+    midstream: bool = False  # the client had the answer's start
+    answered: bool = False  # counted as answered at its first byte, failed after it
 
 
 Outcome = Answered | Failed
@@ -70,9 +71,9 @@ class OutcomeRecorder:
                 return
             what = f"{outcome.kind}: {outcome.detail}"
             if outcome.midstream:
-                ejected = balancer.record_failure(member, f"mid-stream {what}", now)
+                ejected = balancer.record_failure(member, f"mid-stream {what}", now, answered=True)
             else:
-                ejected = balancer.record_failure(member, what, now, trial)
+                ejected = balancer.record_failure(member, what, now, trial, outcome.answered)
         if ejected:
             self._note_ejection(member)
 

@@ -10,7 +10,7 @@ from servicepool_api.signals import find_usage_in_json, find_usage_in_sse
 from servicepool_proxy.balancer.decisions import Decision, decisions_header
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.forwarding.explain import DECISION_HEADER
-from servicepool_proxy.forwarding.faults import attribute, classify, client_fault
+from servicepool_proxy.forwarding.faults import AttemptFailed, attribute, classify, client_fault
 from servicepool_proxy.forwarding.outcomes import Failed, OutcomeRecorder
 from servicepool_proxy.http.exchange import Request, Response, StreamResponse
 from servicepool_proxy.http.headers import MEMBER_HEADER, downstream_response_headers
@@ -73,7 +73,10 @@ class Relay:
         try:
             payload = await upstream.read()
         except Exception as exc:
-            raise attribute(exc) from exc
+            fault = attribute(exc)
+            if isinstance(fault, AttemptFailed):
+                fault.answered = True  # counted as answered at its first byte
+            raise fault from exc
         response = Response(status=status, reason=upstream.reason, headers=headers, body=payload)
         usage = find_usage_in_json(payload) if "json" in upstream.content_type else None
         self._finish(member, status, timing, usage, streamed=False)

@@ -56,6 +56,11 @@ class LiveFeed:
         return self._text
 
 
+def closed(request: web.Request) -> bool:
+    """Whether the client of a stream has gone (closed its page)."""
+    return request.transport is None or request.transport.is_closing()
+
+
 def add_live_routes(
     app: web.Application, runtime: PoolRuntime, shutting_down: Callable[[], bool]
 ) -> None:
@@ -72,15 +77,18 @@ def add_live_routes(
         )  # fmt: skip
         await response.prepare(request)
         sent, quiet_since = "", time.monotonic()
-        while not shutting_down():
-            text = feed.current()
-            if text != sent:
-                await response.write(f"data: {text}\n\n".encode())
-                sent, quiet_since = text, time.monotonic()
-            elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
-                await response.write(b": keep-alive\n\n")
-                quiet_since = time.monotonic()
-            await asyncio.sleep(TICK_SECONDS)
+        try:
+            while not shutting_down() and not closed(request):
+                text = feed.current()
+                if text != sent:
+                    await response.write(f"data: {text}\n\n".encode())
+                    sent, quiet_since = text, time.monotonic()
+                elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                    await response.write(b": keep-alive\n\n")
+                    quiet_since = time.monotonic()
+                await asyncio.sleep(TICK_SECONDS)
+        except ConnectionResetError:  # the page went away between two looks
+            pass
         return response
 
     app.router.add_get("/ui", page)
