@@ -65,7 +65,9 @@ class ProxyServer:
 
     def apply(self, pool: ServicePool) -> None:
         """Adopt a new version of the pool without touching connections."""
-        self.runtime.apply(pool)
+        gone = self.runtime.apply(pool)
+        staying = self.runtime.balancer.by_name
+        self.metrics.forget_members(m.name for m in gone if m.name not in staying)
         self.metrics.reloads.labels(self.runtime.name, "applied").inc()
 
     def _reload_failed(self, _: str) -> None:

@@ -88,6 +88,27 @@ async def test_invalid_reload_keeps_the_last_good_config(members, proxy, client,
         )
 
 
+async def test_a_member_that_left_the_pool_leaves_the_metrics_too(members, proxy, client, tmp_path):
+    a, b = await members("a"), await members("b")
+    path = tmp_path / "pool.yaml"
+    both = pool_document([{"name": "a", "url": a.url}, {"name": "b", "url": b.url}],
+                         healthCheck={"enabled": False})  # fmt: skip
+    write_pool(path, both)
+    running = await proxy(both, pool_path=path, watch_interval=0.05)
+    for _ in range(4):
+        await fetch_member(client, running.url)
+
+    async def metrics() -> str:
+        async with client.get(running.admin_url + "/metrics") as response:
+            return await response.text()
+
+    assert 'member="b"' in await metrics()
+    write_pool(path, pool_document([{"name": "a", "url": a.url}], healthCheck={"enabled": False}))
+    assert await wait_for(lambda: running.server.runtime.generation == 2, 5)
+    text = await metrics()
+    assert 'member="b"' not in text and 'member="a"' in text
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "servicepool_proxy.cli", *args],

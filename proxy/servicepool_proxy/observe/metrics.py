@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -210,6 +210,14 @@ class ProxyMetrics:
             name, documentation, labels, buckets=LATENCY_BUCKETS, registry=self.registry
         )
 
+    def forget_members(self, names: Iterable[str]) -> None:
+        """Drop the series of members that left the pool (a selector pool gets new Pod
+        names on every rollout; their counters would otherwise grow for the process's life)."""
+        for name in names:
+            self.responses.forget(name)
+            for counter in (self.upstream_errors, self.ejections, self.probes):
+                counter.remove_by_labels({"member": name})
+
     def observe_response(self, member: str, code: int, seconds: float) -> None:
         """Count one response to a client and its duration."""
         self.responses.observe(member, code, seconds)
@@ -225,6 +233,12 @@ class ResponseTally(Collector):
         self.counts: dict[tuple[str, int], int] = {}
         # Per member: a count per LATENCY_BUCKETS bound and one for +Inf, then the sum.
         self.durations: dict[str, list[float]] = {}
+
+    def forget(self, member: str) -> None:
+        """Drop a member's counts and durations."""
+        self.durations.pop(member, None)
+        for key in [key for key in self.counts if key[0] == member]:
+            del self.counts[key]
 
     def observe(self, member: str, code: int, seconds: float) -> None:
         key = (member, code)
