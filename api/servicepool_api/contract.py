@@ -31,7 +31,8 @@ class ProxyOptions:
     watch_interval: float = 1.0
     active_health: bool = True
     grace_seconds: float = 30.0
-    # On SIGTERM, go on accepting this long (not ready, every answer closing) before closing.
+    # On SIGTERM, go on accepting at least this long (not ready, every answer closing), then
+    # on while new connections keep arriving, up to as long again, before closing.
     drain_delay: float = 0.0
     reuse_port: bool = False
     workers: int = 1  # processes serving the port (SO_REUSEPORT); 0: one per usable CPU
@@ -49,6 +50,11 @@ class ProxyOptions:
     trusted_proxies: Networks = ()  # peers whose X-Forwarded-* headers are believed
     body_buffer_bytes: int = 64 << 20  # request-body bytes held at once; beyond, bodies stream
     explain: bool = False  # X-ServicePool-Explain: 1 gets X-ServicePool-Decision
+
+    @property
+    def longest_shutdown(self) -> float:
+        """Seconds from SIGTERM to exit at most: the longest drain, then the grace period."""
+        return 2 * self.drain_delay + self.grace_seconds
 
 
 def parse_host_port(value: str) -> tuple[str, int]:
@@ -144,9 +150,10 @@ def _add_lifecycle_flags(parser: argparse.ArgumentParser) -> None:
         "--drain-delay",
         type=float,
         default=ProxyOptions.drain_delay,
-        help="on SIGTERM, keep accepting this many seconds with /readyz failing (and every "
-        "answer closing its connection) before the listener closes, so load balancers such "
-        "as kube-proxy stop sending new connections first",
+        help="on SIGTERM, keep accepting at least this many seconds with /readyz failing (and "
+        "every answer closing its connection), then on while new connections still arrive, up "
+        "to as long again, before the listener closes, so load balancers such as kube-proxy "
+        "stop sending new connections first",
     )
     parser.add_argument(
         "--reuse-port",

@@ -21,12 +21,17 @@ Manifest = dict[str, Any]
 # libyaml's emitter when PyYAML has it (the same text, faster).
 SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
-# The proxy stops accepting this long after SIGTERM, failing readiness meanwhile, so that
-# kube-proxy has dropped the Pod from its rules before the listener closes.
+# The proxy goes on accepting at least this long after SIGTERM, failing readiness meanwhile,
+# and then while new connections still arrive, so that kube-proxy has dropped the Pod from
+# its rules before the listener closes.
 PROXY_DRAIN_DELAY_SECONDS = 5
 PROXY_GRACE_SECONDS = 25
-# Longer than the drain delay plus the grace period: the kubelet never kills a draining proxy.
-PROXY_TERMINATION_GRACE_SECONDS = PROXY_DRAIN_DELAY_SECONDS + PROXY_GRACE_SECONDS + 10
+# Longer than the longest drain plus the grace period: the kubelet never kills a draining proxy.
+PROXY_TERMINATION_GRACE_SECONDS = int(
+    contract.ProxyOptions(
+        drain_delay=PROXY_DRAIN_DELAY_SECONDS, grace_seconds=PROXY_GRACE_SECONDS
+    ).longest_shutdown
+) + 10
 
 
 @dataclass(frozen=True)

@@ -149,13 +149,15 @@ class ProxyServer:
             self.runtime.refresh_secrets()
 
     async def stop(self) -> None:
-        """Fail readiness, keep serving for the drain delay, then stop accepting, let
+        """Fail readiness, keep serving for the drain delay (and on while connections still
+        arrive, up to as long again), then stop accepting, let
         in-flight requests finish within the grace period, and close."""
         self.shutting_down = True
         if self._front is not None and self.options.drain_delay > 0:
             self._front.draining = True  # every answer from now on closes its connection
-            log.info("not ready; still accepting for %.1fs", self.options.drain_delay)
-            await asyncio.sleep(self.options.drain_delay)
+            log.info("not ready; still accepting for %.1fs, then while connections arrive",
+                     self.options.drain_delay)  # fmt: skip
+            await self._front.accept_until_quiet(self.options.drain_delay)
         await cancel_and_wait(self._secrets_task)
         if self._watcher is not None:
             await self._watcher.stop()

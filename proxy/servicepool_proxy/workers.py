@@ -157,7 +157,7 @@ class Supervisor:
         for worker in self.workers:
             if worker.process.poll() is None:
                 worker.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.options.drain_delay + self.options.grace_seconds + 5
+        deadline = time.monotonic() + self.options.longest_shutdown + 5
         while time.monotonic() < deadline:
             if all(worker.process.poll() is not None for worker in self.workers):
                 return

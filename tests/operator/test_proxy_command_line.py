@@ -62,7 +62,7 @@ def test_the_rendered_proxy_drains_before_the_kubelet_may_kill_it() -> None:
     options = rendered_options()
     pod = render.render_deployment("demo", "team-a", "uid-1", POOL)["spec"]["template"]["spec"]
     assert options.drain_delay >= 3  # kube-proxy has dropped the Pod before the listener closes
-    assert options.drain_delay + options.grace_seconds < pod["terminationGracePeriodSeconds"]
+    assert options.longest_shutdown < pod["terminationGracePeriodSeconds"]
 
 
 def test_the_rendered_proxy_mounts_secrets_where_it_reads_them() -> None:

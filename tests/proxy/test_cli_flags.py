@@ -211,6 +211,21 @@ def test_drain_delay_keeps_serving_while_not_ready(run_proxy) -> None:
     assert "still accepting for 2.0s" in proxy.output()
 
 
+def test_drain_goes_on_while_new_connections_still_arrive(run_proxy) -> None:
+    # A load balancer slow to drop the Pod (kube-proxy on a busy node) still finds it open.
+    proxy = run_proxy("--drain-delay", "1")
+    signalled = time.monotonic()
+    proxy.process.send_signal(signal.SIGTERM)
+    answered = []
+    while time.monotonic() - signalled < 1.6:
+        with urllib.request.urlopen(proxy.url + "/late", timeout=5) as response:
+            answered.append(response.status)
+        time.sleep(0.2)
+    assert answered and set(answered) == {200}  # past the 1 s delay, still accepting
+    assert proxy.process.wait(10) == 0  # once connections stop, it closes and exits
+    assert time.monotonic() - signalled < 2 * 1 + 3
+
+
 def test_reuse_port_lets_two_proxies_share_a_port(run_proxy) -> None:
     port = free_port()
     first = run_proxy("--reuse-port", port=port)

@@ -15,6 +15,8 @@ from servicepool_proxy.tasks import cancel_and_wait
 
 # A sweep after connections closed gives freed heap memory back, at most this often.
 TRIM_SECONDS = 1.0
+# While draining, the listener closes once no new connection arrived for this long.
+QUIET_SECONDS = 1.0
 
 
 class FrontServer:
@@ -35,10 +37,15 @@ class FrontServer:
         self.connections: set[FrontConnection] = set()
         self.closed_since_trim = 0
         self.draining = False
+        self.accepted = 0  # connections accepted since start
         self._tasks: set[asyncio.Future[None]] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.loop = asyncio.get_running_loop()  # built inside the proxy's running loop
+
+    def _connection(self) -> FrontConnection:
+        self.accepted += 1
+        return FrontConnection(self)
 
     def track(self, task: asyncio.Future[None]) -> None:
         self._tasks.add(task)
@@ -52,11 +59,11 @@ class FrontServer:
         self._sweeper = loop.create_task(self._sweep_idle(), name="idle-sweep")
         if sock is not None:
             self._server = await loop.create_server(
-                lambda: FrontConnection(self), sock=sock, backlog=1024
+                self._connection, sock=sock, backlog=1024
             )
         else:
             self._server = await loop.create_server(
-                lambda: FrontConnection(self), host, port,
+                self._connection, host, port,
                 reuse_port=reuse_port or None, backlog=1024, reuse_address=True,
             )  # fmt: skip
         return int(self._server.sockets[0].getsockname()[1])
@@ -79,6 +86,19 @@ class FrontServer:
                 self.closed_since_trim = 0
                 trimmed = now
                 release_free_memory()
+
+    async def accept_until_quiet(self, delay: float) -> None:
+        """Go on accepting for `delay` seconds, then on while new connections still arrive
+        (one in the last QUIET_SECONDS), up to `delay` more: a load balancer slow to drop
+        this listener from its rules still finds it open."""
+        await asyncio.sleep(delay)
+        give_up = self.loop.time() + delay
+        seen = self.accepted
+        while self.loop.time() < give_up:
+            await asyncio.sleep(min(QUIET_SECONDS, max(0.0, give_up - self.loop.time())))
+            if self.accepted == seen:
+                return
+            seen = self.accepted
 
     async def shutdown(self, grace_seconds: float) -> None:
         """Stop accepting, let exchanges in progress finish within the grace period."""
