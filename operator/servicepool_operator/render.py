@@ -27,11 +27,10 @@ SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 PROXY_DRAIN_DELAY_SECONDS = 5
 PROXY_GRACE_SECONDS = 25
 # Longer than the longest drain plus the grace period: the kubelet never kills a draining proxy.
-PROXY_TERMINATION_GRACE_SECONDS = int(
-    contract.ProxyOptions(
-        drain_delay=PROXY_DRAIN_DELAY_SECONDS, grace_seconds=PROXY_GRACE_SECONDS
-    ).longest_shutdown
-) + 10
+_LONGEST_SHUTDOWN = contract.ProxyOptions(
+    drain_delay=PROXY_DRAIN_DELAY_SECONDS, grace_seconds=PROXY_GRACE_SECONDS
+).longest_shutdown
+PROXY_TERMINATION_GRACE_SECONDS = int(_LONGEST_SHUTDOWN) + 10
 
 
 @dataclass(frozen=True)

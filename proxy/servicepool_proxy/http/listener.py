@@ -58,9 +58,7 @@ class FrontServer:
         loop = self.loop
         self._sweeper = loop.create_task(self._sweep_idle(), name="idle-sweep")
         if sock is not None:
-            self._server = await loop.create_server(
-                self._connection, sock=sock, backlog=1024
-            )
+            self._server = await loop.create_server(self._connection, sock=sock, backlog=1024)
         else:
             self._server = await loop.create_server(
                 self._connection, host, port,
