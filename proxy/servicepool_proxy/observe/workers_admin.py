@@ -95,6 +95,7 @@ class WorkersAdmin:
     async def first_worker(self, request: web.Request) -> web.StreamResponse:
         """Any other page (streamed, so event streams work) as the first worker shows it."""
         urls = self.worker_urls()
+        response: web.StreamResponse | None = None
         try:
             if not urls:
                 raise aiohttp.ClientError("no worker")
@@ -107,4 +108,9 @@ class WorkersAdmin:
                 await response.write_eof()
                 return response
         except (aiohttp.ClientError, TimeoutError):
+            if response is not None and response.prepared:
+                # The worker went away mid-answer: end this one (its head is sent already).
+                if request.transport is not None:
+                    request.transport.close()
+                return response
             return web.Response(status=503, text=NO_WORKER)
