@@ -41,7 +41,7 @@ image:
 test: venv lint deps compiled
 	$(BIN)/pytest -q
 	SERVICEPOOL_K8S_VERSION=1.20 $(BIN)/pytest -q tests/integration
-	.venv-compiled/bin/pytest -q -p no:cacheprovider tests/unit tests/proxy tests/security tests/operator
+	SERVICEPOOL_EXPECT_BUILD=compiled .venv-compiled/bin/pytest -q -p no:cacheprovider tests/unit tests/proxy tests/security tests/operator
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit tests/operator
@@ -59,7 +59,7 @@ compiled: venv
 	.venv-compiled/bin/pip install --quiet "$$(ls build/compiled/servicepool-*.whl)[dev]"
 
 test-compiled: compiled
-	.venv-compiled/bin/pytest -q -p no:cacheprovider tests/unit tests/proxy tests/security tests/operator
+	SERVICEPOOL_EXPECT_BUILD=compiled .venv-compiled/bin/pytest -q -p no:cacheprovider tests/unit tests/proxy tests/security tests/operator
 
 test-integration: venv deps
 	$(BIN)/pytest -q -m integration

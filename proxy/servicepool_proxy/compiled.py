@@ -44,3 +44,8 @@ def is_compiled() -> bool:
     from servicepool_proxy.http import headers
 
     return not headers.__file__.endswith(".py")
+
+
+def build_name() -> str:
+    """Which build runs, as /status and the log say it: "compiled" or "python"."""
+    return "compiled" if is_compiled() else "python"

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from servicepool_api.contract import ProxyOptions
 from servicepool_api.spec import ServicePool
+from servicepool_proxy.compiled import build_name
 from servicepool_proxy.config.kubesource import ConfigMapSource, make_core_api
 from servicepool_proxy.config.watcher import ConfigGate, PoolFileWatcher
 from servicepool_proxy.forwarding.forwarder import Forwarder
@@ -118,7 +119,8 @@ class ProxyServer:
             )
             self._watcher.start()
         log.info(
-            "pool %s: proxy listening on %s:%d, admin on %s:%d, %d member(s), strategy %s",
+            "pool %s: proxy listening on %s:%d, admin on %s:%d, %d member(s), strategy %s, "
+            "%s build",
             self.runtime.name,
             options.listen_host,
             self.port,
@@ -126,6 +128,7 @@ class ProxyServer:
             self.admin_port,
             len(self.runtime.members),
             self.runtime.spec.strategy.value,
+            build_name(),
         )
 
     async def _start_admin(self, sock: socket.socket | None) -> int:

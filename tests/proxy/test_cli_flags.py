@@ -383,3 +383,12 @@ def test_a_worker_whose_supervisor_is_gone_exits_at_once(pool_file: Path) -> Non
         )  # fmt: skip
     assert gone.returncode != 0
     assert "supervisor of this worker is gone" in gone.stderr
+
+
+def test_status_and_log_say_which_build_runs(run_proxy) -> None:
+    # The compiled tiers set SERVICEPOOL_EXPECT_BUILD=compiled: a wheel whose modules silently
+    # stayed Python fails here instead of passing every other test as Python.
+    expected = os.environ.get("SERVICEPOOL_EXPECT_BUILD", "python")
+    proxy = run_proxy()
+    assert json.loads(proxy.admin_get("/status")[1])["build"] == expected
+    assert eventually(lambda: f"{expected} build" in proxy.output(), 2)

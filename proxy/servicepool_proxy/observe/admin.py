@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.compiled import build_name
 from servicepool_proxy.observe.metrics import ProxyMetrics
 from servicepool_proxy.runtime import PoolRuntime
 
@@ -65,6 +66,7 @@ def pool_status(runtime: PoolRuntime, now: float) -> dict[str, Any]:
         "pool": runtime.name,
         "generation": runtime.generation,
         "strategy": runtime.spec.strategy.value,
+        "build": build_name(),
         "routableMembers": runtime.balancer.routable_count(now),
         "totalMembers": len(runtime.members),
         "queued": len(runtime.queue),
