@@ -2,7 +2,10 @@
 # BASE_IMAGE: any Python >= 3.11 image whose `pip` installs onto PATH (e2e/cluster/images.sh
 # passes a locally built Debian one where no registry is reachable).
 ARG BASE_IMAGE=python:3.11-slim
-FROM ${BASE_IMAGE} AS build
+# BUILD_IMAGE: the same Python as BASE_IMAGE plus a C compiler and Python's headers, so the
+# proxy's request path is compiled (images.sh passes one built like its base).
+ARG BUILD_IMAGE=python:3.11
+FROM ${BUILD_IMAGE} AS build
 # pip's settings (index, CA bundle) where the build needs the host's: images.sh mounts a file.
 ARG PIP_CONFIG_FILE
 WORKDIR /src
@@ -12,11 +15,14 @@ COPY operator ./operator
 COPY api ./api
 COPY dev ./dev
 COPY setup.py ./
-# The proxy's request path compiled with mypyc when the base image has a C compiler (and
+# The proxy's request path compiled with mypyc when the build image has a C compiler (and
 # SERVICEPOOL_COMPILE is not 0); otherwise the same modules run as Python.
 ARG SERVICEPOOL_COMPILE=1
+# mypyc type-checks against the dependencies: they are installed here, the project is not.
 RUN if [ "$SERVICEPOOL_COMPILE" = 1 ] && command -v gcc >/dev/null \
-        && pip install --no-cache-dir "mypy>=1.11" setuptools wheel; then \
+        && SERVICEPOOL_COMPILE=0 pip install --no-cache-dir "mypy>=1.11" "setuptools>=77" wheel \
+          ".[operator]" \
+        && pip uninstall --yes servicepool; then \
       SERVICEPOOL_COMPILE=1 pip wheel --no-cache-dir --no-build-isolation --wheel-dir /wheels \
         ".[operator]"; \
     else \

@@ -8,6 +8,9 @@
 # Prints the project image name as the last line.
 #   SERVICEPOOL_IMAGE       project image name (default localhost/servicepool:dev)
 #   SERVICEPOOL_BASE_IMAGE  its base (default: the Debian bookworm base built here)
+#   SERVICEPOOL_BUILD_IMAGE where its wheels are built: the base's Python plus a C compiler
+#                           (default: the Debian base built here with gcc and Python's
+#                           headers when the base is the one built here, else the base)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -19,6 +22,13 @@ IMAGE="${SERVICEPOOL_IMAGE:-localhost/servicepool:dev}"
 LOCAL_BASE="localhost/servicepool-base:bookworm"
 BASE_IMAGE="${SERVICEPOOL_BASE_IMAGE:-$LOCAL_BASE}"
 BASE_PACKAGES="python3,python3-venv,ca-certificates"
+LOCAL_BUILD="localhost/servicepool-build:bookworm"
+BUILD_PACKAGES="$BASE_PACKAGES,gcc,libc6-dev,python3-dev"
+if [[ "$BASE_IMAGE" == "$LOCAL_BASE" ]]; then
+  BUILD_IMAGE="${SERVICEPOOL_BUILD_IMAGE:-$LOCAL_BUILD}"
+else
+  BUILD_IMAGE="${SERVICEPOOL_BUILD_IMAGE:-$BASE_IMAGE}"
+fi
 LABEL="dev.servicepool.inputs"
 WORK="$SERVICEPOOL_CACHE/images"
 BUILD_MOUNTS="/dev/servicepool-build"
@@ -67,18 +77,18 @@ build_pause() {
 
 # Debian's python refuses system-wide pip installs (PEP 668): the image's pip is a venv's,
 # first on PATH, so the Dockerfile's plain `pip install` lands there.
-build_base() {
-  local mirror inputs old rootfs ctr mnt
+build_base() {  # image packages
+  local name="$1" packages="$2" mirror inputs old rootfs ctr mnt
   mirror="$(debian_mirror bookworm)"
   [[ -n "$mirror" ]] || die "no Debian bookworm mirror in /etc/apt/sources.list{,.d}"
-  inputs="$({ declare -f build_base; echo "$mirror $BASE_PACKAGES"; } | hash_of)"
-  [[ "$(label_of "$LOCAL_BASE")" == "$inputs" ]] && return 0
-  echo "images.sh: building $LOCAL_BASE with debootstrap from $mirror (about a minute)" >&2
-  old="$(id_of "$LOCAL_BASE")"
-  rootfs="$WORK/base-rootfs"
+  inputs="$({ declare -f build_base; echo "$mirror $packages"; } | hash_of)"
+  [[ "$(label_of "$name")" == "$inputs" ]] && return 0
+  echo "images.sh: building $name with debootstrap from $mirror (about a minute)" >&2
+  old="$(id_of "$name")"
+  rootfs="$WORK/rootfs-${name##*/}"
   remove_rootfs "$rootfs"
   mkdir -p "$WORK"
-  debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$rootfs" "$mirror" \
+  debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$mirror" \
     > "$WORK/debootstrap.log" 2>&1 \
     || { remove_rootfs "$rootfs"; die "debootstrap failed, see $WORK/debootstrap.log"; }
   chroot "$rootfs" python3 -m venv /opt/venv
@@ -95,9 +105,9 @@ build_base() {
   buildah config --cmd '["python3"]' --env LANG=C.UTF-8 --env VIRTUAL_ENV=/opt/venv \
     --env PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --label "$LABEL=$inputs" "$ctr"
-  buildah commit -q --rm "$ctr" "$LOCAL_BASE" >/dev/null
+  buildah commit -q --rm "$ctr" "$name" >/dev/null
   remove_rootfs "$rootfs"
-  drop_replaced "$old" "$LOCAL_BASE"
+  drop_replaced "$old" "$name"
 }
 
 # The host's pip settings (index, find-links, timeouts) and CA bundle, for pip in the build:
@@ -140,11 +150,13 @@ PY
 }
 
 build_project() {
-  local base_id inputs old conf host mounted mounts=()
-  [[ "$BASE_IMAGE" == "$LOCAL_BASE" ]] && build_base
+  local base_id build_id inputs old conf host mounted mounts=()
+  [[ "$BASE_IMAGE" == "$LOCAL_BASE" ]] && build_base "$LOCAL_BASE" "$BASE_PACKAGES"
+  [[ "$BUILD_IMAGE" == "$LOCAL_BUILD" ]] && build_base "$LOCAL_BUILD" "$BUILD_PACKAGES"
   base_id="$(id_of "$BASE_IMAGE")"
+  build_id="$(id_of "$BUILD_IMAGE")"
   inputs="$(cd "$ROOT" && {
-    echo "$BASE_IMAGE $base_id"
+    echo "$BASE_IMAGE $base_id $BUILD_IMAGE $build_id"
     find Dockerfile pyproject.toml README.md api proxy operator dev -type f \
       -not -path '*/__pycache__/*' -not -path '*.egg-info/*' -print0 | sort -z | xargs -0 sha256sum
   } | hash_of)"
@@ -152,7 +164,7 @@ build_project() {
     echo "images.sh: $IMAGE is up to date" >&2
     return 0
   fi
-  echo "images.sh: building $IMAGE from $ROOT/Dockerfile on $BASE_IMAGE" >&2
+  echo "images.sh: building $IMAGE from $ROOT/Dockerfile on $BASE_IMAGE (wheels built on $BUILD_IMAGE)" >&2
   old="$(id_of "$IMAGE")"
   conf="$(mktemp)"
   # pip in the build reaches the package index like pip on this host: same network, settings
@@ -161,7 +173,7 @@ build_project() {
     mounts+=(-v "$host:$mounted:ro")
   done < <(host_pip_conf "$conf")
   buildah bud -q --isolation oci --network host --label "$LABEL=$inputs" \
-    --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "PIP_CONFIG_FILE=$BUILD_MOUNTS/pip.conf" \
+    --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "BUILD_IMAGE=$BUILD_IMAGE" --build-arg "PIP_CONFIG_FILE=$BUILD_MOUNTS/pip.conf" \
     "${mounts[@]}" -f "$ROOT/Dockerfile" -t "$IMAGE" "$ROOT" >/dev/null \
     || { rm -f "$conf"; die "building $IMAGE failed"; }
   rm -f "$conf"

@@ -8,10 +8,12 @@ under steady load and run in file order, each changing the cluster as an operato
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from servicepool_api import contract
 from servicepool_operator import names
 from tests.support import eventually
 
@@ -153,6 +156,11 @@ class Cluster:
         return spec.cluster_ip, spec.ports[0].port
 
 
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+
+
 def is_ready(pod: client.V1Pod) -> bool:
     if pod.metadata.deletion_timestamp is not None:
         return False
@@ -237,8 +245,12 @@ def test_a_pool_of_real_pods_serves_clients_through_its_cluster_ip(
     node = cluster.node
     proxies = cluster.pods(NAMESPACE, f"{names.POOL_LABEL}={POOL}")
     assert len(proxies) == 2
-    # The operator handed its own image to the proxies (the pool names none).
+    # The operator handed its own image to the proxies (the pool names none)...
     assert {p.spec.containers[0].image for p in proxies} == {node.image}
+    # ...whose proxy runs the compiled request path (the image's build stage has a compiler).
+    for proxy in proxies:
+        status = json.loads(fetch(f"http://{proxy.status.pod_ip}:{contract.ADMIN_PORT}/status"))
+        assert status["build"] == "compiled", proxy.metadata.name
     workers = cluster.ready_pods(NAMESPACE, f"app={WORKERS}")
     assert eventually(lambda: load.members_since(time.monotonic() - 2) == set(workers), 10)
     assert eventually(lambda: cluster.status(POOL).get("ready") == "2/2", 20)
