@@ -216,6 +216,21 @@ def test_a_streamed_answers_time_to_first_token_is_its_answer_time() -> None:
     assert best_adaptive([a, b], 10.0, Adaptive()) is b
 
 
+def test_a_member_slow_once_and_then_idle_drifts_back_to_typical_speed() -> None:
+    a, b, c = members(1, 1, 1)
+    measured(a, 0.2, 10, now=10.0)  # a was slow, then got no requests
+    measured(b, 0.2, 100, now=10.0)
+    measured(c, 0.2, 100, now=10.0)
+    weights = Adaptive(latencyWeight=0, loadWeight=0, speedWeight=1, errorWeight=0)
+    at_once = adaptive_score([a, b, c], 10.0, weights)["a"]
+    assert at_once == pytest.approx(100 / 10 - 1)
+    for member in (b, c):  # b and c stay measured
+        measured(member, 0.2, 100, now=40.0)
+    later = adaptive_score([a, b, c], 40.0, weights)["a"]  # three half-lives on
+    assert 0 < later < at_once / 4
+    assert adaptive_score([a, b, c], 80.0, weights)["a"] == 0.0  # forgotten: measured again
+
+
 def test_adaptive_forgives_old_errors() -> None:
     a, b = members(1, 1)
     measured(a, 0.2, 100)

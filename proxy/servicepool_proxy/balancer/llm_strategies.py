@@ -95,20 +95,35 @@ def answer_time(member: MemberState, now: float) -> tuple[float, float] | None:
     return None
 
 
-def answer_times(candidates: Sequence[MemberState], now: float) -> dict[str, float | None]:
-    """Each member's answer time, drifting back to the pool's typical one as it ages (half
+def drifted(measured: dict[str, tuple[float, float] | None], now: float) -> dict[str, float | None]:
+    """Each (value, measured at) drifting back to the pool's typical value as it ages (half
     of the way every LATENCY_HALF_LIFE_SECONDS): a member that was slow once and then got no
     requests is not shunned until it is forgotten."""
-    measured = {m.name: answer_time(m, now) for m in candidates}
-    usual = typical([t[0] for t in measured.values() if t is not None])
-    times: dict[str, float | None] = {}
+    usual = typical([found[0] for found in measured.values() if found is not None])
+    values: dict[str, float | None] = {}
     for name, found in measured.items():
         if found is None:
-            times[name] = None
+            values[name] = None
             continue
         keep = 0.5 ** (max(0.0, now - found[1]) / LATENCY_HALF_LIFE_SECONDS)
-        times[name] = keep * found[0] + (1.0 - keep) * usual
-    return times
+        values[name] = keep * found[0] + (1.0 - keep) * usual
+    return values
+
+
+def answer_times(candidates: Sequence[MemberState], now: float) -> dict[str, float | None]:
+    """Each member's answer time, drifting back to the typical one as it ages."""
+    return drifted({m.name: answer_time(m, now) for m in candidates}, now)
+
+
+def output_speeds(candidates: Sequence[MemberState], now: float) -> dict[str, float | None]:
+    """Each member's output tokens/s, drifting back to the typical one as it ages; None when
+    not measured within LATENCY_FORGET_SECONDS."""
+    measured: dict[str, tuple[float, float] | None] = {}
+    for member in candidates:
+        speed, at = member.stats.tokens_per_second, member.stats.speed_at
+        fresh = speed is not None and speed > 0 and now - at <= LATENCY_FORGET_SECONDS
+        measured[member.name] = (speed, at) if fresh and speed is not None else None
+    return drifted(measured, now)
 
 
 def adaptive_score(
@@ -120,16 +135,17 @@ def adaptive_score(
     typical - 1, at least 0), how far it is slower than typical (typical tokens/s / its
     tokens/s - 1, at least 0) and its recent error rate. Being quicker than typical earns
     nothing, so one quick answer does not draw every request; an unmeasured member scores 0
-    on those terms, so it gets measured."""
+    on those terms, so it gets measured; answer times and speeds drift back to typical as
+    they age, so a member slow once is tried again."""
     times = answer_times(candidates, now)
     latency = typical([t for t in times.values() if t is not None])
     loads = {m.name: member_load(m, now, capacity) for m in candidates}
     mean_load = sum(loads.values()) / len(candidates)
-    speeds = [s for m in candidates if (s := m.stats.tokens_per_second)]
-    speed = typical(speeds)
+    speeds = output_speeds(candidates, now)
+    speed = typical([s for s in speeds.values() if s is not None])
     scores = {}
     for member in candidates:
-        own_speed = member.stats.tokens_per_second
+        own_speed = speeds[member.name]
         terms = (
             max(0.0, (times[member.name] or 0.0) / latency - 1.0) if latency > 0 else 0.0,
             loads[member.name] / (mean_load + 1.0),
