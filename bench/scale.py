@@ -32,6 +32,7 @@ from kubernetes import client, config, watch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.api_requests import per_pool, request_counts  # noqa: E402
 from servicepool_proxy.server import free_port  # noqa: E402
 from tests.integration.crd_support import install_crd  # noqa: E402
 from tests.integration.kube import start_cluster, stop_cluster  # noqa: E402
@@ -191,10 +192,11 @@ def run_size(
         created: dict[str, float] = {}
         started = time.monotonic()
         operator_cpu, control_cpu = cpu_seconds(operator.pid), plane_cpu(workdir / "plane")
+        requests_before = request_counts(api)
         spy = None
         if profile is not None:  # py-spy (pip install py-spy) samples the start, folded stacks
             spy = subprocess.Popen(
-                ["py-spy", "record", "--nonblocking", "--format", "raw", "-r", "50",
+                ["py-spy", "record", "--nonblocking", "--gil", "--format", "raw", "-r", "50",
                  "-o", str(profile.with_suffix(f".{count}.txt")), "-p", str(operator.pid)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
@@ -212,6 +214,7 @@ def run_size(
         while len(pools.ready_at) < count and time.monotonic() < deadline:
             time.sleep(0.2)
         ready = sorted(pools.ready_at.values())
+        requests_during_start = request_counts(api)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(30)
@@ -236,6 +239,12 @@ def run_size(
             ),
         }
         time.sleep(30)  # let the start settle (the last writes, the proxies' Pods)
+        figures["API requests per pool until all Ready"] = per_pool(
+            requests_before, requests_during_start, count
+        )
+        figures["API requests per pool in the 30 s after"] = per_pool(
+            requests_during_start, request_counts(api), count
+        )
         rest_start, cpu_start = time.monotonic(), cpu_seconds(operator.pid)
         versions = pools.versions()
         load_start = os.getloadavg()[0]

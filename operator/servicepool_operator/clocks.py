@@ -36,9 +36,13 @@ class SystemClock:
         return now_iso()
 
     async def wait(self, wake: asyncio.Event, seconds: float) -> None:
-        """Return after `seconds`, or as soon as `wake` is set."""
+        """Return after `seconds`, or as soon as `wake` is set.
+
+        A timeout around the wait, not `wait_for`: that wraps the wait in a task of its own,
+        and a thousand pools each wait once per pass."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await wake.wait()
 
 
 SYSTEM_CLOCK = SystemClock()

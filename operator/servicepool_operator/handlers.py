@@ -58,6 +58,26 @@ def emit_event(body: Mapping[str, Any], type_: str, reason: str, message: str) -
     kopf.event(dict(body), type=type_, reason=reason, message=message[:1024])
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Keeps no last-handled state: the operator has no change handlers that would diff it.
+
+    kopf builds a deep copy of every watched object's "essence" (every Pod, Service and pool
+    event) to diff it against the last handled one; with only event handlers and indexes,
+    nothing reads the result.
+    """
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> Any:
+        """An empty essence."""
+        return {}
+
+    def fetch(self, *, body: kopf.Body) -> Any:
+        """No stored essence."""
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        """Nothing to store."""
+
+
 @dataclass
 class OperatorState:
     """Everything the handlers share; lives in kopf's memo."""
@@ -84,6 +104,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # No cluster-wide scanning of namespaces and CRDs: the resources are known at start,
     # and the operator's RBAC stays at what it uses.
     settings.scanning.disabled = True
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.reconnect_backoff = 1.0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -15,11 +14,13 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from . import names
+from .json_api import MERGE_PATCH, JsonApi, Kind, owned_kinds
 
 # API calls in flight at once: as many threads make them as the client keeps connections,
 # so that no call waits for a connection or opens one only to throw it away (urllib3's pool
 # holds 10 by default). A thousand pools starting at once keep them all busy.
 API_CONCURRENCY = 32
+POOLS = Kind(f"{names.GROUP}/{names.VERSION}", names.PLURAL)
 
 
 def load_api_client() -> client.ApiClient:
@@ -68,66 +69,16 @@ def owned_by(actual: Mapping[str, Any], uid: str) -> bool:
     return any(owner.get("uid") == uid for owner in owners)
 
 
-@dataclass(frozen=True)
-class _Kind:
-    read: Callable[..., Any]
-    create: Callable[..., Any]
-    patch: Callable[..., Any]
-
-
 class KubeClient:
     """The handful of API operations the operator needs."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api_client = api_client
         self.threads = ThreadPoolExecutor(API_CONCURRENCY, thread_name_prefix="kube-api")
-        self.core = client.CoreV1Api(api_client)
-        self.apps = client.AppsV1Api(api_client)
-        self.rbac = client.RbacAuthorizationV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
-        self.networking = client.NetworkingV1Api(api_client)
+        self.json = JsonApi(api_client)
         self.policy_api_version = self._disruption_budget_version()
-        # The generic API reaches policy/v1beta1 too, which newer clients no longer model.
-        group, version = self.policy_api_version.split("/")
-        pdbs = "poddisruptionbudgets"
-        self._kinds = {
-            "ConfigMap": _Kind(self.core.read_namespaced_config_map,
-                               self.core.create_namespaced_config_map,
-                               self.core.patch_namespaced_config_map),
-            "Service": _Kind(self.core.read_namespaced_service,
-                             self.core.create_namespaced_service,
-                             self.core.patch_namespaced_service),
-            "ServiceAccount": _Kind(self.core.read_namespaced_service_account,
-                                    self.core.create_namespaced_service_account,
-                                    self.core.patch_namespaced_service_account),
-            "Deployment": _Kind(self.apps.read_namespaced_deployment,
-                                self.apps.create_namespaced_deployment,
-                                self.apps.patch_namespaced_deployment),
-            "Role": _Kind(self.rbac.read_namespaced_role,
-                          self.rbac.create_namespaced_role,
-                          self.rbac.patch_namespaced_role),
-            "RoleBinding": _Kind(self.rbac.read_namespaced_role_binding,
-                                 self.rbac.create_namespaced_role_binding,
-                                 self.rbac.patch_namespaced_role_binding),
-            "NetworkPolicy": _Kind(self.networking.read_namespaced_network_policy,
-                                   self.networking.create_namespaced_network_policy,
-                                   self.networking.patch_namespaced_network_policy),
-        }  # fmt: skip
-        custom = self.custom
-        self._kinds["PodDisruptionBudget"] = _Kind(
-            lambda name, ns, **kw: custom.get_namespaced_custom_object(
-                group, version, ns, pdbs, name, **kw),
-            lambda ns, body: custom.create_namespaced_custom_object(group, version, ns, pdbs, body),
-            lambda name, ns, body: custom.patch_namespaced_custom_object(
-                group, version, ns, pdbs, name, body),
-        )  # fmt: skip
-        self._deletes = {
-            "NetworkPolicy": self.networking.delete_namespaced_network_policy,
-            "PodDisruptionBudget": lambda name, ns: custom.delete_namespaced_custom_object(
-                group, version, ns, pdbs, name
-            ),
-        }
+        self.kinds = owned_kinds(self.policy_api_version)
 
     def _disruption_budget_version(self) -> str:
         """policy/v1 from Kubernetes 1.21, policy/v1beta1 before (1.20)."""
@@ -145,24 +96,34 @@ class KubeClient:
         call = functools.partial(function, *args)
         return await asyncio.get_running_loop().run_in_executor(self.threads, call)
 
+    def _read(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object as it is, or None when there is none."""
+        try:
+            found: dict[str, Any] = self.json.call("GET", kind.item(namespace, name))
+            return found
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return None
+
+    def _create(self, kind: Kind, manifest: Mapping[str, Any]) -> None:
+        namespace = manifest["metadata"]["namespace"]
+        self.json.call("POST", kind.collection(namespace), manifest, answer=False)
+
     def _apply_sync(self, manifest: Mapping[str, Any], owner_uid: str, new: bool) -> ApplyResult:
-        kind = self._kinds[manifest["kind"]]
+        kind = self.kinds[manifest["kind"]]
         name = manifest["metadata"]["name"]
         namespace = manifest["metadata"]["namespace"]
         if new:  # most likely absent: one call instead of a read and a create
             try:
-                kind.create(namespace, manifest)
+                self._create(kind, manifest)
                 return ApplyResult("created")
             except ApiException as exc:
                 if exc.status != 409:
                     raise
-        try:
-            raw = kind.read(name, namespace, _preload_content=False)
-            actual = json.loads(raw.data)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            kind.create(namespace, manifest)
+        actual = self._read(kind, namespace, name)
+        if actual is None:
+            self._create(kind, manifest)
             return ApplyResult("created")
         if not owned_by(actual, owner_uid):
             return ApplyResult(
@@ -172,7 +133,8 @@ class KubeClient:
             )
         if is_subset(manifest, actual):
             return ApplyResult("unchanged")
-        kind.patch(name, namespace, manifest)
+        path = kind.item(namespace, name)
+        self.json.call("PATCH", path, manifest, kind.patch_type, answer=False)
         return ApplyResult("updated")
 
     async def apply_owned(
@@ -187,15 +149,10 @@ class KubeClient:
         return await self._call(self._apply_sync, manifest, owner_uid, new)
 
     def _delete_sync(self, kind: str, name: str, namespace: str, owner_uid: str) -> bool:
-        try:
-            raw = self._kinds[kind].read(name, namespace, _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        if not owned_by(json.loads(raw.data), owner_uid):
+        actual = self._read(self.kinds[kind], namespace, name)
+        if actual is None or not owned_by(actual, owner_uid):
             return False
-        self._deletes[kind](name, namespace)
+        self.json.call("DELETE", self.kinds[kind].item(namespace, name), answer=False)
         return True
 
     async def delete_owned(self, kind: str, name: str, namespace: str, owner_uid: str) -> bool:
@@ -204,7 +161,6 @@ class KubeClient:
 
     async def patch_pool_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
         """Merge-patch the pool's status subresource."""
-        await self._call(
-            self.custom.patch_namespaced_custom_object_status,
-            names.GROUP, names.VERSION, namespace, names.PLURAL, name, {"status": status},
-        )  # fmt: skip
+        path = f"{POOLS.item(namespace, name)}/status"
+        body = {"status": status}
+        await self._call(self.json.call, "PATCH", path, body, MERGE_PATCH, False)

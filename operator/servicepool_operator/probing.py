@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Protocol
 
 import aiohttp
@@ -17,7 +18,7 @@ from .records import MemberRecord, MemberRecords, ProbeResult, Transition
 class MemberProbe(Protocol):
     """Probes one member as the spec says; never raises for a member's failure."""
 
-    async def __call__(self, url: str, spec: PoolSpec) -> ProbeResult: ...
+    def __call__(self, url: str, spec: PoolSpec) -> Awaitable[ProbeResult]: ...
 
 
 class HttpProbe:

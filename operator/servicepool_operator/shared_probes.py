@@ -51,20 +51,26 @@ class SharedProbes:
         self.probes = 0  # HTTP probes made (the rest were shared)
         self.pruned_at = clock.monotonic()
 
-    async def __call__(self, url: str, spec: PoolSpec) -> ProbeResult:
-        """The target's result: fresh enough from before, in flight, or a new probe."""
+    def __call__(self, url: str, spec: PoolSpec) -> asyncio.Future[ProbeResult]:
+        """The target's result: fresh enough from before, in flight, or a new probe.
+
+        A future rather than a coroutine: a pool gathering its members' probes then needs
+        no task per member (a thousand pools ask every interval, most for a result at hand).
+        """
         check = spec.healthCheck
         target = (url, check.path, check.timeoutSeconds)
         now = self.clock.monotonic()
         taken = self.last.get(target)
         if taken is not None and now - taken.at < FRESH_SHARE * check.intervalSeconds:
-            return taken.result
+            answer: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
+            answer.set_result(taken.result)
+            return answer
         running = self.in_flight.get(target)
         if running is None:
             running = asyncio.ensure_future(self._probe(target, url, spec))
             self.in_flight[target] = running
         # One pool leaving (cancelled) does not cancel the probe the others wait for.
-        return await asyncio.shield(running)
+        return asyncio.shield(running)
 
     async def _probe(self, target: Target, url: str, spec: PoolSpec) -> ProbeResult:
         try:
