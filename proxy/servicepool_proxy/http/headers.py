@@ -55,6 +55,33 @@ def is_trusted(client_ip: str | None, networks: Networks) -> bool:
     return any(address in network for network in networks)
 
 
+class RequestIds:
+    """Random 128-bit request ids (as random as uuid4), drawn from the OS 256 at a time: one
+    getrandom() call per 256 requests instead of one per request."""
+
+    __slots__ = ("_at", "_hex")
+
+    def __init__(self) -> None:
+        self._hex = ""
+        self._at = 0
+
+    def next(self) -> str:
+        at = self._at
+        if at >= len(self._hex):
+            self._hex = os.urandom(4096).hex()
+            at = 0
+        self._at = at + 32
+        return self._hex[at : at + 32]
+
+    def forget(self) -> None:
+        """Drop the drawn ids (a forked child must not hand out its parent's)."""
+        self._hex = ""
+
+
+_request_ids = RequestIds()
+os.register_at_fork(after_in_child=_request_ids.forget)
+
+
 def upstream_request_headers(
     headers: CIMultiDictProxy[str], client_ip: str | None, scheme: str, host: str | None,
     trusted: bool = False,
@@ -80,7 +107,7 @@ def upstream_request_headers(
     if host and "X-Forwarded-Host" not in out:
         out["X-Forwarded-Host"] = host
     if REQUEST_ID_HEADER not in out:
-        out[REQUEST_ID_HEADER] = os.urandom(16).hex()  # as random as uuid4, cheaper
+        out[REQUEST_ID_HEADER] = _request_ids.next()
     return out
 
 

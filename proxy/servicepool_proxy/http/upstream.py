@@ -85,7 +85,9 @@ class UpstreamResponse:
         "until_eof",
     )
 
-    def __init__(self, connection: UpstreamConnection) -> None:
+    def __init__(
+        self, connection: UpstreamConnection, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         self._connection: UpstreamConnection | None = connection
         self.status = 0
         self.reason = ""
@@ -96,7 +98,7 @@ class UpstreamResponse:
         self.until_eof = False  # the body ends when the member closes the connection
         self.head_done = False
         self.informational = False  # a 1xx head is being skipped
-        self.body = ByteStream(connection, READ_HIGH_WATER)
+        self.body = ByteStream(connection, READ_HIGH_WATER, loop)
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:
@@ -152,6 +154,15 @@ class UpstreamPool:
         self._closing = False
         self._busy: set[UpstreamConnection] = set()
         self._tick: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def running_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the pool serves in, asked for once (each asyncio.get_running_loop() call
+        costs a getpid() system call)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def watch(self, connection: UpstreamConnection) -> None:
         """Hold `connection` to its deadline until it is unwatched."""
@@ -240,7 +251,8 @@ class UpstreamPool:
         when the request can be sent again (`replayable` and the body is not a stream).
         """
         address = self.address(base_url)
-        deadline = asyncio.get_running_loop().time() + total_seconds
+        loop = self.running_loop()
+        deadline = loop.time() + total_seconds
         streamed = body is not None and not isinstance(body, bytes)
         head, chunked = encode_head(method, address, target, headers, body)
         head_only = method == "HEAD"
@@ -248,11 +260,11 @@ class UpstreamPool:
             connection = self.take_idle(address)
             fresh = connection is None
             if connection is None:
-                remaining = deadline - asyncio.get_running_loop().time()
+                remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise UpstreamTimeout("no answer in time")
                 connection = await self.connect(address, min(connect_seconds, remaining))
-            response = UpstreamResponse(connection)
+            response = UpstreamResponse(connection, loop)
             connection.start(response, head, body, head_only, deadline, chunked)
             try:
                 while not response.head_done:
