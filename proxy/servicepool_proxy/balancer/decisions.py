@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from servicepool_api.health import Health
 
@@ -49,8 +48,7 @@ def skip_reason(
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):  # a tuple: one is made per request, cheaply
     """One routing decision: who could take the request, who could not and why, the pick.
 
     Without explanations only the pick, the model and the attempt are kept.
@@ -66,7 +64,7 @@ class Decision:
     scores: tuple[tuple[str, float], ...] = ()  # lower is better, when the strategy scores
     affinity: bool = False  # an affinity key chose among the candidates
     detail: str = ""
-    explained: bool = field(default=False)
+    explained: bool = False
 
     def header(self) -> str:
         """One decision as an HTTP header value (ASCII, no commas inside items)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .member import MemberState
 
@@ -29,8 +29,7 @@ class PendingPrefill:
         return True
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
+class Lease(NamedTuple):  # a tuple: one is made per request, cheaply
     """One try on a member: whether it is the half-open trial, and its pending prefill."""
 
     member: MemberState
