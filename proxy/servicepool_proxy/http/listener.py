@@ -48,8 +48,12 @@ class FrontServer:
         return FrontConnection(self)
 
     def track(self, task: asyncio.Future[None]) -> None:
+        """Hold a request's task until it calls forget() (or is done, when it never runs)."""
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+    def forget(self, task: asyncio.Future[None]) -> None:
+        """The request's task is finishing (its own last step: no done callback to run)."""
+        self._tasks.discard(task)
 
     async def start(
         self, host: str, port: int, reuse_port: bool = False, sock: socket.socket | None = None

@@ -296,23 +296,33 @@ def encode_head(
     body: bytes | AsyncIterable[bytes] | None,
 ) -> tuple[bytes, bool]:  # fmt: skip
     """The request line and headers as bytes, and whether the body goes chunked."""
-    lines = [f"{method} {address.path_prefix}{target} HTTP/1.1\r\nHost: {address.host_header}\r\n"]
-    has_length = False
-    for name, value in headers:
-        if "\n" in value or "\r" in value:
-            raise ValueError(f"header {name} carries a line break")
-        if name.lower() == "content-length":
-            has_length = True
-        lines.append(f"{name}: {value}\r\n")
+    lines = [f"{name}: {value}\r\n" for name, value in headers]
+    block = "".join(lines)
+    if block.count("\n") != len(lines) or block.count("\r") != len(lines):
+        _refuse_line_break(headers)
+    ending = "\r\n"
     chunked = False
     if isinstance(body, bytes):
-        if not has_length and (body or method in _SEND_LENGTH_ALWAYS):
-            lines.append(f"Content-Length: {len(body)}\r\n")
+        if (body or method in _SEND_LENGTH_ALWAYS) and not _has_length(block):
+            ending = f"Content-Length: {len(body)}\r\n\r\n"
     elif body is not None:
-        if not has_length:
+        if not _has_length(block):
             chunked = True
-            lines.append("Transfer-Encoding: chunked\r\n")
-    elif method in _SEND_LENGTH_ALWAYS and not has_length:
-        lines.append("Content-Length: 0\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode("utf-8", "surrogateescape"), chunked
+            ending = "Transfer-Encoding: chunked\r\n\r\n"
+    elif method in _SEND_LENGTH_ALWAYS and not _has_length(block):
+        ending = "Content-Length: 0\r\n\r\n"
+    head = f"{method} {address.path_prefix}{target} HTTP/1.1\r\nHost: {address.host_header}\r\n"
+    return (head + block + ending).encode("utf-8", "surrogateescape"), chunked
+
+
+def _has_length(block: str) -> bool:
+    """Whether the header lines carry a Content-Length."""
+    return "\ncontent-length:" in "\n" + block.lower()
+
+
+def _refuse_line_break(headers: Iterable[tuple[str, str]]) -> None:
+    """Name the header whose name or value carries a line break."""
+    for name, value in headers:
+        if any(c in name or c in value for c in "\r\n"):
+            raise ValueError(f"header {name} carries a line break")
+    raise ValueError("a header carries a line break")
