@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from .member import MemberState
 
 
@@ -29,9 +27,13 @@ class PendingPrefill:
         return True
 
 
-class Lease(NamedTuple):  # a tuple: one is made per request, cheaply
-    """One try on a member: whether it is the half-open trial, and its pending prefill."""
+class Lease:
+    """One try on a member: whether it is the half-open trial, and its pending prefill (a
+    plain class: compiled, it is made without running Python code)."""
 
-    member: MemberState
-    trial: bool
-    prefill: PendingPrefill
+    __slots__ = ("member", "prefill", "trial")
+
+    def __init__(self, member: MemberState, trial: bool, prefill: PendingPrefill) -> None:
+        self.member = member
+        self.trial = trial
+        self.prefill = prefill
