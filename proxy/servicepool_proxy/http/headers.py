@@ -35,6 +35,8 @@ _FORWARDING = frozenset(
     {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip"}
 )
 _UNTRUSTED_REQUEST_DROP = _REQUEST_DROP | _FORWARDING
+# What a Connection header usually says: no other header named hop-by-hop.
+_PLAIN_CONNECTION = frozenset({"keep-alive", "close"})
 MEMBER_HEADER = "X-ServicePool-Member"
 REQUEST_ID_HEADER = "X-Request-Id"
 
@@ -95,19 +97,25 @@ def upstream_request_headers(
     drop = (
         base | _connection_tokens(headers.getall("Connection")) if "Connection" in headers else base
     )
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        if name.lower() not in drop:
-            out.add(name, value)
-    if client_ip:
-        prior = ", ".join(out.popall("X-Forwarded-For", []))
-        out["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
-    if "X-Forwarded-Proto" not in out:
-        out["X-Forwarded-Proto"] = scheme
-    if host and "X-Forwarded-Host" not in out:
-        out["X-Forwarded-Host"] = host
+    out: CIMultiDict[str] = CIMultiDict(
+        [pair for pair in headers.items() if pair[0].lower() not in drop]
+    )
+    if not trusted:  # the client's own forwarding headers were dropped: add ours
+        if client_ip:
+            out.add("X-Forwarded-For", client_ip)
+        out.add("X-Forwarded-Proto", scheme)
+        if host:
+            out.add("X-Forwarded-Host", host)
+    else:
+        if client_ip:
+            prior = ", ".join(out.popall("X-Forwarded-For", []))
+            out.add("X-Forwarded-For", f"{prior}, {client_ip}" if prior else client_ip)
+        if "X-Forwarded-Proto" not in out:
+            out.add("X-Forwarded-Proto", scheme)
+        if host and "X-Forwarded-Host" not in out:
+            out.add("X-Forwarded-Host", host)
     if REQUEST_ID_HEADER not in out:
-        out[REQUEST_ID_HEADER] = _request_ids.next()
+        out.add(REQUEST_ID_HEADER, _request_ids.next())
     return out
 
 
@@ -124,7 +132,7 @@ def downstream_response_headers(
             kept.append(pair)
         elif lowered == "connection":
             listed.append(pair[1])
-    if listed:
+    if listed and not (len(listed) == 1 and listed[0].lower() in _PLAIN_CONNECTION):
         named = _connection_tokens(listed)
         if not named <= drop:  # usually just "keep-alive" or "close"
             kept = [pair for pair in kept if pair[0].lower() not in named]
