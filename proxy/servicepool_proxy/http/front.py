@@ -48,10 +48,7 @@ class Listener(ParsingLimits, Protocol):
     connections: set[FrontConnection]
     closed_since_trim: int
     draining: bool
-
-    def track(self, task: asyncio.Future[None]) -> None: ...
-
-    def forget(self, task: asyncio.Future[None]) -> None: ...
+    tasks: set[asyncio.Future[None]]  # of the requests in hand, each until it ends
 
 
 @mypyc_attr(native_class=False)  # a plain class in the compiled build: mixins as bases
@@ -125,8 +122,10 @@ class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
         if self._queue and not self.closed:
             self._busy = True
             request = self._queue.popleft()
-            self._serving = task = self.server.loop.create_task(self._serve(request))
-            self.server.track(task)
+            # A Task named here: one named by asyncio formats "Task-N" for every request.
+            task = asyncio.Task(self._serve(request), loop=self.server.loop, name="request")
+            self._serving = task
+            self.server.tasks.add(task)
             if self._backlog:
                 self.server.loop.call_soon(self._parse_backlog)
         else:
@@ -176,7 +175,7 @@ class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
             if not self.closed:
                 self._next()
         finally:
-            self.server.forget(task)  # cheaper than a done callback on every task
+            self.server.tasks.discard(task)  # cheaper than a done callback on every task
 
     def _write_whole(self, response: Response, request: Request | None) -> None:
         """Send a whole response (to no parsed request: a rejection, then close)."""
