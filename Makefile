@@ -52,7 +52,7 @@ test-proxy: venv
 ## The compiled build: the wheel with the request path compiled by mypyc (SERVICEPOOL_COMPILE=1,
 ## see setup.py), installed into .venv-compiled; `make test-compiled` runs the tiers on it.
 compiled: venv
-	rm -rf build/compiled
+	rm -rf build  # a module left out of the set must not linger in build/lib.*
 	SERVICEPOOL_COMPILE=1 $(BIN)/pip wheel --quiet --no-build-isolation --no-deps -w build/compiled .
 	test -x .venv-compiled/bin/python || $(PYTHON) -m venv .venv-compiled
 	.venv-compiled/bin/pip install --quiet --force-reinstall --no-deps build/compiled/servicepool-*.whl

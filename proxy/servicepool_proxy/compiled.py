@@ -19,15 +19,23 @@ except ImportError:  # the pure-Python build runs without mypy_extensions
 
 # The modules setup.py compiles (paths from the repository root).
 COMPILED_MODULES = (
+    "proxy/servicepool_proxy/balancer/decisions.py",
+    "proxy/servicepool_proxy/balancer/keys.py",
     "proxy/servicepool_proxy/balancer/member.py",
     "proxy/servicepool_proxy/balancer/outlier.py",
+    "proxy/servicepool_proxy/balancer/pickers.py",
     "proxy/servicepool_proxy/balancer/pool.py",
+    "proxy/servicepool_proxy/balancer/prefill.py",
     "proxy/servicepool_proxy/balancer/stats.py",
     "proxy/servicepool_proxy/balancer/strategies.py",
+    "proxy/servicepool_proxy/forwarding/admission.py",
+    "proxy/servicepool_proxy/forwarding/answers.py",
     "proxy/servicepool_proxy/forwarding/attempts.py",
+    "proxy/servicepool_proxy/forwarding/explain.py",
     "proxy/servicepool_proxy/forwarding/forwarder.py",
     "proxy/servicepool_proxy/forwarding/outcomes.py",
     "proxy/servicepool_proxy/forwarding/relay.py",
+    "proxy/servicepool_proxy/forwarding/routing_keys.py",
     "proxy/servicepool_proxy/http/exchange.py",
     "proxy/servicepool_proxy/http/front.py",
     "proxy/servicepool_proxy/http/headers.py",

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from servicepool_api.health import Health
 
 from .member import MemberState
+
+# An enum member looked up once (through the enum class it costs more than the whole test).
+UNHEALTHY: Final = Health.UNHEALTHY
 
 
 class SkipReason(StrEnum):
@@ -34,7 +36,7 @@ def skip_reason(
     """
     if member in exclude:
         return SkipReason.TRIED
-    if member.health is Health.UNHEALTHY:
+    if member.health is UNHEALTHY:
         return SkipReason.UNHEALTHY
     if now < member.ejected_until:
         return SkipReason.EJECTED
@@ -49,24 +51,34 @@ def skip_reason(
     return None
 
 
-@dataclass(frozen=True, slots=True)
 class Decision:
     """One routing decision: who could take the request, who could not and why, the pick.
 
-    Without explanations only the pick, the model and the attempt are kept.
+    Without explanations only the pick, the model and the attempt are kept. A plain class
+    with its own __init__ (never changed once made): one is made per request, and compiled
+    it is made without running Python code (a NamedTuple's or dataclass's __init__ is).
     """
 
-    at: float  # wall-clock seconds
-    attempt: int  # 1 for the first try, 2 for the first retry...
-    pick: str | None  # None: no member could take it (detail says why)
-    model: str | None = None
-    strategy: str = ""
-    candidates: tuple[str, ...] = ()
-    skipped: tuple[tuple[str, str], ...] = ()  # (member, reason)
-    scores: tuple[tuple[str, float], ...] = ()  # lower is better, when the strategy scores
-    affinity: bool = False  # an affinity key chose among the candidates
-    detail: str = ""
-    explained: bool = field(default=False)
+    __slots__ = ("affinity", "at", "attempt", "candidates", "detail", "explained", "model",
+                 "pick", "scores", "skipped", "strategy")  # fmt: skip
+
+    def __init__(
+        self, at: float, attempt: int, pick: str | None, model: str | None = None,
+        strategy: str = "", candidates: tuple[str, ...] = (),
+        skipped: tuple[tuple[str, str], ...] = (), scores: tuple[tuple[str, float], ...] = (),
+        affinity: bool = False, detail: str = "", explained: bool = False,
+    ) -> None:  # fmt: skip
+        self.at = at  # wall-clock seconds
+        self.attempt = attempt  # 1 for the first try, 2 for the first retry...
+        self.pick = pick  # None: no member could take it (detail says why)
+        self.model = model
+        self.strategy = strategy
+        self.candidates = candidates
+        self.skipped = skipped  # (member, reason)
+        self.scores = scores  # lower is better, when the strategy scores
+        self.affinity = affinity  # an affinity key chose among the candidates
+        self.detail = detail
+        self.explained = explained
 
     def header(self) -> str:
         """One decision as an HTTP header value (ASCII, no commas inside items)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from .member import MemberState
 
 
@@ -29,10 +27,13 @@ class PendingPrefill:
         return True
 
 
-@dataclass(frozen=True, slots=True)
 class Lease:
-    """One try on a member: whether it is the half-open trial, and its pending prefill."""
+    """One try on a member: whether it is the half-open trial, and its pending prefill (a
+    plain class: compiled, it is made without running Python code)."""
 
-    member: MemberState
-    trial: bool
-    prefill: PendingPrefill
+    __slots__ = ("member", "prefill", "trial")
+
+    def __init__(self, member: MemberState, trial: bool, prefill: PendingPrefill) -> None:
+        self.member = member
+        self.trial = trial
+        self.prefill = prefill

@@ -66,8 +66,14 @@ def least_in_flight(candidates: Sequence[MemberState]) -> MemberState:
     Ties (common at light load) go by smooth weighted round-robin, so weights still
     shape the split when nothing is queued.
     """
-    best_score = min(load_score(m) for m in candidates)
-    tied = [m for m in candidates if load_score(m) == best_score]
+    tied: list[MemberState] = []
+    best_score = 0.0
+    for member in candidates:
+        score = load_score(member)
+        if not tied or score < best_score:
+            best_score, tied = score, [member]
+        elif score == best_score:
+            tied.append(member)
     return tied[0] if len(tied) == 1 else smooth_weighted_round_robin(tied)
 
 

@@ -36,16 +36,16 @@ class DecisionRecorder:
         """One decision (pick None: no member could take the request, detail says why)."""
         runtime = self.runtime
         attempt = len(tried) + 1
+        name = pick.name if pick is not None else None
         if not runtime.explain:
-            decision = Decision(self.wall(), attempt, pick and pick.name, keys.model,
-                                detail=detail)  # fmt: skip
+            decision = Decision(self.wall(), attempt, name, keys.model, detail=detail)
         else:
             exclude = () if pick is not None and pick in tried else tried
             candidates, skipped = classify(runtime.members, now, exclude, keys.model)
             spec = runtime.spec
             scores = strategy_scores(spec, candidates, now, keys) or {}
             decision = Decision(
-                self.wall(), attempt, pick and pick.name, keys.model, spec.strategy.value,
+                self.wall(), attempt, name, keys.model, spec.strategy.value,
                 tuple(m.name for m in candidates), tuple(skipped), tuple(scores.items()),
                 affinity=keys.affinity_key is not None and spec.affinity is not None,
                 detail=detail, explained=True,

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from multidict import CIMultiDict
 
+from servicepool_api.spec import PoolSpec
 from servicepool_proxy.balancer.decisions import Decision, decisions_header
 from servicepool_proxy.balancer.keys import NO_KEYS, RoutingKeys
 from servicepool_proxy.forwarding.answers import client_failed, error_response
@@ -60,6 +61,8 @@ class Forwarder:
         outcomes = OutcomeRecorder(runtime, metrics, clock)
         relay = Relay(runtime, metrics, outcomes, clock)
         self.attempts = Attempts(runtime, upstream, metrics, outcomes, relay, clock)
+        self._keys_spec: PoolSpec | None = None  # the spec _reads_keys was worked out for
+        self._reads_keys = False
 
     async def __call__(self, request: Request) -> Response | StreamResponse:
         runtime = self.runtime
@@ -129,7 +132,9 @@ class Forwarder:
         """The model, affinity key and prompt prefix the request routes by (or the pool's
         model listing)."""
         spec = self.runtime.spec
-        if not reads_routing_keys(spec):
+        if spec is not self._keys_spec:  # once per spec, not per request
+            self._keys_spec, self._reads_keys = spec, reads_routing_keys(spec)
+        if not self._reads_keys:
             return NO_KEYS
         if (
             spec.models is not None

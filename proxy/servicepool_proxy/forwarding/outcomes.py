@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import NamedTuple
 
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.observe.metrics import ProxyMetrics
@@ -14,21 +13,33 @@ from servicepool_proxy.runtime import PoolRuntime
 log = logging.getLogger("servicepool.proxy")
 
 
-class Answered(NamedTuple):  # a tuple: one is made per request, cheaply
-    """The member answered with a status; `latency` is from sending to its first byte."""
+class Answered:
+    """The member answered with a status; `latency` is from sending to its first byte.
 
-    status: int
-    latency: float
-    retry_after: float | None = None  # a 429's Retry-After, in seconds
+    Plain classes with their own __init__: one is made per request, and compiled they are
+    made without running Python code (a NamedTuple's __new__ is Python code).
+    """
+
+    __slots__ = ("latency", "retry_after", "status")
+
+    def __init__(self, status: int, latency: float, retry_after: float | None = None) -> None:
+        self.status = status
+        self.latency = latency
+        self.retry_after = retry_after  # a 429's Retry-After, in seconds
 
 
-class Failed(NamedTuple):
+class Failed:
     """A try failed (`kind` as retryOn names it), before or after the answer began."""
 
-    kind: str
-    detail: str
-    midstream: bool = False  # the client had the answer's start
-    answered: bool = False  # counted as answered at its first byte, failed after it
+    __slots__ = ("answered", "detail", "kind", "midstream")
+
+    def __init__(
+        self, kind: str, detail: str, midstream: bool = False, answered: bool = False
+    ) -> None:
+        self.kind = kind
+        self.detail = detail
+        self.midstream = midstream  # the client had the answer's start
+        self.answered = answered  # counted as answered at its first byte, failed after it
 
 
 Outcome = Answered | Failed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 from servicepool_api.signals import find_usage_in_json, find_usage_in_sse
 from servicepool_proxy.balancer.decisions import Decision, decisions_header
@@ -26,12 +26,16 @@ BUFFERED_RESPONSE_LIMIT = 256 * 1024
 NO_BODY_STATUSES = frozenset({204, 304})
 
 
-class Timing(NamedTuple):
-    """When the request arrived, when this try was sent, when its first byte came back."""
+class Timing:
+    """When the request arrived, when this try was sent, when its first byte came back (a
+    plain class: compiled, it is made without running Python code)."""
 
-    start: float
-    sent: float
-    first_byte: float
+    __slots__ = ("first_byte", "sent", "start")
+
+    def __init__(self, start: float, sent: float, first_byte: float) -> None:
+        self.start = start
+        self.sent = sent
+        self.first_byte = first_byte
 
 
 class Relay:

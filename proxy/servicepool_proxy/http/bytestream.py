@@ -45,10 +45,14 @@ class ByteStream:
     (`fail`) is raised to the reader unless the stream had already ended.
     """
 
-    __slots__ = ("_chunks", "_error", "_high_water", "_size", "_waiter", "eof", "source")
+    __slots__ = ("_chunks", "_error", "_high_water", "_loop", "_size", "_waiter", "eof", "source")
 
-    def __init__(self, source: FlowControlled | None, high_water: int) -> None:
+    def __init__(
+        self, source: FlowControlled | None, high_water: int,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:  # fmt: skip
         self.source = source  # None once the stream is detached from its connection
+        self._loop = loop  # the reader's (asked for at each wait when not given)
         self._high_water = high_water
         self._chunks: deque[bytes] = deque()
         self._size = 0
@@ -105,7 +109,10 @@ class ByteStream:
         """Until something happens: data, the end, a failure (raised), or a `wake`."""
         if self._error is not None:
             raise self._error
-        waiter = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         self._waiter = waiter
         await waiter
         if self._error is not None:

@@ -48,8 +48,7 @@ class Listener(ParsingLimits, Protocol):
     connections: set[FrontConnection]
     closed_since_trim: int
     draining: bool
-
-    def track(self, task: asyncio.Future[None]) -> None: ...
+    tasks: set[asyncio.Future[None]]  # of the requests in hand, each until it ends
 
 
 @mypyc_attr(native_class=False)  # a plain class in the compiled build: mixins as bases
@@ -68,6 +67,7 @@ class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
         self._dropped = 0  # bytes read and dropped while lingering
         self._busy = False
         self._reading_paused = False
+        self._serving: asyncio.Future[None] | None = None  # the task of the request in hand
         super().__init__(server)
 
     # -- asyncio.Protocol -----------------------------------------------------------------
@@ -122,7 +122,10 @@ class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
         if self._queue and not self.closed:
             self._busy = True
             request = self._queue.popleft()
-            self.server.track(self.server.loop.create_task(self._serve(request)))
+            # A Task named here: one named by asyncio formats "Task-N" for every request.
+            task = asyncio.Task(self._serve(request), loop=self.server.loop, name="request")
+            self._serving = task
+            self.server.tasks.add(task)
             if self._backlog:
                 self.server.loop.call_soon(self._parse_backlog)
         else:
@@ -133,39 +136,46 @@ class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
                 self.idle_since = self.server.loop.time()
 
     async def _serve(self, request: Request) -> None:
+        task = self._serving  # this request's task (_next set it before the task first ran)
+        assert task is not None
         try:
-            response = await self.server.handler(request)
-        except RequestRejected as rejected:  # the body turned out malformed
-            response = rejected.response()
-            self.must_close = True
-        except Exception:
+            try:
+                response = await self.server.handler(request)
+            except RequestRejected as rejected:  # the body turned out malformed
+                response = rejected.response()
+                self.must_close = True
+            except Exception:
+                if self.closed:
+                    return
+                log.exception("request %s %s failed", request.method, request.target)
+                response = Response(500, body=b'{"error": "internal"}\n',
+                                    content_type="application/json")  # fmt: skip
+                self.must_close = True
+            finally:
+                if request.content is not None:
+                    request.content.release()
             if self.closed:
                 return
-            log.exception("request %s %s failed", request.method, request.target)
-            response = Response(500, body=b'{"error": "internal"}\n',
-                                content_type="application/json")  # fmt: skip
-            self.must_close = True
+            body = request.content
+            if body is not None and not body.eof:
+                self.must_close = True  # the rest of the body was not read: no reuse
+            if not request.keep_alive or self.server.draining:
+                self.must_close = True
+            if isinstance(response, Response):
+                self._write_whole(response, request)
+            if self.server.access_log:
+                log.info('%s "%s %s" %d', self.remote, request.method, request.target,
+                         response.status)  # fmt: skip
+            if self.must_close:
+                self.close(graceful=True)
+                return
+            waiter = self._writable  # the next answer waits until this one has (mostly) left
+            if waiter is not None and not waiter.done():
+                await waiter
+            if not self.closed:
+                self._next()
         finally:
-            if request.content is not None:
-                request.content.release()
-        if self.closed:
-            return
-        body = request.content
-        if body is not None and not body.eof:
-            self.must_close = True  # the rest of the body was not read: no reuse
-        if not request.keep_alive or self.server.draining:
-            self.must_close = True
-        if isinstance(response, Response):
-            self._write_whole(response, request)
-        if self.server.access_log:
-            log.info('%s "%s %s" %d', self.remote, request.method, request.target,
-                     response.status)  # fmt: skip
-        if self.must_close:
-            self.close(graceful=True)
-            return
-        await self.writable()  # the next answer waits until this one has (mostly) left
-        if not self.closed:
-            self._next()
+            self.server.tasks.discard(task)  # cheaper than a done callback on every task
 
     def _write_whole(self, response: Response, request: Request | None) -> None:
         """Send a whole response (to no parsed request: a rejection, then close)."""

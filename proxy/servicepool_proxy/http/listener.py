@@ -38,7 +38,8 @@ class FrontServer:
         self.closed_since_trim = 0
         self.draining = False
         self.accepted = 0  # connections accepted since start
-        self._tasks: set[asyncio.Future[None]] = set()
+        # The requests' tasks: each adds itself and leaves when it ends (no done callbacks).
+        self.tasks: set[asyncio.Future[None]] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.loop = asyncio.get_running_loop()  # built inside the proxy's running loop
@@ -46,10 +47,6 @@ class FrontServer:
     def _connection(self) -> FrontConnection:
         self.accepted += 1
         return FrontConnection(self)
-
-    def track(self, task: asyncio.Future[None]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def start(
         self, host: str, port: int, reuse_port: bool = False, sock: socket.socket | None = None
@@ -107,9 +104,9 @@ class FrontServer:
         for connection in list(self.connections):
             if connection.idle:
                 connection.close()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=grace_seconds)
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=grace_seconds)
         for connection in list(self.connections):
             connection.close()
-        for task in list(self._tasks):
+        for task in list(self.tasks):
             task.cancel()

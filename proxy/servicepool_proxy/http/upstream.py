@@ -85,7 +85,9 @@ class UpstreamResponse:
         "until_eof",
     )
 
-    def __init__(self, connection: UpstreamConnection) -> None:
+    def __init__(
+        self, connection: UpstreamConnection, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
         self._connection: UpstreamConnection | None = connection
         self.status = 0
         self.reason = ""
@@ -96,7 +98,7 @@ class UpstreamResponse:
         self.until_eof = False  # the body ends when the member closes the connection
         self.head_done = False
         self.informational = False  # a 1xx head is being skipped
-        self.body = ByteStream(connection, READ_HIGH_WATER)
+        self.body = ByteStream(connection, READ_HIGH_WATER, loop)
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:
@@ -152,6 +154,15 @@ class UpstreamPool:
         self._closing = False
         self._busy: set[UpstreamConnection] = set()
         self._tick: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def running_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the pool serves in, asked for once (each asyncio.get_running_loop() call
+        costs a getpid() system call)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def watch(self, connection: UpstreamConnection) -> None:
         """Hold `connection` to its deadline until it is unwatched."""
@@ -240,7 +251,8 @@ class UpstreamPool:
         when the request can be sent again (`replayable` and the body is not a stream).
         """
         address = self.address(base_url)
-        deadline = asyncio.get_running_loop().time() + total_seconds
+        loop = self.running_loop()
+        deadline = loop.time() + total_seconds
         streamed = body is not None and not isinstance(body, bytes)
         head, chunked = encode_head(method, address, target, headers, body)
         head_only = method == "HEAD"
@@ -248,11 +260,11 @@ class UpstreamPool:
             connection = self.take_idle(address)
             fresh = connection is None
             if connection is None:
-                remaining = deadline - asyncio.get_running_loop().time()
+                remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise UpstreamTimeout("no answer in time")
                 connection = await self.connect(address, min(connect_seconds, remaining))
-            response = UpstreamResponse(connection)
+            response = UpstreamResponse(connection, loop)
             connection.start(response, head, body, head_only, deadline, chunked)
             try:
                 while not response.head_done:
@@ -284,23 +296,33 @@ def encode_head(
     body: bytes | AsyncIterable[bytes] | None,
 ) -> tuple[bytes, bool]:  # fmt: skip
     """The request line and headers as bytes, and whether the body goes chunked."""
-    lines = [f"{method} {address.path_prefix}{target} HTTP/1.1\r\nHost: {address.host_header}\r\n"]
-    has_length = False
-    for name, value in headers:
-        if "\n" in value or "\r" in value:
-            raise ValueError(f"header {name} carries a line break")
-        if name.lower() == "content-length":
-            has_length = True
-        lines.append(f"{name}: {value}\r\n")
+    lines = [f"{name}: {value}\r\n" for name, value in headers]
+    block = "".join(lines)
+    if block.count("\n") != len(lines) or block.count("\r") != len(lines):
+        _refuse_line_break(headers)
+    ending = "\r\n"
     chunked = False
     if isinstance(body, bytes):
-        if not has_length and (body or method in _SEND_LENGTH_ALWAYS):
-            lines.append(f"Content-Length: {len(body)}\r\n")
+        if (body or method in _SEND_LENGTH_ALWAYS) and not _has_length(block):
+            ending = f"Content-Length: {len(body)}\r\n\r\n"
     elif body is not None:
-        if not has_length:
+        if not _has_length(block):
             chunked = True
-            lines.append("Transfer-Encoding: chunked\r\n")
-    elif method in _SEND_LENGTH_ALWAYS and not has_length:
-        lines.append("Content-Length: 0\r\n")
-    lines.append("\r\n")
-    return "".join(lines).encode("utf-8", "surrogateescape"), chunked
+            ending = "Transfer-Encoding: chunked\r\n\r\n"
+    elif method in _SEND_LENGTH_ALWAYS and not _has_length(block):
+        ending = "Content-Length: 0\r\n\r\n"
+    head = f"{method} {address.path_prefix}{target} HTTP/1.1\r\nHost: {address.host_header}\r\n"
+    return (head + block + ending).encode("utf-8", "surrogateescape"), chunked
+
+
+def _has_length(block: str) -> bool:
+    """Whether the header lines carry a Content-Length."""
+    return "\ncontent-length:" in "\n" + block.lower()
+
+
+def _refuse_line_break(headers: Iterable[tuple[str, str]]) -> None:
+    """Name the header whose name or value carries a line break."""
+    for name, value in headers:
+        if any(c in name or c in value for c in "\r\n"):
+            raise ValueError(f"header {name} carries a line break")
+    raise ValueError("a header carries a line break")
