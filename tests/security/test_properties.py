@@ -99,6 +99,7 @@ pods = st.lists(
               ip=st.one_of(st.none(), st.sampled_from(["10.0.0.1", "fd00::1", ""])),
               ready=st.booleans(), terminating=st.booleans()),
     max_size=6,
+    unique_by=lambda pod: pod.name,  # a namespace has one Pod of a name
 )  # fmt: skip
 
 
