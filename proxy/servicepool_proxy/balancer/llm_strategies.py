@@ -121,8 +121,8 @@ def output_speeds(candidates: Sequence[MemberState], now: float) -> dict[str, fl
     measured: dict[str, tuple[float, float] | None] = {}
     for member in candidates:
         speed, at = member.stats.tokens_per_second, member.stats.speed_at
-        fresh = speed is not None and speed > 0 and now - at <= LATENCY_FORGET_SECONDS
-        measured[member.name] = (speed, at) if fresh and speed is not None else None
+        fresh = bool(speed) and now - at <= LATENCY_FORGET_SECONDS
+        measured[member.name] = (speed, at) if speed and fresh else None
     return drifted(measured, now)
 
 
