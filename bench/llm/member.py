@@ -21,20 +21,25 @@ from bench.llm.engine import DEFAULT_MAX_TOKENS, MODEL, Engine, Sequence
 from bench.llm.text import prompt_tokens
 
 
+def completion(seq: Sequence, engine: Engine, kind: str, choice: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI-shaped completion document (or stream chunk) of `kind` with one choice."""
+    return {
+        "id": f"cmpl-{seq.id}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": MODEL,
+        "system_fingerprint": engine.name,
+        "choices": [choice],
+    }
+
+
 def chunk(seq: Sequence, engine: Engine, chat: bool, text: str, finish: str | None) -> bytes:
     choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
     if chat:
         choice["delta"] = {"role": "assistant", "content": text} if text else {}
     else:
         choice["text"] = text
-    event = {
-        "id": f"cmpl-{seq.id}",
-        "object": "chat.completion.chunk" if chat else "text_completion",
-        "created": int(time.time()),
-        "model": MODEL,
-        "system_fingerprint": engine.name,
-        "choices": [choice],
-    }
+    event = completion(seq, engine, "chat.completion.chunk" if chat else "text_completion", choice)
     return b"data: " + json.dumps(event).encode() + b"\n\n"
 
 
@@ -110,15 +115,8 @@ async def complete(request: web.Request) -> web.StreamResponse:
     text = " ".join(seq.reply[: seq.made])
     choice: dict[str, Any] = {"index": 0, "finish_reason": "length"}
     choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
-    document = {
-        "id": f"cmpl-{seq.id}",
-        "object": "chat.completion" if chat else "text_completion",
-        "created": int(time.time()),
-        "model": MODEL,
-        "system_fingerprint": engine.name,
-        "choices": [choice],
-        "usage": usage(seq),
-    }
+    document = completion(seq, engine, "chat.completion" if chat else "text_completion", choice)
+    document["usage"] = usage(seq)
     return web.json_response(document, headers={"x-member": engine.name})
 
 
