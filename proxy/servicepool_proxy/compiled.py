@@ -36,6 +36,7 @@ COMPILED_MODULES = (
     "proxy/servicepool_proxy/forwarding/outcomes.py",
     "proxy/servicepool_proxy/forwarding/relay.py",
     "proxy/servicepool_proxy/forwarding/routing_keys.py",
+    "proxy/servicepool_proxy/http/bytestream.py",
     "proxy/servicepool_proxy/http/exchange.py",
     "proxy/servicepool_proxy/http/front.py",
     "proxy/servicepool_proxy/http/headers.py",
@@ -44,6 +45,7 @@ COMPILED_MODULES = (
     "proxy/servicepool_proxy/http/request_parsing.py",
     "proxy/servicepool_proxy/http/upstream.py",
     "proxy/servicepool_proxy/observe/metrics.py",
+    "proxy/servicepool_proxy/waitqueue.py",
 )
 
 

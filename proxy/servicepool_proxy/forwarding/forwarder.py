@@ -110,7 +110,8 @@ class Forwarder:
         try:
             return await self._forward(request, headers, body, start)
         finally:
-            self.budget.give(held_bytes(body))
+            if body is not None:
+                self.budget.give(held_bytes(body))
 
     async def _forward(
         self, request: Request, headers: CIMultiDict[str], body: bytes | StreamedBody | None,

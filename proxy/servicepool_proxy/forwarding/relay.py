@@ -94,7 +94,7 @@ class Relay:
         if not no_body:
             scan = upstream.content_type == "text/event-stream"
             try:
-                async for chunk in upstream.iter_any():
+                while chunk := await upstream.readany():
                     body_started()
                     await stream.write(chunk)
                     if scan:

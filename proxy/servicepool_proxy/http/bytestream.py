@@ -1,11 +1,10 @@
-"""Bodies in transit: bytes a protocol receives, read by one coroutine, and the pacing of
-what it writes; back-pressure both ways."""
+"""Bodies in transit: bytes a protocol receives, read by one coroutine, with back-pressure
+on the protocol that feeds them."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
 from typing import Protocol
 
 
@@ -15,27 +14,6 @@ class FlowControlled(Protocol):
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
-
-
-class WritePacing:
-    """Protocol flow control for writes: the transport pauses and resumes us, and a sender
-    waits for `writable` before writing more."""
-
-    _writable: asyncio.Future[None] | None = None
-
-    def pause_writing(self) -> None:
-        if self._writable is None or self._writable.done():
-            self._writable = asyncio.get_running_loop().create_future()
-
-    def resume_writing(self) -> None:
-        if self._writable is not None and not self._writable.done():
-            self._writable.set_result(None)
-
-    async def writable(self) -> None:
-        """Until the transport's buffer has drained (at once when it is not full)."""
-        waiter = self._writable
-        if waiter is not None and not waiter.done():
-            await waiter
 
 
 class ByteStream:
@@ -107,16 +85,19 @@ class ByteStream:
 
     async def wait(self) -> None:
         """Until something happens: data, the end, a failure (raised), or a `wake`."""
-        if self._error is not None:
-            raise self._error
+        self._raise_failure()
         loop = self._loop
         if loop is None:
             loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self._waiter = waiter
         await waiter
-        if self._error is not None:
-            raise self._error
+        self._raise_failure()  # a method call: mypyc would keep `_error` narrowed to None
+
+    def _raise_failure(self) -> None:
+        error = self._error
+        if error is not None:
+            raise error
 
     def _take(self, size: int | None = None) -> bytes:
         data = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
@@ -130,7 +111,8 @@ class ByteStream:
         return data
 
     async def readany(self) -> bytes:
-        """What has arrived (waiting for something); b"" at the end."""
+        """What has arrived, merged when several chunks wait (waiting for something); b""
+        at the end."""
         while not self._chunks:
             if self.eof:
                 return b""
@@ -150,13 +132,3 @@ class ByteStream:
         while not self.eof:
             await self.wait()
         return self._take() if self._chunks else b""
-
-    async def iter_any(self) -> AsyncIterator[bytes]:
-        """Chunks as they arrive, merged when several are waiting."""
-        while True:
-            if self._chunks:
-                yield self._take()
-            elif self.eof:
-                return
-            else:
-                await self.wait()

@@ -62,7 +62,6 @@ class RequestRejected(Exception):
         return Response(self.status, body=body.encode(), content_type="application/json")
 
 
-@mypyc_attr(native_class=False)  # ByteStream stays Python (async generators)
 class BodyReader(ByteStream):
     """The request body as the client sends it; `Expect: 100-continue` is answered when the
     handler first waits for it."""

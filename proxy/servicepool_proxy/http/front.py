@@ -17,7 +17,6 @@ from typing import Protocol, cast
 from multidict import CIMultiDict
 
 from servicepool_proxy.compiled import mypyc_attr
-from servicepool_proxy.http.bytestream import WritePacing
 from servicepool_proxy.http.exchange import (
     ClientGone,
     Request,
@@ -26,6 +25,7 @@ from servicepool_proxy.http.exchange import (
     StreamResponse,
 )
 from servicepool_proxy.http.request_parsing import ParsingLimits, RequestParsing
+from servicepool_proxy.http.write_pacing import WritePacing
 
 log = logging.getLogger("servicepool.proxy")
 

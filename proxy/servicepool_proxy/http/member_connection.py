@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from servicepool_proxy.http.bytestream import ByteStream, WritePacing
+from servicepool_proxy.http.bytestream import ByteStream
+from servicepool_proxy.http.write_pacing import WritePacing
 
 # How long an idle connection is kept (less when the member's Keep-Alive header says so).
 IDLE_SECONDS = 30.0

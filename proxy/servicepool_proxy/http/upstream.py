@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, Iterable
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -116,9 +116,9 @@ class UpstreamResponse:
         """The whole body (raises UpstreamError when the member fails before its end)."""
         return await self.body.read()
 
-    def iter_any(self) -> AsyncIterator[bytes]:
-        """Body chunks as they arrive, merged when several are waiting."""
-        return self.body.iter_any()
+    async def readany(self) -> bytes:
+        """The body bytes that have arrived, merged (waiting for some); b"" at the end."""
+        return await self.body.readany()
 
     def release(self) -> None:
         """Give the connection back (kept alive when the exchange ended cleanly)."""

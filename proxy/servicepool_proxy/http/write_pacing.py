@@ -1,0 +1,31 @@
+"""The pacing of what a protocol writes: the transport pauses and resumes it, and a sender
+waits while the transport's buffer is full (back-pressure on writes).
+
+Kept Python in the compiled build: a mixin of FrontConnection (a plain class), and mypyc
+cannot call an async method of a plain class from compiled code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+
+class WritePacing:
+    """Protocol flow control for writes: the transport pauses and resumes us, and a sender
+    waits for `writable` before writing more."""
+
+    _writable: asyncio.Future[None] | None = None
+
+    def pause_writing(self) -> None:
+        if self._writable is None or self._writable.done():
+            self._writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    async def writable(self) -> None:
+        """Until the transport's buffer has drained (at once when it is not full)."""
+        waiter = self._writable
+        if waiter is not None and not waiter.done():
+            await waiter
