@@ -41,10 +41,13 @@ COMPILED_MODULES = (
     "proxy/servicepool_proxy/http/front.py",
     "proxy/servicepool_proxy/http/headers.py",
     "proxy/servicepool_proxy/http/linemeter.py",
+    "proxy/servicepool_proxy/http/listener.py",
     "proxy/servicepool_proxy/http/member_connection.py",
     "proxy/servicepool_proxy/http/request_parsing.py",
     "proxy/servicepool_proxy/http/upstream.py",
+    "proxy/servicepool_proxy/http/write_pacing.py",
     "proxy/servicepool_proxy/observe/metrics.py",
+    "proxy/servicepool_proxy/runtime.py",
     "proxy/servicepool_proxy/waitqueue.py",
 )
 

@@ -43,6 +43,10 @@ class PoolRuntime:
         self.pool = pool
         self.spec = spec
         self.retry_on = frozenset(spec.retries.retryOn)
+        # Read by every request: plain attributes, not the spec's nested models.
+        self.max_tries = 1 + spec.retries.attempts
+        self.request_seconds = spec.timeouts.requestSeconds
+        self.connect_seconds = spec.timeouts.connectSeconds
         self.queue.max_waiting = spec.queue.maxWaiting
         access = spec.access
         self.client_auth = (

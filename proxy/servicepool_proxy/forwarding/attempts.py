@@ -53,7 +53,7 @@ class Attempts:
         """
         runtime = self.runtime
         idempotent = request.method in IDEMPOTENT_METHODS or "Idempotency-Key" in headers
-        max_tries = 1 + runtime.spec.retries.attempts
+        max_tries = runtime.max_tries
         tried: list[MemberState] = []
         failures: list[str] = []
         last_kind: str | None = None  # of the last failure (the exception is not kept: a cycle)
@@ -132,13 +132,13 @@ class Attempts:
         """One try on one member; raises AttemptFailed or ClientFault (`status_retry`: an
         answer whose status is in retryOn may be retried elsewhere)."""
         member, trial = lease.member, lease.trial
-        timeouts = self.runtime.spec.timeouts
         data = body.chunks() if isinstance(body, StreamedBody) else body
         sent = self.clock()
         try:
             upstream = await self.upstream.request(
                 member.url, request.method, request.target, headers.items(), data,
-                total_seconds=timeouts.requestSeconds, connect_seconds=timeouts.connectSeconds,
+                total_seconds=self.runtime.request_seconds,
+                connect_seconds=self.runtime.connect_seconds,
                 replayable=idempotent,
             )  # fmt: skip
         except Exception as exc:  # the client's fault, or the member's failure classified

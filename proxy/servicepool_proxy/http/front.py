@@ -12,11 +12,10 @@ import asyncio
 import asyncio.protocols  # named by the compiled build's code for the base class
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, cast
 
 from multidict import CIMultiDict
 
-from servicepool_proxy.compiled import mypyc_attr
 from servicepool_proxy.http.exchange import (
     ClientGone,
     Request,
@@ -24,8 +23,10 @@ from servicepool_proxy.http.exchange import (
     Response,
     StreamResponse,
 )
-from servicepool_proxy.http.request_parsing import ParsingLimits, RequestParsing
-from servicepool_proxy.http.write_pacing import WritePacing
+from servicepool_proxy.http.request_parsing import RequestParsing
+
+if TYPE_CHECKING:  # listener.py imports this module
+    from servicepool_proxy.http.listener import FrontServer
 
 log = logging.getLogger("servicepool.proxy")
 
@@ -37,28 +38,14 @@ LINGER_SECONDS = 2.0
 LINGER_BYTES = 64 * 1024
 
 
-class Listener(ParsingLimits, Protocol):
-    """What a connection needs of the listener that accepted it (listener.FrontServer)."""
-
-    handler: Handler
-    idle_timeout: float
-    head_timeout: float
-    trailer_timeout: float
-    access_log: bool
-    connections: set[FrontConnection]
-    closed_since_trim: int
-    draining: bool
-    tasks: set[asyncio.Future[None]]  # of the requests in hand, each until it ends
-
-
-@mypyc_attr(native_class=False)  # a plain class in the compiled build: mixins as bases
-class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
+class FrontConnection(RequestParsing):
     """One client connection: parse, hand each request to the handler, write answers."""
 
-    server: Listener
-
-    def __init__(self, server: Listener) -> None:
+    def __init__(self, server: FrontServer) -> None:
         self.server = server
+        self._handler = server.handler
+        self._tasks = server.tasks
+        self._access_log = server.access_log
         self.transport: asyncio.Transport | None = None
         self.remote: str | None = None
         self.closed = False
@@ -77,7 +64,7 @@ class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.remote = peer[0] if isinstance(peer, tuple) else None
         self.server.connections.add(self)
-        self.idle_since = self.server.loop.time()
+        self.idle_since = self._loop.time()
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
@@ -123,24 +110,24 @@ class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
             self._busy = True
             request = self._queue.popleft()
             # A Task named here: one named by asyncio formats "Task-N" for every request.
-            task = asyncio.Task(self._serve(request), loop=self.server.loop, name="request")
+            task = asyncio.Task(self._serve(request), loop=self._loop, name="request")
             self._serving = task
-            self.server.tasks.add(task)
+            self._tasks.add(task)
             if self._backlog:
-                self.server.loop.call_soon(self._parse_backlog)
+                self._loop.call_soon(self._parse_backlog)
         else:
             self._busy = False
             if self.server.draining:
                 self.close()
             else:
-                self.idle_since = self.server.loop.time()
+                self.idle_since = self._loop.time()
 
     async def _serve(self, request: Request) -> None:
         task = self._serving  # this request's task (_next set it before the task first ran)
         assert task is not None
         try:
             try:
-                response = await self.server.handler(request)
+                response = await self._handler(request)
             except RequestRejected as rejected:  # the body turned out malformed
                 response = rejected.response()
                 self.must_close = True
@@ -163,7 +150,7 @@ class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
                 self.must_close = True
             if isinstance(response, Response):
                 self._write_whole(response, request)
-            if self.server.access_log:
+            if self._access_log:
                 log.info('%s "%s %s" %d', self.remote, request.method, request.target,
                          response.status)  # fmt: skip
             if self.must_close:
@@ -175,7 +162,7 @@ class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
             if not self.closed:
                 self._next()
         finally:
-            self.server.tasks.discard(task)  # cheaper than a done callback on every task
+            self._tasks.discard(task)  # cheaper than a done callback on every task
 
     def _write_whole(self, response: Response, request: Request | None) -> None:
         """Send a whole response (to no parsed request: a rejection, then close)."""
@@ -263,7 +250,7 @@ class FrontConnection(RequestParsing, WritePacing, asyncio.Protocol):
             if self._reading_paused:
                 self._reading_paused = False
                 transport.resume_reading()
-            asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
+            self._loop.call_later(LINGER_SECONDS, transport.close)
         else:
             transport.close()
 

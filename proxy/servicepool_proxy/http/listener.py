@@ -61,7 +61,10 @@ class FrontServer:
                 self._connection, host, port,
                 reuse_port=reuse_port or None, backlog=1024, reuse_address=True,
             )  # fmt: skip
-        return int(self._server.sockets[0].getsockname()[1])
+        # getattr: uvloop's `sockets` is a list where the stubs say tuple (the compiled build
+        # would check that it is a tuple).
+        sockets = getattr(self._server, "sockets")  # noqa: B009
+        return int(sockets[0].getsockname()[1])
 
     async def _sweep_idle(self) -> None:
         """Close connections idle, or slow to send a head or trailers, past their deadline,

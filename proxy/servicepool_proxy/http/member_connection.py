@@ -1,9 +1,10 @@
 """One keep-alive connection to a member: an asyncio protocol with one llhttp parser
 (httptools), sending a request (a streamed body from a task of its own) and parsing one
-response at a time into the `PendingResponse` it was given.
+response at a time into the `UpstreamResponse` it was given.
 
-It names no error class: it tells the response what went wrong, and the response
-(upstream.UpstreamResponse) fails with the matching UpstreamError.
+It names no error class: it tells the response what went wrong, and the response fails with
+the matching UpstreamError. upstream.py imports this module; the types it names from there
+are for type checking (and the compiled build's direct attribute access) only.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import asyncio
 import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 import httptools
 
-from servicepool_proxy.http.bytestream import ByteStream
 from servicepool_proxy.http.write_pacing import WritePacing
+
+if TYPE_CHECKING:
+    from servicepool_proxy.http.upstream import UpstreamPool, UpstreamResponse
 
 # How long an idle connection is kept (less when the member's Keep-Alive header says so).
 IDLE_SECONDS = 30.0
@@ -47,43 +50,11 @@ class Address:
                    parts.path.rstrip("/"))  # fmt: skip
 
 
-class ConnectionPool(Protocol):
-    """What a connection needs of the pool that made it (upstream.UpstreamPool)."""
-
-    def watch(self, connection: UpstreamConnection) -> None: ...
-
-    def unwatch(self, connection: UpstreamConnection) -> None: ...
-
-    def put_idle(self, connection: UpstreamConnection) -> None: ...
-
-
-class PendingResponse(Protocol):
-    """What a connection fills in as the member answers (upstream.UpstreamResponse)."""
-
-    status: int
-    reason: str
-    raw_headers: list[tuple[str, str]]
-    content_length: int | None
-    content_type: str
-    until_eof: bool
-    head_done: bool
-    informational: bool
-    body: ByteStream
-
-    @property
-    def complete(self) -> bool: ...
-
-    def fail_garbled(self, detail: str) -> None: ...
-
-    def fail_closed(self, detail: str) -> None: ...
-
-    def fail_expired(self, stalled: str | None) -> None: ...
-
-
-class UpstreamConnection(WritePacing, asyncio.Protocol):
+class UpstreamConnection(WritePacing):
     """One keep-alive connection to a member, parsing one response at a time."""
 
-    def __init__(self, address: Address, pool: ConnectionPool) -> None:
+    def __init__(self, address: Address, pool: UpstreamPool) -> None:
+        super().__init__()
         self.address = address
         self.pool = pool
         self.transport: asyncio.Transport | None = None
@@ -92,7 +63,7 @@ class UpstreamConnection(WritePacing, asyncio.Protocol):
         self._idle_limit = IDLE_SECONDS
         self._keep_alive = True
         self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
-        self._response: PendingResponse | None = None
+        self._response: UpstreamResponse | None = None
         self._head_only = False
         self._reading_paused = False
         self.deadline = 0.0  # loop time by which the exchange in progress must be over
@@ -207,7 +178,7 @@ class UpstreamConnection(WritePacing, asyncio.Protocol):
                 self._idle_limit = min(self._idle_limit, int(number) - 1.0)
 
     def start(
-        self, response: PendingResponse, head: bytes, body: bytes | AsyncIterable[bytes] | None,
+        self, response: UpstreamResponse, head: bytes, body: bytes | AsyncIterable[bytes] | None,
         head_only: bool, deadline: float, chunked: bool,
     ) -> None:  # fmt: skip
         """Send a request; its answer fills `response`."""
@@ -262,7 +233,7 @@ class UpstreamConnection(WritePacing, asyncio.Protocol):
             response.fail_expired(stalled)
         self.close()
 
-    def finish(self, response: PendingResponse) -> None:
+    def finish(self, response: UpstreamResponse) -> None:
         """The forwarder is done with `response`: pool the connection or close it."""
         self.pool.unwatch(self)
         writer = self._writer

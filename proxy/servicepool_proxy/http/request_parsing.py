@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
 from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from servicepool_proxy.compiled import mypyc_attr
 from servicepool_proxy.http.exchange import BodyReader, FrontConnection, Request, RequestRejected
 from servicepool_proxy.http.linemeter import LineMeter, Section
+from servicepool_proxy.http.write_pacing import WritePacing
 
 MAX_HEADERS = 128  # header fields, and trailer fields, per request
 MAX_PIPELINED = 16  # parsed requests waiting behind the one being served
@@ -46,22 +45,16 @@ def origin_form(raw: bytes) -> str:
     raise RequestRejected(400, "request target must be a path or an absolute URL")
 
 
-@mypyc_attr(native_class=False)  # a mixin of FrontConnection (a plain class)
-class RequestParsing:
-    """The parsing half of front.FrontConnection: the httptools callbacks, and the queue of
-    parsed requests that the connection serves one at a time (`_next`)."""
+class RequestParsing(WritePacing):
+    """The parsing half of front.FrontConnection (its base class): the httptools callbacks,
+    and the queue of parsed requests that the connection serves one at a time (`_next`)."""
 
-    # Supplied by the connection:
-    server: ParsingLimits
+    # Set by the connection (front.FrontConnection):
     remote: str | None
     closed: bool
     must_close: bool
     _busy: bool
     _lingering: bool
-    _next: Callable[[], None]
-    _reject: Callable[[RequestRejected], None]
-    pause_reading: Callable[[], None]
-    resume_reading: Callable[[], None]
 
     @property
     def connection(self) -> FrontConnection:
@@ -69,6 +62,9 @@ class RequestParsing:
         return cast(FrontConnection, self)
 
     def __init__(self, server: ParsingLimits) -> None:
+        super().__init__()
+        self._loop = server.loop
+        self._max_header_bytes = server.max_header_bytes
         # Dropped when the connection is lost: it holds this protocol's callbacks (a cycle).
         self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self._meter = LineMeter(server.max_header_bytes, server.max_head_bytes)
@@ -83,6 +79,22 @@ class RequestParsing:
         self.idle_since: float | None = None  # loop time when it began waiting for a head
         self.head_since: float | None = None  # loop time of the first byte of a head
         self.trailer_since: float | None = None  # loop time of the first trailer byte
+
+    # -- what the connection does ---------------------------------------------------------
+
+    def _next(self) -> None:
+        """Serve the next parsed request, if any (front.FrontConnection)."""
+        raise NotImplementedError
+
+    def _reject(self, rejected: RequestRejected) -> None:
+        """Answer a request that cannot be parsed, then close (front.FrontConnection)."""
+        raise NotImplementedError
+
+    def pause_reading(self) -> None:
+        raise NotImplementedError
+
+    def resume_reading(self) -> None:
+        raise NotImplementedError
 
     # -- feeding the parser ---------------------------------------------------------------
 
@@ -121,7 +133,7 @@ class RequestParsing:
                 self._reject(rejected)
                 return
             if self.trailer_since is None and meter.in_trailers:
-                self.trailer_since = self.server.loop.time()
+                self.trailer_since = self._loop.time()
             start = end
 
     def _parse_backlog(self) -> None:
@@ -147,17 +159,17 @@ class RequestParsing:
         self._headers = []
         self._fields = 0
         self._meter.begin(Section.HEAD, self._ends_on_line_feed)
-        self.head_since = self.server.loop.time()
+        self.head_since = self._loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
-        if len(self._url) > self.server.max_header_bytes:
+        if len(self._url) > self._max_header_bytes:
             raise RequestRejected(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         in_head = self._meter.section is Section.HEAD
         size = len(name) + len(value)
-        if size > self.server.max_header_bytes:
+        if size > self._max_header_bytes:
             raise RequestRejected(431, ("header" if in_head else "trailer") + " field too large")
         self._fields += 1
         if self._fields > MAX_HEADERS:

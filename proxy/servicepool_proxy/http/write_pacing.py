@@ -1,20 +1,19 @@
 """The pacing of what a protocol writes: the transport pauses and resumes it, and a sender
-waits while the transport's buffer is full (back-pressure on writes).
-
-Kept Python in the compiled build: a mixin of FrontConnection (a plain class), and mypyc
-cannot call an async method of a plain class from compiled code.
-"""
+waits while the transport's buffer is full (back-pressure on writes). The base class of both
+connection protocols (front.FrontConnection through RequestParsing, and UpstreamConnection)."""
 
 from __future__ import annotations
 
 import asyncio
+import asyncio.protocols  # named by the compiled build's code for the base class
 
 
-class WritePacing:
+class WritePacing(asyncio.Protocol):
     """Protocol flow control for writes: the transport pauses and resumes us, and a sender
     waits for `writable` before writing more."""
 
-    _writable: asyncio.Future[None] | None = None
+    def __init__(self) -> None:
+        self._writable: asyncio.Future[None] | None = None
 
     def pause_writing(self) -> None:
         if self._writable is None or self._writable.done():
