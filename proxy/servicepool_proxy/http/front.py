@@ -54,7 +54,9 @@ class FrontConnection(RequestParsing):
         self._dropped = 0  # bytes read and dropped while lingering
         self._busy = False
         self._reading_paused = False
-        self._serving: asyncio.Future[None] | None = None  # the task of the request in hand
+        self._serving: asyncio.Task[None] | None = None  # the connection's serving task
+        self._waiting: asyncio.Future[None] | None = None  # its wait for the next request
+        self._in_hand: Request | None = None  # handed to the serving task, not yet taken
         super().__init__(server)
 
     # -- asyncio.Protocol -----------------------------------------------------------------
@@ -90,6 +92,7 @@ class FrontConnection(RequestParsing):
             if request.content is not None:
                 request.content.fail(ClientGone("the client left"))
         self._drop_input()
+        self._stop_waiting()
         self.resume_writing()  # a writer waiting to drain sees `closed` and stops
 
     def check_time(self, now: float) -> None:
@@ -106,63 +109,91 @@ class FrontConnection(RequestParsing):
     # -- serving --------------------------------------------------------------------------
 
     def _next(self) -> None:
-        if self._queue and not self.closed:
-            self._busy = True
-            request = self._queue.popleft()
-            # A Task named here: one named by asyncio formats "Task-N" for every request.
-            task = asyncio.Task(self._serve(request), loop=self._loop, name="request")
-            self._serving = task
-            self._tasks.add(task)
-            if self._backlog:
-                self._loop.call_soon(self._parse_backlog)
+        """Hand the next parsed request, if any, to the serving task (started or woken)."""
+        if self.closed or not self._queue:
+            return
+        self._busy = True
+        self._in_hand = self._queue.popleft()
+        if self._backlog:
+            self._loop.call_soon(self._parse_backlog)
+        task = self._serving
+        if task is None:  # named here: a Task named by asyncio formats "Task-N"
+            task = self._serving = asyncio.Task(self._serve_all(), loop=self._loop, name="serve")
         else:
-            self._busy = False
-            if self.server.draining:
-                self.close()
-            else:
-                self.idle_since = self._loop.time()
+            self._stop_waiting()
+        self._tasks.add(task)
 
-    async def _serve(self, request: Request) -> None:
-        task = self._serving  # this request's task (_next set it before the task first ran)
-        assert task is not None
+    async def _serve_all(self) -> None:
+        """The connection's serving task: its requests in order, one at a time, waiting for
+        the next while the connection is idle (one task per connection, not per request)."""
+        task = self._serving
+        assert task is not None  # set by _next before this first runs
         try:
-            try:
-                response = await self._handler(request)
-            except RequestRejected as rejected:  # the body turned out malformed
-                response = rejected.response()
-                self.must_close = True
-            except Exception:
-                if self.closed:
-                    return
-                log.exception("request %s %s failed", request.method, request.target)
-                response = Response(500, body=b'{"error": "internal"}\n',
-                                    content_type="application/json")  # fmt: skip
-                self.must_close = True
-            finally:
-                if request.content is not None:
-                    request.content.release()
-            if self.closed:
-                return
-            body = request.content
-            if body is not None and not body.eof:
-                self.must_close = True  # the rest of the body was not read: no reuse
-            if not request.keep_alive or self.server.draining:
-                self.must_close = True
-            if isinstance(response, Response):
-                self._write_whole(response, request)
-            if self._access_log:
-                log.info('%s "%s %s" %d', self.remote, request.method, request.target,
-                         response.status)  # fmt: skip
-            if self.must_close:
-                self.close(graceful=True)
-                return
-            waiter = self._writable  # the next answer waits until this one has (mostly) left
-            if waiter is not None and not waiter.done():
-                await waiter
-            if not self.closed:
+            while not self.closed:
+                request = self._in_hand
+                if request is None:
+                    self._busy = False
+                    self._tasks.discard(task)
+                    if self.server.draining:
+                        self.close()
+                        return
+                    self.idle_since = self._loop.time()
+                    waiter = self._waiting = self._loop.create_future()
+                    await waiter  # until _next hands over a request, or the connection closes
+                    continue
+                self._in_hand = None
+                await self._serve(request)
                 self._next()
         finally:
-            self._tasks.discard(task)  # cheaper than a done callback on every task
+            self._busy = False
+            self._in_hand = self._waiting = None
+            self._tasks.discard(task)
+            self._serving = None  # the task and this connection no longer hold each other
+
+    def _stop_waiting(self) -> None:
+        """Wake the serving task waiting for a request: one has come, or the connection has
+        closed."""
+        waiter = self._waiting
+        if waiter is not None:
+            self._waiting = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _serve(self, request: Request) -> None:
+        """One request: the handler's answer written, then the connection closed or kept."""
+        try:
+            response = await self._handler(request)
+        except RequestRejected as rejected:  # the body turned out malformed
+            response = rejected.response()
+            self.must_close = True
+        except Exception:
+            if self.closed:
+                return
+            log.exception("request %s %s failed", request.method, request.target)
+            response = Response(500, body=b'{"error": "internal"}\n',
+                                content_type="application/json")  # fmt: skip
+            self.must_close = True
+        finally:
+            if request.content is not None:
+                request.content.release()
+        if self.closed:
+            return
+        body = request.content
+        if body is not None and not body.eof:
+            self.must_close = True  # the rest of the body was not read: no reuse
+        if not request.keep_alive or self.server.draining:
+            self.must_close = True
+        if isinstance(response, Response):
+            self._write_whole(response, request)
+        if self._access_log:
+            log.info('%s "%s %s" %d', self.remote, request.method, request.target,
+                     response.status)  # fmt: skip
+        if self.must_close:
+            self.close(graceful=True)
+            return
+        waiter = self._writable  # the next answer waits until this one has (mostly) left
+        if waiter is not None and not waiter.done():
+            await waiter
 
     def _write_whole(self, response: Response, request: Request | None) -> None:
         """Send a whole response (to no parsed request: a rejection, then close)."""
@@ -242,6 +273,7 @@ class FrontConnection(RequestParsing):
         self.closed = True
         self.idle_since = self.head_since = self.trailer_since = None
         self._drop_input()
+        self._stop_waiting()
         if not graceful:
             transport.abort()
         elif transport.can_write_eof():

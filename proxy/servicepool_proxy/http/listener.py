@@ -38,8 +38,8 @@ class FrontServer:
         self.closed_since_trim = 0
         self.draining = False
         self.accepted = 0  # connections accepted since start
-        # The requests' tasks: each adds itself and leaves when it ends (no done callbacks).
-        self.tasks: set[asyncio.Future[None]] = set()
+        # The serving tasks of the connections with a request in hand (in while busy).
+        self.tasks: set[asyncio.Task[None]] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.loop = asyncio.get_running_loop()  # built inside the proxy's running loop
