@@ -225,6 +225,18 @@ class ProxyMetrics:
         self.responses.observe(member, code, seconds)
 
 
+class MemberTally:
+    """One member's responses: a count per status code, a count per LATENCY_BUCKETS bound
+    and one for +Inf, and the sum of the durations."""
+
+    __slots__ = ("buckets", "codes", "seconds")
+
+    def __init__(self) -> None:
+        self.codes: dict[int, int] = {}
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.seconds = 0.0
+
+
 class ResponseTally(Collector):
     """Responses to clients by member and status, and their durations: plain counts on the
     request path (no lock, no metric child per response), Prometheus families when scraped."""
@@ -232,25 +244,20 @@ class ResponseTally(Collector):
     def __init__(self, pool: str) -> None:
         self._pool = pool
         self._created = time.time()
-        self.counts: dict[tuple[str, int], int] = {}
-        # Per member: a count per LATENCY_BUCKETS bound and one for +Inf, then the sum.
-        self.durations: dict[str, list[float]] = {}
+        self.members: dict[str, MemberTally] = {}
 
     def forget(self, member: str) -> None:
         """Drop a member's counts and durations."""
-        self.durations.pop(member, None)
-        for key in [key for key in self.counts if key[0] == member]:
-            del self.counts[key]
+        self.members.pop(member, None)
 
     def observe(self, member: str, code: int, seconds: float) -> None:
-        key = (member, code)
-        counts = self.counts
-        counts[key] = counts.get(key, 0) + 1
-        tally = self.durations.get(member)
+        tally = self.members.get(member)
         if tally is None:
-            tally = self.durations[member] = [0] * (len(LATENCY_BUCKETS) + 1) + [0.0]
-        tally[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        tally[-1] += seconds
+            tally = self.members[member] = MemberTally()
+        codes = tally.codes
+        codes[code] = codes.get(code, 0) + 1
+        tally.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        tally.seconds += seconds
 
     def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
         requests = CounterMetricFamily(
@@ -258,19 +265,19 @@ class ResponseTally(Collector):
             "Responses sent to clients, by member and status",
             labels=["pool", "member", "code"],
         )
-        for (member, code), count in list(self.counts.items()):
-            requests.add_metric([self._pool, member, str(code)], count, created=self._created)
         duration = HistogramMetricFamily(
             "servicepool_request_duration_seconds",
             "Time from request to last response byte",
             labels=["pool", "member"],
         )
-        for member, tally in list(self.durations.items()):
+        for member, tally in list(self.members.items()):
+            for code, count in list(tally.codes.items()):
+                requests.add_metric([self._pool, member, str(code)], count, created=self._created)
             buckets: list[tuple[str, float]] = []
             running = 0.0
-            for bound, bucket in zip(BUCKET_LABELS, tally[:-1], strict=True):
+            for bound, bucket in zip(BUCKET_LABELS, list(tally.buckets), strict=True):
                 running += bucket
                 buckets.append((bound, running))
-            duration.add_metric([self._pool, member], buckets, tally[-1])
+            duration.add_metric([self._pool, member], buckets, tally.seconds)
         yield requests
         yield duration
