@@ -13,15 +13,28 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from servicepool_proxy.http.headers import (
     HOP_BY_HOP,
     REQUEST_ID_HEADER,
-    downstream_response_headers,
+    Fields,
+    downstream_response_fields,
     is_trusted,
     parse_retry_after,
-    upstream_request_headers,
+    upstream_request_fields,
 )
 
 
-def headers(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
-    return CIMultiDictProxy(CIMultiDict(pairs))
+def headers(*pairs: tuple[str, str]) -> Fields:
+    return [(name.encode(), value.encode()) for name, value in pairs]
+
+
+def view(fields: Fields) -> CIMultiDictProxy[str]:
+    return CIMultiDictProxy(CIMultiDict((name.decode(), value.decode()) for name, value in fields))
+
+
+def upstream_request_headers(
+    fields: Fields, client: str | None, scheme: str, host: str | None, trusted: bool = False,
+    removed: frozenset[bytes] = frozenset(),
+) -> CIMultiDictProxy[str]:  # fmt: skip
+    encoded = host.encode() if host is not None else None
+    return view(upstream_request_fields(fields, client, scheme, encoded, trusted, removed))
 
 
 def upstream(
@@ -50,7 +63,7 @@ def test_hop_by_hop_request_headers_removed() -> None:
         ("Accept", "text/plain"),
         ("Authorization", "Bearer t"),
     )
-    for name in [*HOP_BY_HOP, "host", "content-length", "expect"]:
+    for name in [*(n.decode() for n in HOP_BY_HOP), "host", "content-length", "expect"]:
         assert name not in out, name
     assert out["Accept"] == "text/plain"
     assert out["Authorization"] == "Bearer t"
@@ -168,44 +181,71 @@ def test_request_id_kept_when_present() -> None:
 
 
 def test_input_not_modified() -> None:
-    original = CIMultiDict([("Connection", "close"), ("X-Forwarded-For", "203.0.113.1")])
-    snapshot = list(original.items())
-    upstream_request_headers(CIMultiDictProxy(original), "192.0.2.7", "http", "h")
-    assert list(original.items()) == snapshot
+    original = headers(("Connection", "close"), ("X-Forwarded-For", "203.0.113.1"))
+    snapshot = list(original)
+    upstream_request_headers(original, "192.0.2.7", "http", "h")
+    assert original == snapshot
+
+
+def test_names_the_pool_keeps_from_members_are_removed_the_client_s_and_ours() -> None:
+    out = upstream_request_headers(
+        headers(("Authorization", "Bearer client"), ("X-Request-Id", "abc"), ("X-Kept", "1")),
+        "192.0.2.7", "http", "h", removed=frozenset({b"authorization", b"x-forwarded-for"}),
+    )  # fmt: skip
+    assert "Authorization" not in out and "X-Forwarded-For" not in out
+    assert out["X-Kept"] == "1" and out["X-Request-Id"] == "abc"
+
+
+def test_a_trusted_proxy_s_headers_named_in_connection_are_hop_by_hop() -> None:
+    out = upstream(
+        ("Connection", "X-Forwarded-Proto"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-For", "203.0.113.1"),
+        trusted=True,
+    )
+    assert out.getall("X-Forwarded-Proto") == ["http"]
+    assert out.getall("X-Forwarded-For") == ["203.0.113.1, 192.0.2.7"]
 
 
 # --- response headers -----------------------------------------------------------------
 
 
 def test_response_hop_by_hop_removed_and_length_dropped_by_default() -> None:
-    out = downstream_response_headers(
-        headers(
-            ("Connection", "keep-alive, X-Upstream-Hop"),
-            ("Keep-Alive", "timeout=5"),
-            ("Transfer-Encoding", "chunked"),
-            ("Proxy-Authenticate", "Basic"),
-            ("X-Upstream-Hop", "1"),
-            ("Content-Length", "42"),
-            ("Content-Type", "text/plain"),
-            ("Set-Cookie", "a=1"),
-            ("Set-Cookie", "b=2"),
-        ).items(),
+    out = downstream_response_fields(
+        [
+            (b"Connection", b"keep-alive, X-Upstream-Hop"),
+            (b"Keep-Alive", b"timeout=5"),
+            (b"Transfer-Encoding", b"chunked"),
+            (b"Proxy-Authenticate", b"Basic"),
+            (b"X-Upstream-Hop", b"1"),
+            (b"Content-Length", b"42"),
+            (b"Content-Type", b"text/plain"),
+            (b"Set-Cookie", b"a=1"),
+            (b"Set-Cookie", b"b=2"),
+        ],
         keep_length=False,
     )
-    assert list(out.items()) == [
-        ("Content-Type", "text/plain"),
-        ("Set-Cookie", "a=1"),
-        ("Set-Cookie", "b=2"),
+    assert out == [
+        (b"Content-Type", b"text/plain"),
+        (b"Set-Cookie", b"a=1"),
+        (b"Set-Cookie", b"b=2"),
     ]
 
 
 def test_response_content_length_kept_when_asked() -> None:
-    out = downstream_response_headers(
-        headers(("Content-Length", "42"), ("Transfer-Encoding", "chunked")).items(),
-        keep_length=True,
+    out = downstream_response_fields(
+        [(b"Content-Length", b"42"), (b"Transfer-Encoding", b"chunked")], keep_length=True
     )
-    assert out["Content-Length"] == "42"
-    assert "Transfer-Encoding" not in out
+    assert out == [(b"Content-Length", b"42")]
+
+
+def test_response_headers_the_proxy_writes_itself_are_dropped() -> None:
+    out = downstream_response_fields(
+        [(b"x-servicepool-member", b"forged"), (b"X-Kept", b"1")],
+        keep_length=False,
+        replaced=frozenset({b"x-servicepool-member"}),
+    )
+    assert out == [(b"X-Kept", b"1")]
 
 
 # --- Retry-After ----------------------------------------------------------------------

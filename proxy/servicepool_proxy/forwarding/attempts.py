@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-
-from multidict import CIMultiDict
+from typing import Final
 
 from servicepool_proxy.balancer.decisions import Decision
 from servicepool_proxy.balancer.keys import RoutingKeys
@@ -19,12 +18,13 @@ from servicepool_proxy.forwarding.outcomes import Answered, Failed, OutcomeRecor
 from servicepool_proxy.forwarding.relay import Relay, Timing
 from servicepool_proxy.http.body import StreamedBody
 from servicepool_proxy.http.exchange import Request, Response, StreamResponse
-from servicepool_proxy.http.headers import parse_retry_after
+from servicepool_proxy.http.headers import Fields, Names, parse_retry_after
 from servicepool_proxy.http.upstream import UpstreamPool
 from servicepool_proxy.observe.metrics import ProxyMetrics
 from servicepool_proxy.runtime import PoolRuntime
 
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_IDEMPOTENCY_KEY: Final = Names(frozenset({b"idempotency-key"}))
 Body = bytes | StreamedBody | None
 
 
@@ -44,7 +44,7 @@ class Attempts:
         self.recorder = DecisionRecorder(runtime)
 
     async def run(
-        self, request: Request, headers: CIMultiDict[str], body: Body, start: float,
+        self, request: Request, headers: Fields, body: Body, start: float,
         keys: RoutingKeys, explained: list[Decision] | None = None,
     ) -> Response | StreamResponse:  # fmt: skip
         """Pick a member, try, retry what may be retried; the answer or the last failure.
@@ -52,7 +52,7 @@ class Attempts:
         With `explained`, each try's decision is added to it (and to the response's headers).
         """
         runtime = self.runtime
-        idempotent = request.method in IDEMPOTENT_METHODS or "Idempotency-Key" in headers
+        idempotent = request.method in IDEMPOTENT_METHODS or _IDEMPOTENCY_KEY.among(headers)
         max_tries = runtime.max_tries
         tried: list[MemberState] = []
         failures: list[str] = []
@@ -125,7 +125,7 @@ class Attempts:
         return idempotent or failure.kind == "connect-failure"
 
     async def _attempt(
-        self, request: Request, lease: Lease, headers: CIMultiDict[str], body: Body,
+        self, request: Request, lease: Lease, headers: Fields, body: Body,
         start: float, idempotent: bool, status_retry: bool,
         explained: list[Decision] | None = None,
     ) -> Response | StreamResponse:  # fmt: skip
@@ -136,7 +136,7 @@ class Attempts:
         sent = self.clock()
         try:
             upstream = await self.upstream.request(
-                member.url, request.method, request.target, headers.items(), data,
+                member.url, request.method, request.target, headers, data,
                 total_seconds=self.runtime.request_seconds,
                 connect_seconds=self.runtime.connect_seconds,
                 replayable=idempotent,

@@ -11,15 +11,19 @@ from servicepool_proxy.balancer.decisions import Decision, classify
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.scores import strategy_scores
 from servicepool_proxy.forwarding.routing_keys import RoutingKeys
+from servicepool_proxy.http.exchange import Request
 from servicepool_proxy.runtime import PoolRuntime
 
 EXPLAIN_HEADER = "X-ServicePool-Explain"
 DECISION_HEADER = "X-ServicePool-Decision"
 
 
-def wants_explanation(runtime: PoolRuntime, value: str | None) -> bool:
+def wants_explanation(runtime: PoolRuntime, request: Request) -> bool:
     """True when explanations are on and the request asks for one."""
-    return runtime.explain and value is not None and value.strip() in ("1", "true", "yes")
+    if not runtime.explain:
+        return False
+    value = request.headers.get(EXPLAIN_HEADER)
+    return value is not None and value.strip() in ("1", "true", "yes")
 
 
 class DecisionRecorder:

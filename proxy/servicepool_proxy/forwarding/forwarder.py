@@ -5,19 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-
-from multidict import CIMultiDict
+from typing import Final
 
 from servicepool_api.spec import PoolSpec
 from servicepool_proxy.balancer.decisions import Decision, decisions_header
 from servicepool_proxy.balancer.keys import NO_KEYS, RoutingKeys
 from servicepool_proxy.forwarding.answers import client_failed, error_response
 from servicepool_proxy.forwarding.attempts import Attempts
-from servicepool_proxy.forwarding.explain import (
-    DECISION_HEADER,
-    EXPLAIN_HEADER,
-    wants_explanation,
-)
+from servicepool_proxy.forwarding.explain import DECISION_HEADER, wants_explanation
 from servicepool_proxy.forwarding.faults import ClientFault
 from servicepool_proxy.forwarding.outcomes import OutcomeRecorder
 from servicepool_proxy.forwarding.relay import Relay
@@ -35,10 +30,17 @@ from servicepool_proxy.http.body import (
     read_body,
 )
 from servicepool_proxy.http.exchange import Request, Response, StreamResponse, json_response
-from servicepool_proxy.http.headers import Networks, is_trusted, upstream_request_headers
+from servicepool_proxy.http.headers import (
+    Fields,
+    Networks,
+    is_trusted,
+    upstream_request_fields,
+)
 from servicepool_proxy.http.upstream import UpstreamPool
 from servicepool_proxy.observe.metrics import ProxyMetrics
 from servicepool_proxy.runtime import PoolRuntime
+
+_NONE: Final[frozenset[bytes]] = frozenset()
 
 
 class Forwarder:
@@ -76,18 +78,20 @@ class Forwarder:
             )
             response.headers["WWW-Authenticate"] = auth.challenge(runtime.name)
             return response
-        headers = upstream_request_headers(
-            request.headers, request.remote, request.scheme, request.host,
-            is_trusted(request.remote, self.trusted_proxies),
-        )  # fmt: skip
-        if spec.access is not None:
-            headers.popall(spec.access.header, None)  # the pool's credential, not the members'
         credential = runtime.upstream_credential
-        if credential is not None:
-            header = credential.header()
-            if header is not None:
-                headers.popall(header[0], None)
-                headers[header[0]] = header[1]
+        ours = credential.header() if credential is not None else None
+        removed = _NONE
+        if spec.access is not None or ours is not None:
+            # The pool's credential is not the members'; the members' is the proxy's to set.
+            names = [spec.access.header] if spec.access is not None else []
+            names += [ours[0]] if ours is not None else []
+            removed = frozenset(name.lower().encode() for name in names)
+        headers = upstream_request_fields(
+            request.fields, request.remote, request.scheme, request.raw_host,
+            is_trusted(request.remote, self.trusted_proxies), removed,
+        )  # fmt: skip
+        if ours is not None:
+            headers.append((ours[0].encode(), ours[1].encode("utf-8", "surrogateescape")))
         body: bytes | StreamedBody | None = None
         content = request.content
         if content is not None:
@@ -106,7 +110,7 @@ class Forwarder:
                 return error_response(408, runtime.name, "body-timeout",
                                       "the request body did not arrive in time")  # fmt: skip
             if isinstance(body, StreamedBody) and request.content_length is not None:
-                headers["Content-Length"] = str(request.content_length)
+                headers.append((b"Content-Length", b"%d" % request.content_length))
         try:
             return await self._forward(request, headers, body, start)
         finally:
@@ -114,14 +118,14 @@ class Forwarder:
                 self.budget.give(held_bytes(body))
 
     async def _forward(
-        self, request: Request, headers: CIMultiDict[str], body: bytes | StreamedBody | None,
+        self, request: Request, headers: Fields, body: bytes | StreamedBody | None,
         start: float,
     ) -> Response | StreamResponse:  # fmt: skip
         """Route the request by its keys and run its tries; explained when it asks."""
         keys = self._route(request, body)
         if isinstance(keys, Response):
             return keys
-        if not wants_explanation(self.runtime, request.headers.get(EXPLAIN_HEADER)):
+        if not wants_explanation(self.runtime, request):
             return await self.attempts.run(request, headers, body, start, keys)
         explained: list[Decision] = []
         answer = await self.attempts.run(request, headers, body, start, keys, explained)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from servicepool_api.signals import find_usage_in_json, find_usage_in_sse
 from servicepool_proxy.balancer.decisions import Decision, decisions_header
@@ -13,7 +13,7 @@ from servicepool_proxy.forwarding.explain import DECISION_HEADER
 from servicepool_proxy.forwarding.faults import AttemptFailed, attribute, classify, client_fault
 from servicepool_proxy.forwarding.outcomes import Failed, OutcomeRecorder
 from servicepool_proxy.http.exchange import Request, Response, StreamResponse
-from servicepool_proxy.http.headers import MEMBER_HEADER, downstream_response_headers
+from servicepool_proxy.http.headers import MEMBER_HEADER, downstream_response_fields
 from servicepool_proxy.http.upstream import UpstreamResponse
 from servicepool_proxy.observe.metrics import ProxyMetrics
 from servicepool_proxy.runtime import PoolRuntime
@@ -24,6 +24,16 @@ log = logging.getLogger("servicepool.proxy")
 # failing mid-body can still be retried; larger or unsized responses are streamed.
 BUFFERED_RESPONSE_LIMIT = 256 * 1024
 NO_BODY_STATUSES = frozenset({204, 304})
+_MEMBER: Final = MEMBER_HEADER.encode()
+_DECISION: Final = DECISION_HEADER.encode()
+# The member's own headers that the proxy replaces: by (memberHeader, explained).
+_REPLACED: Final = {
+    (named, explained): frozenset(
+        name.lower() for name, on in ((_MEMBER, named), (_DECISION, explained)) if on
+    )
+    for named in (False, True)
+    for explained in (False, True)
+}
 
 
 class Timing:
@@ -49,6 +59,7 @@ class Relay:
         self.metrics = metrics
         self.outcomes = outcomes
         self.clock = clock
+        self._member_fields: dict[str, tuple[bytes, bytes]] = {}
 
     async def __call__(
         self, request: Request, upstream: UpstreamResponse, member: MemberState, timing: Timing,
@@ -61,13 +72,16 @@ class Relay:
         length = upstream.content_length
         no_body = request.method == "HEAD" or status in NO_BODY_STATUSES
         buffered = not no_body and length is not None and length <= BUFFERED_RESPONSE_LIMIT
-        headers = downstream_response_headers(upstream.raw_headers, keep_length=no_body)
-        if self.runtime.spec.memberHeader:
-            headers[MEMBER_HEADER] = member.name
-        if explained is not None:
-            headers[DECISION_HEADER] = decisions_header(explained)
+        named = self.runtime.spec.memberHeader
+        replaced = _REPLACED[(named, explained is not None)]
+        fields = downstream_response_fields(upstream.raw_headers, no_body, replaced)
+        if named:
+            fields.append(self._member_field(member.name))
         if not buffered:
-            stream = StreamResponse(status=status, reason=upstream.reason, headers=headers)
+            if explained is not None:  # a whole answer gets it from the forwarder, at the end
+                decision = decisions_header(explained).encode("utf-8", "surrogateescape")
+                fields.append((_DECISION, decision))
+            stream = StreamResponse(status=status, reason=upstream.reason, fields=fields)
             if length is not None and not no_body:
                 stream.content_length = length
             await stream.prepare(request, no_body)
@@ -81,10 +95,19 @@ class Relay:
             if isinstance(fault, AttemptFailed):
                 fault.answered = True  # counted as answered at its first byte
             raise fault from exc
-        response = Response(status=status, reason=upstream.reason, headers=headers, body=payload)
+        response = Response(status=status, reason=upstream.reason, fields=fields, body=payload)
         usage = find_usage_in_json(payload) if "json" in upstream.content_type else None
         self._finish(member, status, timing, usage, streamed=False)
         return response
+
+    def _member_field(self, name: str) -> tuple[bytes, bytes]:
+        """The header field naming the member that answered (made once per member)."""
+        field = self._member_fields.get(name)
+        if field is None:
+            if len(self._member_fields) > 4096:
+                self._member_fields.clear()
+            field = self._member_fields[name] = (_MEMBER, name.encode("utf-8", "surrogateescape"))
+        return field
 
     async def _stream(
         self, request: Request, upstream: UpstreamResponse, member: MemberState, timing: Timing,

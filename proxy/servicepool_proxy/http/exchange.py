@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from servicepool_proxy.compiled import mypyc_attr
 from servicepool_proxy.http.bytestream import ByteStream
+from servicepool_proxy.http.headers import Fields
 
 
 class FrontConnection(Protocol):
@@ -28,8 +29,8 @@ class FrontConnection(Protocol):
     def close(self, graceful: bool = False) -> None: ...
 
     def encode_head(
-        self, request: Request | None, status: int, reason: str, headers: CIMultiDict[str],
-        length: int | None = None,
+        self, request: Request | None, status: int, reason: str, fields: Fields,
+        headers: CIMultiDict[str] | None, length: int | None = None,
     ) -> bytes: ...  # fmt: skip
 
 
@@ -37,12 +38,26 @@ class FrontConnection(Protocol):
 BODY_HIGH_WATER = 256 * 1024
 
 
-_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+_PHRASES: Final = {status.value: status.phrase for status in HTTPStatus}
+
+
+_STATUS_LINES: Final = {
+    status: (phrase, f"HTTP/1.1 {status} {phrase}\r\n".encode())
+    for status, phrase in _PHRASES.items()
+}
 
 
 def reason_phrase(status: int) -> str:
     """The standard reason phrase of a status code ('' for unknown codes)."""
     return _PHRASES.get(status, "")
+
+
+def status_line(status: int, reason: str) -> bytes:
+    """The status line of a response (prepared once for each standard code and phrase)."""
+    prepared = _STATUS_LINES.get(status)
+    if prepared is not None and prepared[0] == reason:
+        return prepared[1]
+    return f"HTTP/1.1 {status} {reason}\r\n".encode("utf-8", "surrogateescape")
 
 
 @mypyc_attr(native_class=False)  # compiled classes cannot derive from this builtin
@@ -81,15 +96,21 @@ class BodyReader(ByteStream):
 
 
 class Request:
-    """A parsed client request (origin-form target; the body arrives through `content`)."""
+    """A parsed client request (origin-form target; the body arrives through `content`).
+
+    `fields` are its header fields as they came; `headers` is a view of them, made on first
+    use (the forwarding path reads the fields).
+    """
 
     __slots__ = (
+        "_headers",
         "connection",
         "content",
         "content_length",
-        "headers",
+        "fields",
         "keep_alive",
         "method",
+        "raw_host",
         "remote",
         "target",
         "version",
@@ -97,14 +118,16 @@ class Request:
 
     def __init__(
         self, connection: FrontConnection, method: str, target: str, version: str,
-        headers: CIMultiDictProxy[str], content: BodyReader | None, content_length: int | None,
-        keep_alive: bool, remote: str | None,
+        fields: Fields, raw_host: bytes | None, content: BodyReader | None,
+        content_length: int | None, keep_alive: bool, remote: str | None,
     ) -> None:  # fmt: skip
         self.connection = connection
         self.method = method
         self.target = target
         self.version = version
-        self.headers = headers
+        self.fields = fields
+        self.raw_host = raw_host  # the Host header's value
+        self._headers: CIMultiDictProxy[str] | None = None
         self.content = content
         self.content_length = content_length
         self.keep_alive = keep_alive
@@ -113,33 +136,58 @@ class Request:
     scheme = "http"
 
     @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """The request's headers (made on first use)."""
+        if self._headers is None:
+            self._headers = CIMultiDictProxy(CIMultiDict([
+                (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+                for name, value in self.fields
+            ]))  # fmt: skip
+        return self._headers
+
+    @property
     def path(self) -> str:
         return self.target.partition("?")[0]
 
     @property
     def host(self) -> str | None:
-        return self.headers.get("Host")
+        raw = self.raw_host
+        return raw.decode("utf-8", "surrogateescape") if raw is not None else None
 
 
 class Response:
-    """A whole response, written in one go after the handler returns it."""
+    """A whole response, written in one go after the handler returns it: `fields` (a
+    member's, as they came) go out first, then the proxy's own `headers`."""
 
-    __slots__ = ("body", "close_after", "headers", "reason", "status")
+    __slots__ = ("_headers", "body", "close_after", "fields", "reason", "status")
 
     def __init__(
         self, status: int = 200, *, body: bytes = b"", reason: str | None = None,
         headers: CIMultiDict[str] | dict[str, str] | None = None,
-        content_type: str | None = None,
+        content_type: str | None = None, fields: Fields | None = None,
     ) -> None:  # fmt: skip
         self.status = status
         self.reason = reason or reason_phrase(status)
         self.body = body
-        self.headers: CIMultiDict[str] = (
-            headers if isinstance(headers, CIMultiDict) else CIMultiDict(headers or ())
+        self.fields: Fields = fields if fields is not None else []
+        self._headers: CIMultiDict[str] | None = (
+            headers if isinstance(headers, CIMultiDict) or headers is None else CIMultiDict(headers)
         )
         if content_type is not None:
             self.headers["Content-Type"] = content_type
         self.close_after = False
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        """The proxy's own headers (made on first use)."""
+        if self._headers is None:
+            self._headers = CIMultiDict()
+        return self._headers
+
+    @property
+    def own_headers(self) -> CIMultiDict[str] | None:
+        """The proxy's own headers, None when it added none."""
+        return self._headers
 
     def force_close(self) -> None:
         """Close the connection once this response is out."""
@@ -153,14 +201,15 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 class StreamResponse:
-    """A response whose head goes out first and whose body follows as it comes."""
+    """A response whose head (the header `fields` as they go out) goes out first and whose
+    body follows as it comes."""
 
-    __slots__ = ("_chunked", "_connection", "content_length", "headers", "reason", "status")
+    __slots__ = ("_chunked", "_connection", "content_length", "fields", "reason", "status")
 
-    def __init__(self, status: int, *, reason: str | None, headers: CIMultiDict[str]) -> None:
+    def __init__(self, status: int, *, reason: str | None, fields: Fields) -> None:
         self.status = status
         self.reason = reason or reason_phrase(status)
-        self.headers = headers
+        self.fields = fields
         self.content_length: int | None = None
         self._connection: FrontConnection | None = None
         self._chunked = False
@@ -169,15 +218,15 @@ class StreamResponse:
         """Send the status line and headers (`no_body`: HEAD, 204 or 304; none follows)."""
         connection = request.connection
         self._connection = connection
-        if self.content_length is not None:
-            self.headers["Content-Length"] = str(self.content_length)
-        elif not no_body:
+        if self.content_length is None and not no_body:
             if request.version == "1.1":
                 self._chunked = True
-                self.headers["Transfer-Encoding"] = "chunked"
+                self.fields.append((b"Transfer-Encoding", b"chunked"))
             else:
                 connection.must_close = True  # the end of the body is the end of the connection
-        connection.write(connection.encode_head(request, self.status, self.reason, self.headers))
+        connection.write(connection.encode_head(
+            request, self.status, self.reason, self.fields, None, self.content_length
+        ))  # fmt: skip
 
     async def write(self, data: bytes) -> None:
         """Send a body chunk, waiting while the client is slow to read."""

@@ -22,7 +22,9 @@ from servicepool_proxy.http.exchange import (
     RequestRejected,
     Response,
     StreamResponse,
+    status_line,
 )
+from servicepool_proxy.http.headers import Fields
 from servicepool_proxy.http.request_parsing import RequestParsing
 
 if TYPE_CHECKING:  # listener.py imports this module
@@ -199,27 +201,33 @@ class FrontConnection(RequestParsing):
         """Send a whole response (to no parsed request: a rejection, then close)."""
         if response.close_after or request is None:
             self.must_close = True
-        head = self.encode_head(request, response.status, response.reason,
-                                response.headers, len(response.body))  # fmt: skip
+        head = self.encode_head(request, response.status, response.reason, response.fields,
+                                response.own_headers, len(response.body))  # fmt: skip
         head_only = request is not None and request.method == "HEAD"
         self.write(head if head_only else head + response.body)
 
     def encode_head(
-        self, request: Request | None, status: int, reason: str, headers: CIMultiDict[str],
-        length: int | None = None,
+        self, request: Request | None, status: int, reason: str, fields: Fields,
+        headers: CIMultiDict[str] | None, length: int | None = None,
     ) -> bytes:  # fmt: skip
-        """Status line and headers, with this connection's framing and keep-alive."""
-        lines = [f"HTTP/1.1 {status} {reason}\r\n"]
-        lines += [f"{name}: {value}\r\n" for name, value in headers.items()]
-        if length is not None and "Content-Length" not in headers:
-            lines.append(f"Content-Length: {length}\r\n")
+        """Status line, the header `fields` as they are, the proxy's own `headers`, and this
+        connection's framing and keep-alive."""
+        parts = [status_line(status, reason)]
+        for name, value in fields:
+            parts.append(b"%b: %b\r\n" % (name, value))
+        if headers is not None:
+            own = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
+            parts.append(own.encode("utf-8", "surrogateescape"))
+        if length is not None and (headers is None or "Content-Length" not in headers):
+            parts.append(b"Content-Length: %d\r\n" % length)
         if self.must_close or request is None or not request.keep_alive or self.server.draining:
             self.must_close = True
-            lines.append("Connection: close\r\n")
+            parts.append(b"Connection: close\r\n\r\n")
         elif request.version == "1.0":
-            lines.append("Connection: keep-alive\r\n")
-        lines.append("\r\n")
-        return "".join(lines).encode("utf-8", "surrogateescape")
+            parts.append(b"Connection: keep-alive\r\n\r\n")
+        else:
+            parts.append(b"\r\n")
+        return b"".join(parts)
 
     def _reject(self, rejected: RequestRejected) -> None:
         """Answer a request that cannot be parsed or is too large, then close."""

@@ -7,13 +7,12 @@ import os
 from collections.abc import Iterable
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-
-from multidict import CIMultiDict, CIMultiDictProxy
+from typing import Final
 
 from servicepool_api.contract import Networks
 
-HOP_BY_HOP = frozenset(
-    h.lower()
+HOP_BY_HOP: Final = frozenset(
+    h.lower().encode()
     for h in (
         "Connection",
         "Keep-Alive",
@@ -27,25 +26,72 @@ HOP_BY_HOP = frozenset(
     )
 )
 # Recomputed by the proxy from what is actually sent.
-_REQUEST_DROP = HOP_BY_HOP | {"host", "content-length", "expect"}
-_RESPONSE_DROP = HOP_BY_HOP | {"content-length"}
+_REQUEST_DROP: Final = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
+_RESPONSE_DROP: Final = HOP_BY_HOP | {b"content-length"}
 # What a client says about earlier hops is believed only from a trusted proxy. Forwarded
 # (RFC 7239) and X-Real-IP are not written by the proxy: they pass only from a trusted peer.
-_FORWARDING = frozenset(
-    {"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-real-ip"}
+_FORWARDING: Final = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"}
 )
-_UNTRUSTED_REQUEST_DROP = _REQUEST_DROP | _FORWARDING
+_UNTRUSTED_REQUEST_DROP: Final = _REQUEST_DROP | _FORWARDING
 # What a Connection header usually says: no other header named hop-by-hop.
-_PLAIN_CONNECTION = frozenset({"keep-alive", "close"})
+_PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close"})
 MEMBER_HEADER = "X-ServicePool-Member"
 REQUEST_ID_HEADER = "X-Request-Id"
+_SPELLINGS_KEPT: Final = 512
+Fields = list[tuple[bytes, bytes]]  # header fields as llhttp hands them: raw name and value
 
 
-def _connection_tokens(values: Iterable[str]) -> set[str]:
+class Names:
+    """Lower-case header names, matched against names as spelled on the wire: a name whose
+    length none of them has is told apart at once; others are lowered once and remembered
+    (a few hundred spellings of under 63 bytes at most)."""
+
+    __slots__ = ("_seen", "lengths", "names")
+
+    def __init__(self, names: frozenset[bytes]) -> None:
+        self.names = names
+        self.lengths = length_mask(names)
+        self._seen: dict[bytes, bytes] = {}  # spelling -> lowered, or b"" for none of these
+
+    def match(self, name: bytes) -> bytes | None:
+        """`name` lower-cased when it is one of these names, else None."""
+        size = len(name)
+        if size >= 63:
+            lowered = name.lower()
+            return lowered if lowered in self.names else None
+        if not (self.lengths >> size) & 1:
+            return None
+        seen = self._seen.get(name)
+        if seen is None:
+            if len(self._seen) >= _SPELLINGS_KEPT:
+                self._seen.clear()
+            lowered = name.lower()
+            seen = self._seen[name] = lowered if lowered in self.names else b""
+        return seen or None
+
+    def among(self, fields: Fields) -> bool:
+        """Whether a field has one of these names."""
+        return any(self.match(name) is not None for name, _ in fields)
+
+
+def length_mask(names: Iterable[bytes]) -> int:
+    """Bit n set for each name n bytes long (names of 63 bytes or more are not marked:
+    Names.match lowers every such name)."""
+    mask = 0
+    for name in names:
+        if len(name) < 63:
+            mask |= 1 << len(name)
+    return mask
+
+
+def _connection_tokens(values: Iterable[bytes]) -> set[bytes]:
     """Header names a sender listed in its Connection headers: those are hop-by-hop too."""
-    tokens: set[str] = set()
-    for value in values:
-        tokens.update(t.strip().lower() for t in value.split(",") if t.strip())
+    tokens: set[bytes] = set()
+    for raw in values:
+        for token in raw.decode("utf-8", "surrogateescape").split(","):
+            if token.strip():
+                tokens.add(token.strip().lower().encode("utf-8", "surrogateescape"))
     return tokens
 
 
@@ -64,79 +110,128 @@ class RequestIds:
     __slots__ = ("_at", "_hex")
 
     def __init__(self) -> None:
-        self._hex = ""
+        self._hex = b""
         self._at = 0
 
-    def next(self) -> str:
+    def next(self) -> bytes:
         at = self._at
         if at >= len(self._hex):
-            self._hex = os.urandom(4096).hex()
+            self._hex = os.urandom(4096).hex().encode()
             at = 0
         self._at = at + 32
         return self._hex[at : at + 32]
 
     def forget(self) -> None:
         """Drop the drawn ids (a forked child must not hand out its parent's)."""
-        self._hex = ""
+        self._hex = b""
 
 
 _request_ids = RequestIds()
 os.register_at_fork(after_in_child=_request_ids.forget)
 
 
-def upstream_request_headers(
-    headers: CIMultiDictProxy[str], client_ip: str | None, scheme: str, host: str | None,
-    trusted: bool = False,
-) -> CIMultiDict[str]:  # fmt: skip
-    """The client's headers as they go to a member.
+_XFF: Final = b"X-Forwarded-For"
+_XFP: Final = b"X-Forwarded-Proto"
+_XFH: Final = b"X-Forwarded-Host"
+_REQUEST_ID: Final = REQUEST_ID_HEADER.encode()
+# Kept, but looked for: a trusted peer's forwarding headers, and a client's request id.
+_REQUEST_NOTED: Final = frozenset({b"x-forwarded-for", b"x-forwarded-proto",
+                                   b"x-forwarded-host", b"x-request-id"})  # fmt: skip
+_request_drops: Final[dict[tuple[bool, frozenset[bytes]], tuple[Names, frozenset[bytes]]]] = {}
+
+
+def _request_drop(trusted: bool, extra: frozenset[bytes]) -> tuple[Names, frozenset[bytes]]:
+    """The names a request field is dropped for (with `extra`, those the client listed in
+    Connection and those the pool keeps from members), and them with the noted names."""
+    key = (trusted, extra)
+    prepared = _request_drops.get(key)
+    if prepared is None:
+        if len(_request_drops) >= 64:
+            _request_drops.clear()
+        dropped = (_REQUEST_DROP if trusted else _UNTRUSTED_REQUEST_DROP) | extra
+        prepared = _request_drops[key] = (Names(dropped | _REQUEST_NOTED), dropped)
+    return prepared
+
+
+def upstream_request_fields(
+    fields: Fields, client_ip: str | None, scheme: str, host: bytes | None,
+    trusted: bool = False, removed: frozenset[bytes] = frozenset(),
+) -> Fields:  # fmt: skip
+    """The client's header fields as they go to a member (`removed`: lower-case names the
+    pool keeps from members, the client's and ours alike).
 
     X-Forwarded-For/-Proto/-Host describe this connection; a `trusted` peer's own values
     are kept (its For list is extended with its address).
     """
-    base = _REQUEST_DROP if trusted else _UNTRUSTED_REQUEST_DROP
-    drop = (
-        base | _connection_tokens(headers.getall("Connection")) if "Connection" in headers else base
-    )
-    out: CIMultiDict[str] = CIMultiDict(
-        [pair for pair in headers.items() if pair[0].lower() not in drop]
-    )
-    if not trusted:  # the client's own forwarding headers were dropped: add ours
-        if client_ip:
-            out.add("X-Forwarded-For", client_ip)
-        out.add("X-Forwarded-Proto", scheme)
-        if host:
-            out.add("X-Forwarded-Host", host)
-    else:
-        if client_ip:
-            prior = ", ".join(out.popall("X-Forwarded-For", []))
-            out.add("X-Forwarded-For", f"{prior}, {client_ip}" if prior else client_ip)
-        if "X-Forwarded-Proto" not in out:
-            out.add("X-Forwarded-Proto", scheme)
-        if host and "X-Forwarded-Host" not in out:
-            out.add("X-Forwarded-Host", host)
-    if REQUEST_ID_HEADER not in out:
-        out.add(REQUEST_ID_HEADER, _request_ids.next())
+    extra = removed
+    while True:
+        names, dropped = _request_drop(trusted, extra)
+        out: Fields = []
+        listed: list[bytes] = []  # Connection values
+        prior: list[bytes] = []  # a trusted peer's X-Forwarded-For values
+        has_id = has_proto = has_host = False
+        for pair in fields:
+            lowered = names.match(pair[0])
+            if lowered is not None:
+                if lowered in dropped:
+                    if lowered == b"connection":
+                        listed.append(pair[1])
+                    continue
+                if lowered == b"x-request-id":
+                    has_id = True
+                elif lowered == b"x-forwarded-for" and client_ip:
+                    prior.append(pair[1])  # (only a trusted peer's gets here)
+                    continue
+                elif lowered == b"x-forwarded-proto":
+                    has_proto = True
+                elif lowered == b"x-forwarded-host":
+                    has_host = True
+            out.append(pair)
+        tokens = _connection_tokens(listed) if listed else set()
+        if tokens <= dropped:
+            break
+        extra = extra | tokens  # names the client listed in Connection are hop-by-hop too
+    ours: Fields = []
+    if client_ip:
+        ours.append((_XFF, b", ".join([*prior, client_ip.encode()])))
+    if not has_proto:
+        ours.append((_XFP, scheme.encode()))
+    if host and not has_host:
+        ours.append((_XFH, host))
+    if not has_id:
+        ours.append((_REQUEST_ID, _request_ids.next()))
+    if removed:
+        ours = [pair for pair in ours if pair[0].lower() not in removed]
+    out += ours
     return out
 
 
-def downstream_response_headers(
-    headers: Iterable[tuple[str, str]], keep_length: bool
-) -> CIMultiDict[str]:
-    """A member's response headers (name/value pairs) as they go to the client."""
-    drop = HOP_BY_HOP if keep_length else _RESPONSE_DROP
-    kept: list[tuple[str, str]] = []
-    listed: list[str] = []
-    for pair in headers:
-        lowered = pair[0].lower()
-        if lowered not in drop:
-            kept.append(pair)
-        elif lowered == "connection":
-            listed.append(pair[1])
+_response_drops: Final[dict[tuple[bool, frozenset[bytes]], Names]] = {}
+
+
+def downstream_response_fields(
+    fields: Fields, keep_length: bool, replaced: frozenset[bytes] = frozenset()
+) -> Fields:
+    """A member's response header fields as they go to the client (`replaced`: lower-case
+    names the proxy writes itself)."""
+    drop = _response_drops.get((keep_length, replaced))
+    if drop is None:
+        names = HOP_BY_HOP if keep_length else _RESPONSE_DROP
+        drop = _response_drops[(keep_length, replaced)] = Names(names | replaced)
+    kept: Fields = []
+    listed: list[bytes] = []
+    for pair in fields:
+        lowered = drop.match(pair[0])
+        if lowered is not None:
+            if lowered == b"connection":
+                listed.append(pair[1])
+            continue
+        kept.append(pair)
     if listed and not (len(listed) == 1 and listed[0].lower() in _PLAIN_CONNECTION):
         named = _connection_tokens(listed)
-        if not named <= drop:  # usually just "keep-alive" or "close"
+        if not named <= drop.names:  # usually just "keep-alive" or "close"
             kept = [pair for pair in kept if pair[0].lower() not in named]
-    return CIMultiDict(kept)
+    return kept
 
 
 def parse_retry_after(value: str | None, now_epoch: float) -> float | None:

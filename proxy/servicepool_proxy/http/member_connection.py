@@ -13,11 +13,12 @@ import asyncio
 import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 from urllib.parse import urlsplit
 
 import httptools
 
+from servicepool_proxy.http.headers import Names
 from servicepool_proxy.http.write_pacing import WritePacing
 
 if TYPE_CHECKING:
@@ -25,7 +26,11 @@ if TYPE_CHECKING:
 
 # How long an idle connection is kept (less when the member's Keep-Alive header says so).
 IDLE_SECONDS = 30.0
-_NO_BODY_STATUSES = frozenset({204, 304})
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
+# The response header fields the connection reads (a name of another length is none of them).
+_NOTED: Final = Names(
+    frozenset({b"content-length", b"content-type", b"transfer-encoding", b"keep-alive"})
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +42,7 @@ class Address:
     port: int
     host_header: str
     path_prefix: str
+    host_line: bytes  # the Host header line of requests to it
 
     @classmethod
     def parse(cls, base_url: str) -> Address:
@@ -46,8 +52,29 @@ class Address:
         host = parts.hostname or ""
         shown = f"[{host}]" if ":" in host else host
         default = port == (443 if tls else 80)
-        return cls(parts.scheme, host, port, shown if default else f"{shown}:{port}",
-                   parts.path.rstrip("/"))  # fmt: skip
+        host_header = shown if default else f"{shown}:{port}"
+        return cls(parts.scheme, host, port, host_header, parts.path.rstrip("/"),
+                   f"Host: {host_header}\r\n".encode("utf-8", "surrogateescape"))  # fmt: skip
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "surrogateescape")
+
+
+_media_types: Final[dict[bytes, str]] = {}
+
+
+def media_type(value: bytes) -> str:
+    """A Content-Type's media type without parameters, lower-cased (remembered for the
+    few short values members send)."""
+    known = _media_types.get(value)
+    if known is None:
+        known = _text(value).split(";", 1)[0].strip().lower()
+        if len(value) <= 128:
+            if len(_media_types) >= 256:
+                _media_types.clear()
+            _media_types[value] = known
+    return known
 
 
 class UpstreamConnection(WritePacing):
@@ -113,9 +140,7 @@ class UpstreamConnection(WritePacing):
     def on_header(self, name: bytes, value: bytes) -> None:
         response = self._response
         assert response is not None
-        response.raw_headers.append(
-            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-        )
+        response.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         response = self._response
@@ -130,15 +155,17 @@ class UpstreamConnection(WritePacing):
         response.status = status
         chunked = False
         for name, value in response.raw_headers:
-            lowered = name.lower()
-            if lowered == "content-length":
-                response.content_length = int(value)  # llhttp validated it
-            elif lowered == "content-type":
-                response.content_type = value.split(";", 1)[0].strip().lower()
-            elif lowered == "transfer-encoding" and "chunked" in value.lower():
+            lowered = _NOTED.match(name)
+            if lowered is None:
+                continue
+            if lowered == b"content-length":
+                response.content_length = int(value)  # llhttp validated it: ASCII digits
+            elif lowered == b"content-type":
+                response.content_type = media_type(value)
+            elif lowered == b"transfer-encoding" and "chunked" in _text(value).lower():
                 chunked = True
-            elif lowered == "keep-alive":
-                self._note_keep_alive(value)
+            elif lowered == b"keep-alive":
+                self._note_keep_alive(_text(value))
         if chunked:
             response.content_length = None
         if self._head_only or status in _NO_BODY_STATUSES:

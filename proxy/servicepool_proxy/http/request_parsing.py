@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from servicepool_proxy.http.exchange import BodyReader, FrontConnection, Request, RequestRejected
+from servicepool_proxy.http.headers import Fields, Names
 from servicepool_proxy.http.linemeter import LineMeter, Section
 from servicepool_proxy.http.write_pacing import WritePacing
 
@@ -45,6 +45,32 @@ def origin_form(raw: bytes) -> str:
     raise RequestRejected(400, "request target must be a path or an absolute URL")
 
 
+_FRAMING: Final = Names(frozenset({b"host", b"content-length", b"transfer-encoding", b"expect"}))
+
+
+def framing(fields: Fields) -> tuple[int, bytes | None, bytes | None, bool, bool]:
+    """What a request head says of its host and framing: how many Host headers, the first
+    one's value, the Content-Length, whether a Transfer-Encoding is given, and whether it
+    expects `100 Continue`."""
+    hosts = 0
+    host = length = expect = None
+    chunked = False
+    for name, value in fields:
+        lowered = _FRAMING.match(name)
+        if lowered is None:
+            continue
+        if lowered == b"host":
+            hosts += 1
+            host = value if host is None else host
+        elif lowered == b"content-length":
+            length = value if length is None else length
+        elif lowered == b"transfer-encoding":
+            chunked = True
+        elif expect is None:
+            expect = value
+    return hosts, host, length, chunked, expect is not None and expect.lower() == b"100-continue"
+
+
 class RequestParsing(WritePacing):
     """The parsing half of front.FrontConnection (its base class): the httptools callbacks,
     and the queue of parsed requests that the connection serves one at a time (`_next`)."""
@@ -69,7 +95,7 @@ class RequestParsing(WritePacing):
         self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self._meter = LineMeter(server.max_header_bytes, server.max_head_bytes)
         self._url = b""
-        self._headers: list[tuple[str, str]] = []
+        self._headers: Fields = []
         self._fields = 0
         self._body: BodyReader | None = None
         self._ends_on_line_feed = True  # the previous request ended with a line feed
@@ -178,34 +204,29 @@ class RequestParsing(WritePacing):
         if rejected is not None:
             raise rejected
         if in_head:  # trailer fields are read and dropped
-            self._headers.append(
-                (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-            )
+            self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.idle_since = None  # the idle bound also covered how long the head took
         self.head_since = None
         parser = self._parser
         assert parser is not None
-        headers = CIMultiDictProxy(CIMultiDict(self._headers))
+        fields = self._headers
         self._headers = []
         version = parser.get_http_version()
-        hosts = headers.getall("Host", [])
-        if len(hosts) > 1:
+        hosts, host, length_text, chunked, expect = framing(fields)
+        if hosts > 1:
             raise RequestRejected(400, "more than one Host header")
         if not hosts and version == "1.1":
             raise RequestRejected(400, "no Host header")
         target = origin_form(self._url)
-        length_text = headers.get("Content-Length")
         content_length = int(length_text) if length_text is not None else None
-        chunked = "Transfer-Encoding" in headers
         if (chunked or content_length) and parser.should_upgrade():
             raise RequestRejected(400, "an upgrade request cannot carry a body")
         # RFC 9112 6.1: HTTP/1.0 framing with Transfer-Encoding is suspect; close after it.
         keep_alive = parser.should_keep_alive() and not (chunked and version == "1.0")
         body = None
         if chunked or content_length:
-            expect = headers.get("Expect", "").lower() == "100-continue"
             body = BodyReader(self.connection, expect)
         elif content_length == 0:
             body = BodyReader(self.connection, False)
@@ -218,7 +239,7 @@ class RequestParsing(WritePacing):
         self._ends_on_line_feed = not content_length
         request = Request(
             self.connection, parser.get_method().decode("ascii"), target, version,
-            headers, body, content_length, keep_alive, self.remote,
+            fields, host, body, content_length, keep_alive, self.remote,
         )  # fmt: skip
         self._queue.append(request)
         if not self._busy:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable
+from typing import Final
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from servicepool_proxy.compiled import mypyc_attr
 from servicepool_proxy.http.bytestream import ByteStream
+from servicepool_proxy.http.headers import Fields, Names
 from servicepool_proxy.http.member_connection import Address, UpstreamConnection
 
 # Unread response bytes above this pause reading from the member (back-pressure).
@@ -26,7 +28,8 @@ READ_HIGH_WATER = 256 * 1024
 MAX_IDLE_PER_ADDRESS = 1024
 # Exchange deadlines are checked this often (one timer per pool, not one per request).
 DEADLINE_TICK = 0.05
-_SEND_LENGTH_ALWAYS = frozenset({"POST", "PUT", "PATCH"})
+_SEND_LENGTH_ALWAYS: Final = frozenset({"POST", "PUT", "PATCH"})
+_LENGTH: Final = Names(frozenset({b"content-length"}))
 
 
 @mypyc_attr(native_class=False)  # plain Python classes: UpstreamTimeout is a TimeoutError
@@ -91,7 +94,7 @@ class UpstreamResponse:
         self._connection: UpstreamConnection | None = connection
         self.status = 0
         self.reason = ""
-        self.raw_headers: list[tuple[str, str]] = []
+        self.raw_headers: Fields = []  # as the member sent them
         self._headers: CIMultiDictProxy[str] | None = None
         self.content_length: int | None = None
         self.content_type = ""  # the media type without parameters, lower-cased
@@ -104,7 +107,10 @@ class UpstreamResponse:
     def headers(self) -> CIMultiDictProxy[str]:
         """The member's response headers (built on first use)."""
         if self._headers is None:
-            self._headers = CIMultiDictProxy(CIMultiDict(self.raw_headers))
+            self._headers = CIMultiDictProxy(CIMultiDict([
+                (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+                for name, value in self.raw_headers
+            ]))  # fmt: skip
         return self._headers
 
     @property
@@ -241,7 +247,7 @@ class UpstreamPool:
         idle.append(connection)
 
     async def request(
-        self, base_url: str, method: str, target: str, headers: Iterable[tuple[str, str]],
+        self, base_url: str, method: str, target: str, headers: Fields,
         body: bytes | AsyncIterable[bytes] | None, *, total_seconds: float, connect_seconds: float,
         replayable: bool = True,
     ) -> UpstreamResponse:  # fmt: skip
@@ -292,37 +298,39 @@ class UpstreamPool:
 
 
 def encode_head(
-    method: str, address: Address, target: str, headers: Iterable[tuple[str, str]],
+    method: str, address: Address, target: str, headers: Fields,
     body: bytes | AsyncIterable[bytes] | None,
 ) -> tuple[bytes, bool]:  # fmt: skip
     """The request line and headers as bytes, and whether the body goes chunked."""
-    lines = [f"{name}: {value}\r\n" for name, value in headers]
-    block = "".join(lines)
-    if block.count("\n") != len(lines) or block.count("\r") != len(lines):
+    line = f"{method} {address.path_prefix}{target} HTTP/1.1\r\n"
+    parts = [line.encode("utf-8", "surrogateescape"), address.host_line]
+    sized = False
+    for name, value in headers:
+        parts.append(b"%b: %b\r\n" % (name, value))
+        if not sized and _LENGTH.match(name) is not None:
+            sized = True
+    block = b"".join(parts)
+    lines = len(parts)
+    if block.count(b"\n") != lines or block.count(b"\r") != lines:
         _refuse_line_break(headers)
-    ending = "\r\n"
     chunked = False
     if isinstance(body, bytes):
-        if (body or method in _SEND_LENGTH_ALWAYS) and not _has_length(block):
-            ending = f"Content-Length: {len(body)}\r\n\r\n"
+        if (body or method in _SEND_LENGTH_ALWAYS) and not sized:
+            block += b"Content-Length: %d\r\n" % len(body)
     elif body is not None:
-        if not _has_length(block):
+        if not sized:
             chunked = True
-            ending = "Transfer-Encoding: chunked\r\n\r\n"
-    elif method in _SEND_LENGTH_ALWAYS and not _has_length(block):
-        ending = "Content-Length: 0\r\n\r\n"
-    head = f"{method} {address.path_prefix}{target} HTTP/1.1\r\nHost: {address.host_header}\r\n"
-    return (head + block + ending).encode("utf-8", "surrogateescape"), chunked
+            block += b"Transfer-Encoding: chunked\r\n"
+    elif method in _SEND_LENGTH_ALWAYS and not sized:
+        block += b"Content-Length: 0\r\n"
+    return block + b"\r\n", chunked
 
 
-def _has_length(block: str) -> bool:
-    """Whether the header lines carry a Content-Length."""
-    return "\ncontent-length:" in "\n" + block.lower()
-
-
-def _refuse_line_break(headers: Iterable[tuple[str, str]]) -> None:
+def _refuse_line_break(headers: Fields) -> None:
     """Name the header whose name or value carries a line break."""
     for name, value in headers:
-        if any(c in name or c in value for c in "\r\n"):
-            raise ValueError(f"header {name} carries a line break")
+        if any(c in name or c in value for c in (b"\r", b"\n")):
+            raise ValueError(
+                f"header {name.decode('utf-8', 'surrogateescape')} carries a line break"
+            )
     raise ValueError("a header carries a line break")
