@@ -44,14 +44,20 @@ Fields = list[tuple[bytes, bytes]]  # header fields as llhttp hands them: raw na
 
 class Names:
     """Lower-case header names, matched against names as spelled on the wire: a name whose
-    length none of them has is told apart at once; others are lowered once and remembered
-    (a few hundred spellings of under 63 bytes at most)."""
+    length none of them has is told apart at once, the usual spellings (Content-Length,
+    content-length) by comparison, and others are lowered once and remembered (a few
+    hundred spellings of under 63 bytes at most)."""
 
-    __slots__ = ("_seen", "lengths", "names")
+    __slots__ = ("_seen", "_usual", "lengths", "names")
 
     def __init__(self, names: frozenset[bytes]) -> None:
         self.names = names
         self.lengths = length_mask(names)
+        self._usual: list[list[tuple[bytes, bytes]]] = [[] for _ in range(63)]  # by length
+        for name in sorted(names):
+            if len(name) < 63:
+                title = b"-".join(part.capitalize() for part in name.split(b"-"))
+                self._usual[len(name)] += [(title, name), (name, name)]
         self._seen: dict[bytes, bytes] = {}  # spelling -> lowered, or b"" for none of these
 
     def match(self, name: bytes) -> bytes | None:
@@ -62,6 +68,9 @@ class Names:
             return lowered if lowered in self.names else None
         if not (self.lengths >> size) & 1:
             return None
+        for spelling, lowered in self._usual[size]:
+            if name == spelling:
+                return lowered
         seen = self._seen.get(name)
         if seen is None:
             if len(self._seen) >= _SPELLINGS_KEPT:
@@ -187,22 +196,24 @@ def upstream_request_fields(
                 elif lowered == b"x-forwarded-host":
                     has_host = True
             out.append(pair)
-        tokens = _connection_tokens(listed) if listed else set()
+        if not listed:
+            break
+        tokens = _connection_tokens(listed)
         if tokens <= dropped:
             break
         extra = extra | tokens  # names the client listed in Connection are hop-by-hop too
-    ours: Fields = []
+    theirs = len(out)
     if client_ip:
-        ours.append((_XFF, b", ".join([*prior, client_ip.encode()])))
+        ip = client_ip.encode()
+        out.append((_XFF, b", ".join([*prior, ip]) if prior else ip))
     if not has_proto:
-        ours.append((_XFP, scheme.encode()))
+        out.append((_XFP, b"http" if scheme == "http" else scheme.encode()))
     if host and not has_host:
-        ours.append((_XFH, host))
+        out.append((_XFH, host))
     if not has_id:
-        ours.append((_REQUEST_ID, _request_ids.next()))
-    if removed:
-        ours = [pair for pair in ours if pair[0].lower() not in removed]
-    out += ours
+        out.append((_REQUEST_ID, _request_ids.next()))
+    if removed:  # ours too
+        out[theirs:] = [pair for pair in out[theirs:] if pair[0].lower() not in removed]
     return out
 
 
