@@ -14,7 +14,7 @@ from servicepool_proxy.http.headers import (
     HOP_BY_HOP,
     REQUEST_ID_HEADER,
     Fields,
-    downstream_response_fields,
+    downstream_response_lines,
     is_trusted,
     parse_retry_after,
     upstream_request_fields,
@@ -211,7 +211,7 @@ def test_a_trusted_proxy_s_headers_named_in_connection_are_hop_by_hop() -> None:
 
 
 def test_response_hop_by_hop_removed_and_length_dropped_by_default() -> None:
-    out = downstream_response_fields(
+    out = downstream_response_lines(
         [
             (b"Connection", b"keep-alive, X-Upstream-Hop"),
             (b"Keep-Alive", b"timeout=5"),
@@ -225,27 +225,23 @@ def test_response_hop_by_hop_removed_and_length_dropped_by_default() -> None:
         ],
         keep_length=False,
     )
-    assert out == [
-        (b"Content-Type", b"text/plain"),
-        (b"Set-Cookie", b"a=1"),
-        (b"Set-Cookie", b"b=2"),
-    ]
+    assert out == [b"Content-Type: text/plain\r\n", b"Set-Cookie: a=1\r\n", b"Set-Cookie: b=2\r\n"]
 
 
 def test_response_content_length_kept_when_asked() -> None:
-    out = downstream_response_fields(
+    out = downstream_response_lines(
         [(b"Content-Length", b"42"), (b"Transfer-Encoding", b"chunked")], keep_length=True
     )
-    assert out == [(b"Content-Length", b"42")]
+    assert out == [b"Content-Length: 42\r\n"]
 
 
 def test_response_headers_the_proxy_writes_itself_are_dropped() -> None:
-    out = downstream_response_fields(
+    out = downstream_response_lines(
         [(b"x-servicepool-member", b"forged"), (b"X-Kept", b"1")],
         keep_length=False,
         replaced=frozenset({b"x-servicepool-member"}),
     )
-    assert out == [(b"X-Kept", b"1")]
+    assert out == [b"X-Kept: 1\r\n"]
 
 
 # --- Retry-After ----------------------------------------------------------------------

@@ -13,7 +13,7 @@ from servicepool_proxy.forwarding.explain import DECISION_HEADER
 from servicepool_proxy.forwarding.faults import AttemptFailed, attribute, classify, client_fault
 from servicepool_proxy.forwarding.outcomes import Failed, OutcomeRecorder
 from servicepool_proxy.http.exchange import Request, Response, StreamResponse
-from servicepool_proxy.http.headers import MEMBER_HEADER, downstream_response_fields
+from servicepool_proxy.http.headers import MEMBER_HEADER, downstream_response_lines, field_line
 from servicepool_proxy.http.upstream import UpstreamResponse
 from servicepool_proxy.observe.metrics import ProxyMetrics
 from servicepool_proxy.runtime import PoolRuntime
@@ -59,7 +59,7 @@ class Relay:
         self.metrics = metrics
         self.outcomes = outcomes
         self.clock = clock
-        self._member_fields: dict[str, tuple[bytes, bytes]] = {}
+        self._member_lines: dict[str, bytes] = {}
 
     async def __call__(
         self, request: Request, upstream: UpstreamResponse, member: MemberState, timing: Timing,
@@ -74,14 +74,14 @@ class Relay:
         buffered = not no_body and length is not None and length <= BUFFERED_RESPONSE_LIMIT
         named = self.runtime.spec.memberHeader
         replaced = _REPLACED[(named, explained is not None)]
-        fields = downstream_response_fields(upstream.raw_headers, no_body, replaced)
+        lines = downstream_response_lines(upstream.raw_headers, no_body, replaced)
         if named:
-            fields.append(self._member_field(member.name))
+            lines.append(self._member_line(member.name))
         if not buffered:
             if explained is not None:  # a whole answer gets it from the forwarder, at the end
                 decision = decisions_header(explained).encode("utf-8", "surrogateescape")
-                fields.append((_DECISION, decision))
-            stream = StreamResponse(status=status, reason=upstream.reason, fields=fields)
+                lines.append(field_line(_DECISION, decision))
+            stream = StreamResponse(status=status, reason=upstream.reason, lines=lines)
             if length is not None and not no_body:
                 stream.content_length = length
             await stream.prepare(request, no_body)
@@ -95,19 +95,20 @@ class Relay:
             if isinstance(fault, AttemptFailed):
                 fault.answered = True  # counted as answered at its first byte
             raise fault from exc
-        response = Response(status=status, reason=upstream.reason, fields=fields, body=payload)
+        response = Response(status=status, reason=upstream.reason, lines=lines, body=payload)
         usage = find_usage_in_json(payload) if "json" in upstream.content_type else None
         self._finish(member, status, timing, usage, streamed=False)
         return response
 
-    def _member_field(self, name: str) -> tuple[bytes, bytes]:
-        """The header field naming the member that answered (made once per member)."""
-        field = self._member_fields.get(name)
-        if field is None:
-            if len(self._member_fields) > 4096:
-                self._member_fields.clear()
-            field = self._member_fields[name] = (_MEMBER, name.encode("utf-8", "surrogateescape"))
-        return field
+    def _member_line(self, name: str) -> bytes:
+        """The header line naming the member that answered (made once per member)."""
+        line = self._member_lines.get(name)
+        if line is None:
+            if len(self._member_lines) > 4096:
+                self._member_lines.clear()
+            value = name.encode("utf-8", "surrogateescape")
+            line = self._member_lines[name] = field_line(_MEMBER, value)
+        return line
 
     async def _stream(
         self, request: Request, upstream: UpstreamResponse, member: MemberState, timing: Timing,

@@ -29,7 +29,7 @@ class FrontConnection(Protocol):
     def close(self, graceful: bool = False) -> None: ...
 
     def encode_head(
-        self, request: Request | None, status: int, reason: str, fields: Fields,
+        self, request: Request | None, status: int, reason: str, lines: list[bytes],
         headers: CIMultiDict[str] | None, length: int | None = None,
     ) -> bytes: ...  # fmt: skip
 
@@ -156,20 +156,20 @@ class Request:
 
 
 class Response:
-    """A whole response, written in one go after the handler returns it: `fields` (a
-    member's, as they came) go out first, then the proxy's own `headers`."""
+    """A whole response, written in one go after the handler returns it: the header `lines`
+    (a member's, as they came) go out first, then the proxy's own `headers`."""
 
-    __slots__ = ("_headers", "body", "close_after", "fields", "reason", "status")
+    __slots__ = ("_headers", "body", "close_after", "lines", "reason", "status")
 
     def __init__(
         self, status: int = 200, *, body: bytes = b"", reason: str | None = None,
         headers: CIMultiDict[str] | dict[str, str] | None = None,
-        content_type: str | None = None, fields: Fields | None = None,
+        content_type: str | None = None, lines: list[bytes] | None = None,
     ) -> None:  # fmt: skip
         self.status = status
         self.reason = reason or reason_phrase(status)
         self.body = body
-        self.fields: Fields = fields if fields is not None else []
+        self.lines: list[bytes] = lines if lines is not None else []
         self._headers: CIMultiDict[str] | None = (
             headers if isinstance(headers, CIMultiDict) or headers is None else CIMultiDict(headers)
         )
@@ -201,15 +201,15 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 
 class StreamResponse:
-    """A response whose head (the header `fields` as they go out) goes out first and whose
+    """A response whose head (the header `lines` as they go out) goes out first and whose
     body follows as it comes."""
 
-    __slots__ = ("_chunked", "_connection", "content_length", "fields", "reason", "status")
+    __slots__ = ("_chunked", "_connection", "content_length", "lines", "reason", "status")
 
-    def __init__(self, status: int, *, reason: str | None, fields: Fields) -> None:
+    def __init__(self, status: int, *, reason: str | None, lines: list[bytes]) -> None:
         self.status = status
         self.reason = reason or reason_phrase(status)
-        self.fields = fields
+        self.lines = lines
         self.content_length: int | None = None
         self._connection: FrontConnection | None = None
         self._chunked = False
@@ -221,11 +221,11 @@ class StreamResponse:
         if self.content_length is None and not no_body:
             if request.version == "1.1":
                 self._chunked = True
-                self.fields.append((b"Transfer-Encoding", b"chunked"))
+                self.lines.append(b"Transfer-Encoding: chunked\r\n")
             else:
                 connection.must_close = True  # the end of the body is the end of the connection
         connection.write(connection.encode_head(
-            request, self.status, self.reason, self.fields, None, self.content_length
+            request, self.status, self.reason, self.lines, None, self.content_length
         ))  # fmt: skip
 
     async def write(self, data: bytes) -> None:

@@ -24,7 +24,6 @@ from servicepool_proxy.http.exchange import (
     StreamResponse,
     status_line,
 )
-from servicepool_proxy.http.headers import Fields
 from servicepool_proxy.http.request_parsing import RequestParsing
 
 if TYPE_CHECKING:  # listener.py imports this module
@@ -201,20 +200,19 @@ class FrontConnection(RequestParsing):
         """Send a whole response (to no parsed request: a rejection, then close)."""
         if response.close_after or request is None:
             self.must_close = True
-        head = self.encode_head(request, response.status, response.reason, response.fields,
+        head = self.encode_head(request, response.status, response.reason, response.lines,
                                 response.own_headers, len(response.body))  # fmt: skip
         head_only = request is not None and request.method == "HEAD"
         self.write(head if head_only else head + response.body)
 
     def encode_head(
-        self, request: Request | None, status: int, reason: str, fields: Fields,
+        self, request: Request | None, status: int, reason: str, lines: list[bytes],
         headers: CIMultiDict[str] | None, length: int | None = None,
     ) -> bytes:  # fmt: skip
-        """Status line, the header `fields` as they are, the proxy's own `headers`, and this
+        """Status line, the header `lines` as they are, the proxy's own `headers`, and this
         connection's framing and keep-alive."""
         parts = [status_line(status, reason)]
-        for name, value in fields:
-            parts.append(b"%b: %b\r\n" % (name, value))
+        parts += lines
         if headers is not None:
             own = "".join([f"{name}: {value}\r\n" for name, value in headers.items()])
             parts.append(own.encode("utf-8", "surrogateescape"))

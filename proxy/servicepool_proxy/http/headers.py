@@ -220,29 +220,38 @@ def upstream_request_fields(
 _response_drops: Final[dict[tuple[bool, frozenset[bytes]], Names]] = {}
 
 
-def downstream_response_fields(
+def field_line(name: bytes, value: bytes) -> bytes:
+    """A header field as a line of a head."""
+    return b"%b: %b\r\n" % (name, value)
+
+
+def downstream_response_lines(
     fields: Fields, keep_length: bool, replaced: frozenset[bytes] = frozenset()
-) -> Fields:
-    """A member's response header fields as they go to the client (`replaced`: lower-case
-    names the proxy writes itself)."""
+) -> list[bytes]:
+    """A member's response header fields as they go to the client, as lines of the head
+    (`replaced`: lower-case names the proxy writes itself)."""
     drop = _response_drops.get((keep_length, replaced))
     if drop is None:
         names = HOP_BY_HOP if keep_length else _RESPONSE_DROP
         drop = _response_drops[(keep_length, replaced)] = Names(names | replaced)
-    kept: Fields = []
-    listed: list[bytes] = []
-    for pair in fields:
-        lowered = drop.match(pair[0])
+    return _response_lines(fields, drop)
+
+
+def _response_lines(fields: Fields, drop: Names) -> list[bytes]:
+    lines: list[bytes] = []
+    listed: list[bytes] = []  # Connection values
+    for name, value in fields:
+        lowered = drop.match(name)
         if lowered is not None:
             if lowered == b"connection":
-                listed.append(pair[1])
+                listed.append(value)
             continue
-        kept.append(pair)
+        lines.append(field_line(name, value))
     if listed and not (len(listed) == 1 and listed[0].lower() in _PLAIN_CONNECTION):
         named = _connection_tokens(listed)
         if not named <= drop.names:  # usually just "keep-alive" or "close"
-            kept = [pair for pair in kept if pair[0].lower() not in named]
-    return kept
+            return _response_lines(fields, Names(drop.names | named))  # hop-by-hop too
+    return lines
 
 
 def parse_retry_after(value: str | None, now_epoch: float) -> float | None:

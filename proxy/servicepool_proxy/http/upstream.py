@@ -19,7 +19,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from servicepool_proxy.compiled import mypyc_attr
 from servicepool_proxy.http.bytestream import ByteStream
-from servicepool_proxy.http.headers import Fields, Names
+from servicepool_proxy.http.headers import Fields, Names, field_line
 from servicepool_proxy.http.member_connection import Address, UpstreamConnection
 
 # Unread response bytes above this pause reading from the member (back-pressure).
@@ -306,7 +306,7 @@ def encode_head(
     parts = [line.encode("utf-8", "surrogateescape"), address.host_line]
     sized = False
     for name, value in headers:
-        parts.append(b"%b: %b\r\n" % (name, value))
+        parts.append(field_line(name, value))
         if not sized and _LENGTH.match(name) is not None:
             sized = True
     block = b"".join(parts)
