@@ -34,8 +34,6 @@ _FORWARDING: Final = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"}
 )
 _UNTRUSTED_REQUEST_DROP: Final = _REQUEST_DROP | _FORWARDING
-# What a Connection header usually says: no other header named hop-by-hop.
-_PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close"})
 MEMBER_HEADER = "X-ServicePool-Member"
 REQUEST_ID_HEADER = "X-Request-Id"
 _SPELLINGS_KEPT: Final = 512
@@ -94,6 +92,10 @@ def length_mask(names: Iterable[bytes]) -> int:
     return mask
 
 
+# What a Connection header usually says: no other header named hop-by-hop.
+_PLAIN_CONNECTION: Final = Names(frozenset({b"keep-alive", b"close"}))
+
+
 def _connection_tokens(values: Iterable[bytes]) -> set[bytes]:
     """Header names a sender listed in its Connection headers: those are hop-by-hop too."""
     tokens: set[bytes] = set()
@@ -146,19 +148,20 @@ _REQUEST_ID: Final = REQUEST_ID_HEADER.encode()
 # Kept, but looked for: a trusted peer's forwarding headers, and a client's request id.
 _REQUEST_NOTED: Final = frozenset({b"x-forwarded-for", b"x-forwarded-proto",
                                    b"x-forwarded-host", b"x-request-id"})  # fmt: skip
-_request_drops: Final[dict[tuple[bool, frozenset[bytes]], tuple[Names, frozenset[bytes]]]] = {}
+_RequestDrops = dict[frozenset[bytes], tuple[Names, frozenset[bytes]]]
+_request_drops: Final[tuple[_RequestDrops, _RequestDrops]] = ({}, {})  # untrusted, trusted
 
 
 def _request_drop(trusted: bool, extra: frozenset[bytes]) -> tuple[Names, frozenset[bytes]]:
     """The names a request field is dropped for (with `extra`, those the client listed in
     Connection and those the pool keeps from members), and them with the noted names."""
-    key = (trusted, extra)
-    prepared = _request_drops.get(key)
+    drops = _request_drops[1 if trusted else 0]
+    prepared = drops.get(extra)
     if prepared is None:
-        if len(_request_drops) >= 64:
-            _request_drops.clear()
+        if len(drops) >= 64:
+            drops.clear()
         dropped = (_REQUEST_DROP if trusted else _UNTRUSTED_REQUEST_DROP) | extra
-        prepared = _request_drops[key] = (Names(dropped | _REQUEST_NOTED), dropped)
+        prepared = drops[extra] = (Names(dropped | _REQUEST_NOTED), dropped)
     return prepared
 
 
@@ -217,7 +220,7 @@ def upstream_request_fields(
     return out
 
 
-_response_drops: Final[dict[tuple[bool, frozenset[bytes]], Names]] = {}
+_response_drops: Final[tuple[dict[frozenset[bytes], Names], ...]] = ({}, {})  # by keep_length
 
 
 def field_line(name: bytes, value: bytes) -> bytes:
@@ -230,10 +233,11 @@ def downstream_response_lines(
 ) -> list[bytes]:
     """A member's response header fields as they go to the client, as lines of the head
     (`replaced`: lower-case names the proxy writes itself)."""
-    drop = _response_drops.get((keep_length, replaced))
+    drops = _response_drops[1 if keep_length else 0]
+    drop = drops.get(replaced)
     if drop is None:
         names = HOP_BY_HOP if keep_length else _RESPONSE_DROP
-        drop = _response_drops[(keep_length, replaced)] = Names(names | replaced)
+        drop = drops[replaced] = Names(names | replaced)
     return _response_lines(fields, drop)
 
 
@@ -247,7 +251,7 @@ def _response_lines(fields: Fields, drop: Names) -> list[bytes]:
                 listed.append(value)
             continue
         lines.append(field_line(name, value))
-    if listed and not (len(listed) == 1 and listed[0].lower() in _PLAIN_CONNECTION):
+    if listed and not (len(listed) == 1 and _PLAIN_CONNECTION.match(listed[0]) is not None):
         named = _connection_tokens(listed)
         if not named <= drop.names:  # usually just "keep-alive" or "close"
             return _response_lines(fields, Names(drop.names | named))  # hop-by-hop too
