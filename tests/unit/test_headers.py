@@ -8,13 +8,14 @@ from collections.abc import Iterator
 from email.utils import format_datetime, parsedate_to_datetime
 
 import pytest
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDictProxy
 
 from servicepool_proxy.http.headers import (
     HOP_BY_HOP,
     REQUEST_ID_HEADER,
     Fields,
     downstream_response_lines,
+    fields_view,
     is_trusted,
     parse_retry_after,
     upstream_request_fields,
@@ -25,16 +26,12 @@ def headers(*pairs: tuple[str, str]) -> Fields:
     return [(name.encode(), value.encode()) for name, value in pairs]
 
 
-def view(fields: Fields) -> CIMultiDictProxy[str]:
-    return CIMultiDictProxy(CIMultiDict((name.decode(), value.decode()) for name, value in fields))
-
-
 def upstream_request_headers(
     fields: Fields, client: str | None, scheme: str, host: str | None, trusted: bool = False,
     removed: frozenset[bytes] = frozenset(),
 ) -> CIMultiDictProxy[str]:  # fmt: skip
     encoded = host.encode() if host is not None else None
-    return view(upstream_request_fields(fields, client, scheme, encoded, trusted, removed))
+    return fields_view(upstream_request_fields(fields, client, scheme, encoded, trusted, removed))
 
 
 def upstream(

@@ -10,7 +10,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from servicepool_proxy.compiled import mypyc_attr
 from servicepool_proxy.http.bytestream import ByteStream
-from servicepool_proxy.http.headers import Fields
+from servicepool_proxy.http.headers import Fields, fields_view
 
 
 class FrontConnection(Protocol):
@@ -139,10 +139,7 @@ class Request:
     def headers(self) -> CIMultiDictProxy[str]:
         """The request's headers (made on first use)."""
         if self._headers is None:
-            self._headers = CIMultiDictProxy(CIMultiDict([
-                (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-                for name, value in self.fields
-            ]))  # fmt: skip
+            self._headers = fields_view(self.fields)
         return self._headers
 
     @property

@@ -9,6 +9,8 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Final
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from servicepool_api.contract import Networks
 
 HOP_BY_HOP: Final = frozenset(
@@ -80,6 +82,15 @@ class Names:
     def among(self, fields: Fields) -> bool:
         """Whether a field has one of these names."""
         return any(self.match(name) is not None for name, _ in fields)
+
+
+def fields_view(fields: Fields) -> CIMultiDictProxy[str]:
+    """Header fields as a case-insensitive view of str names and values (for the readers
+    that want one; the forwarding path reads the fields)."""
+    return CIMultiDictProxy(CIMultiDict([
+        (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+        for name, value in fields
+    ]))  # fmt: skip
 
 
 def length_mask(names: Iterable[bytes]) -> int:

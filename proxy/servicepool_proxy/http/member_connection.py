@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from servicepool_proxy.http.headers import Fields, Names
+from servicepool_proxy.http.headers import Names
 from servicepool_proxy.http.write_pacing import WritePacing
 
 if TYPE_CHECKING:
@@ -91,7 +91,6 @@ class UpstreamConnection(WritePacing):
         self._keep_alive = True
         self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._response: UpstreamResponse | None = None
-        self._fields: Fields = []  # the response's raw_headers
         self._head_only = False
         self._reading_paused = False
         self.deadline = 0.0  # loop time by which the exchange in progress must be over
@@ -141,7 +140,7 @@ class UpstreamConnection(WritePacing):
     def on_header(self, name: bytes, value: bytes) -> None:
         response = self._response
         assert response is not None
-        self._fields.append((name, value))
+        response.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         response = self._response
@@ -151,7 +150,7 @@ class UpstreamConnection(WritePacing):
         status = parser.get_status_code()
         if 100 <= status < 200:  # 1xx: informational, the real answer follows
             response.informational = True
-            response.raw_headers = self._fields = []
+            response.raw_headers = []
             return
         response.status = status
         chunked = False
@@ -212,7 +211,6 @@ class UpstreamConnection(WritePacing):
         """Send a request; its answer fills `response`."""
         assert self.transport is not None
         self._response = response
-        self._fields = response.raw_headers  # on_header adds to it
         self._head_only = head_only
         self.deadline = deadline
         self.pool.watch(self)

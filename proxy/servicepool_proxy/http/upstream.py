@@ -15,11 +15,11 @@ import time
 from collections.abc import AsyncIterable
 from typing import Final
 
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDictProxy
 
 from servicepool_proxy.compiled import mypyc_attr
 from servicepool_proxy.http.bytestream import ByteStream
-from servicepool_proxy.http.headers import Fields, Names, field_line
+from servicepool_proxy.http.headers import Fields, Names, field_line, fields_view
 from servicepool_proxy.http.member_connection import Address, UpstreamConnection
 
 # Unread response bytes above this pause reading from the member (back-pressure).
@@ -107,10 +107,7 @@ class UpstreamResponse:
     def headers(self) -> CIMultiDictProxy[str]:
         """The member's response headers (built on first use)."""
         if self._headers is None:
-            self._headers = CIMultiDictProxy(CIMultiDict([
-                (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-                for name, value in self.raw_headers
-            ]))  # fmt: skip
+            self._headers = fields_view(self.raw_headers)
         return self._headers
 
     @property
