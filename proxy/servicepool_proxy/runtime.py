@@ -55,6 +55,13 @@ class PoolRuntime:
         self.upstream_credential = (
             UpstreamCredential(spec.upstreamAuth, self.secrets_dir) if spec.upstreamAuth else None
         )
+        # Header names (lower-case) not passed on to members: the pool's own credential, and
+        # the members' credential while the proxy has one to set instead.
+        kept = frozenset({access.header.lower().encode()} if access is not None else ())
+        self.kept_from_members = kept
+        self.kept_with_credential = (
+            kept | {spec.upstreamAuth.header.lower().encode()} if spec.upstreamAuth else kept
+        )
         self.generation += 1
 
     def apply(self, pool: ServicePool) -> list[MemberState]:

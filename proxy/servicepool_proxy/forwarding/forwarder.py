@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Final
 
 from servicepool_api.spec import PoolSpec
 from servicepool_proxy.balancer.decisions import Decision, decisions_header
@@ -39,8 +38,6 @@ from servicepool_proxy.http.headers import (
 from servicepool_proxy.http.upstream import UpstreamPool
 from servicepool_proxy.observe.metrics import ProxyMetrics
 from servicepool_proxy.runtime import PoolRuntime
-
-_NONE: Final[frozenset[bytes]] = frozenset()
 
 
 class Forwarder:
@@ -80,12 +77,7 @@ class Forwarder:
             return response
         credential = runtime.upstream_credential
         ours = credential.header() if credential is not None else None
-        removed = _NONE
-        if spec.access is not None or ours is not None:
-            # The pool's credential is not the members'; the members' is the proxy's to set.
-            names = [spec.access.header] if spec.access is not None else []
-            names += [ours[0]] if ours is not None else []
-            removed = frozenset(name.lower().encode() for name in names)
+        removed = runtime.kept_with_credential if ours is not None else runtime.kept_from_members
         headers = upstream_request_fields(
             request.fields, request.remote, request.scheme, request.raw_host,
             is_trusted(request.remote, self.trusted_proxies), removed,
