@@ -58,7 +58,8 @@ for path in "${NODE_OUTSIDE_PATHS[@]}"; do
 done > "$DIR/created-paths"
 
 # Network: the bridge first (its address is the node's and the API server's), Service IPs that
-# were not translated stay on it, and pods forward nowhere but to each other.
+# were not translated stay on it (and leave no trace, below), and pods forward nowhere but to each
+# other.
 ip link add cni0 type bridge
 ip addr add "$NODE_IP/24" dev cni0
 ip link set cni0 up
@@ -67,6 +68,19 @@ for rule in "FORWARD ! -i cni0" "FORWARD ! -o cni0" "INPUT -i cni0 ! -d $CLUSTER
   # shellcheck disable=SC2086  # the rule is words
   iptables -w -t mangle -A $rule -m comment --comment "$NODE_RULE_COMMENT" -j DROP
 done
+# A packet to a Service IP that kube-proxy has not translated (the Service is newer than its
+# rules) must leave no conntrack entry. Let through, its SYN goes out on cni0 and fails with "No
+# route to host", and conntrack keeps the untranslated entry, refreshed by every later SYN from
+# the same client port: whichever later connection reuses that port fails the same way, minutes
+# after the rules exist. From the host it is refused at once (filter OUTPUT, after kube-proxy's
+# DNAT); from a Pod it is dropped (mangle FORWARD, ahead of the CNI plugin's accepts), and the
+# SYN sent again a second later finds the rules.
+iptables -w -t mangle -A FORWARD -d "$SERVICE_CIDR" -m conntrack ! --ctstate DNAT \
+  -m comment --comment "$NODE_RULE_COMMENT" -j DROP
+iptables -w -A OUTPUT -d "$SERVICE_CIDR" -p tcp -m conntrack ! --ctstate DNAT \
+  -m comment --comment "$NODE_RULE_COMMENT" -j REJECT --reject-with tcp-reset
+iptables -w -A OUTPUT -d "$SERVICE_CIDR" -m conntrack ! --ctstate DNAT \
+  -m comment --comment "$NODE_RULE_COMMENT" -j REJECT
 sysctl -qw net.ipv4.ip_forward=1
 
 # Certificates: one CA signs the API server's serving certificate and its client certificate

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -237,6 +238,19 @@ def test_every_pod_runs_in_namespaces_that_enforce_pod_security_restricted(
     # ...and the operator, its proxies and the workers all run there (the fixtures waited).
     assert cluster.pods(OPERATOR_NAMESPACE, f"app.kubernetes.io/instance={RELEASE}")
     assert len(cluster.pods(NAMESPACE, f"{names.POOL_LABEL}={POOL}")) == 2
+
+
+@pytest.mark.skipif(bool(os.environ.get("KUBECONFIG")), reason="checks this node's own rules")
+def test_a_service_ip_without_rules_is_refused_and_leaves_no_conntrack_entry(node: Node) -> None:
+    # Otherwise the untranslated entry outlives the request and fails a later connection that
+    # reuses its client port, long after kube-proxy has written the Service's rules.
+    unused = "198.19.255.254"
+    with socket.socket() as sock:
+        sock.settimeout(5)
+        with pytest.raises(ConnectionRefusedError):
+            sock.connect((unused, 80))
+    entries = subprocess.run(["conntrack", "-L", "-d", unused], capture_output=True, text=True)
+    assert unused not in entries.stdout
 
 
 def test_a_pool_of_real_pods_serves_clients_through_its_cluster_ip(
