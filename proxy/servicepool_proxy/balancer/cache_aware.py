@@ -31,15 +31,9 @@ from servicepool_api.policies import Capacity
 
 from .affinity import hash64
 from .member import MemberState
-from .strategies import is_full, least_in_flight, least_reported_load, reported_load
+from .strategies import is_full, least_in_flight, least_reported_load
 
 CHARS_PER_TOKEN = 4  # prompt text to tokens, roughly, for English text and code
-
-
-def member_load(member: MemberState, now: float, capacity: Capacity | None) -> float:
-    """Reported queued + running with a fresh capacity report, in-flight otherwise; per weight."""
-    load = reported_load(member, now, capacity) if capacity is not None else None
-    return (member.in_flight if load is None else load) / member.weight
 
 
 def rendezvous_score(name: str, weight: int, key: int) -> float:

@@ -8,12 +8,12 @@ from collections.abc import Callable, Sequence
 from servicepool_api.llm_policies import Adaptive, Speed
 from servicepool_api.policies import Capacity
 
-from .cache_aware import member_load
 from .member import MemberState
 from .strategies import (
     LATENCY_FORGET_SECONDS,
     LATENCY_HALF_LIFE_SECONDS,
     least_in_flight,
+    member_load,
     weighted_random,
 )
 

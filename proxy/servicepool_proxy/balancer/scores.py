@@ -11,7 +11,7 @@ from .cache_aware import prefill_costs
 from .keys import RoutingKeys
 from .llm_strategies import adaptive_score
 from .member import MemberState
-from .strategies import latency_estimate, load_score, reported_load
+from .strategies import latency_scores, load_score, member_load
 
 
 def strategy_scores(
@@ -26,18 +26,10 @@ def strategy_scores(
     if strategy in (Strategy.LEAST_IN_FLIGHT, Strategy.POWER_OF_TWO_CHOICES):
         return {m.name: load_score(m) for m in candidates}
     if strategy is Strategy.LATENCY:
-        known = sorted(m.ewma_latency for m in candidates if m.ewma_latency is not None)
-        typical = known[(len(known) - 1) // 2] if known else 0.0
-        return {
-            m.name: latency_estimate(m, typical, now) * (m.in_flight + 1) / m.weight
-            for m in candidates
-        }
+        scores = latency_scores(candidates, now)
+        return {m.name: score for m, score in zip(candidates, scores, strict=True)}
     if strategy is Strategy.CAPACITY and capacity is not None:
-        scores = {}
-        for member in candidates:
-            load = reported_load(member, now, capacity)
-            scores[member.name] = (member.in_flight if load is None else load) / member.weight
-        return scores
+        return {m.name: member_load(m, now, capacity) for m in candidates}
     if strategy is Strategy.CACHE_AWARE and keys.prefix:
         policy = spec.cacheAware or CacheAware()
         return prefill_costs(candidates, keys.prefix, now, policy, capacity)[1]

@@ -103,20 +103,24 @@ def latency_estimate(member: MemberState, fallback: float, now: float) -> float:
     return keep * member.ewma_latency + (1.0 - keep) * fallback
 
 
-def lowest_latency(candidates: Sequence[MemberState], now: float) -> MemberState:
-    """Peak-EWMA style: expected latency times (in-flight + 1), per weight.
+def latency_scores(candidates: Sequence[MemberState], now: float) -> list[float]:
+    """Peak-EWMA style, per candidate: expected latency times (in-flight + 1), per weight.
 
-    Members without a latency sample score zero so they get measured first.
+    Members without a latency sample score zero so they get measured first; stale
+    estimates drift to the lower median of the pool's.
     """
     known = sorted(m.ewma_latency for m in candidates if m.ewma_latency is not None)
     typical = known[(len(known) - 1) // 2] if known else 0.0  # the lower median
-    best = candidates[0]
-    best_score = float("inf")
-    for member in candidates:
-        score = latency_estimate(member, typical, now) * (member.in_flight + 1) / member.weight
-        if score < best_score:
-            best, best_score = member, score
-    return best
+    return [
+        latency_estimate(member, typical, now) * (member.in_flight + 1) / member.weight
+        for member in candidates
+    ]
+
+
+def lowest_latency(candidates: Sequence[MemberState], now: float) -> MemberState:
+    """The member with the lowest latency score (the first of equals)."""
+    scores = latency_scores(candidates, now)
+    return candidates[scores.index(min(scores))]
 
 
 def reported_load(member: MemberState, now: float, policy: Capacity) -> float | None:
@@ -142,6 +146,12 @@ def is_full(member: MemberState, now: float, policy: Capacity) -> bool:
     return usage is not None and usage >= policy.maxCacheUsage
 
 
+def member_load(member: MemberState, now: float, capacity: Capacity | None) -> float:
+    """Reported queued + running with a fresh capacity report, in-flight otherwise; per weight."""
+    load = reported_load(member, now, capacity) if capacity is not None else None
+    return (member.in_flight if load is None else load) / member.weight
+
+
 def least_reported_load(
     candidates: Sequence[MemberState], now: float, policy: Capacity
 ) -> MemberState:
@@ -149,11 +159,7 @@ def least_reported_load(
     capacity are skipped while others have room; a stale or missing report falls back to
     the proxy's own in-flight count. Ties go by smooth weighted round-robin."""
     roomy = [m for m in candidates if not is_full(m, now, policy)] or list(candidates)
-
-    def score(member: MemberState) -> float:
-        load = reported_load(member, now, policy)
-        return (member.in_flight if load is None else load) / member.weight
-
-    best_score = min(score(m) for m in roomy)
-    tied = [m for m in roomy if score(m) == best_score]
+    scores = [member_load(m, now, policy) for m in roomy]
+    best_score = min(scores)
+    tied = [m for m, score in zip(roomy, scores, strict=True) if score == best_score]
     return tied[0] if len(tied) == 1 else smooth_weighted_round_robin(tied)
