@@ -206,7 +206,7 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
         "--head-timeout",
         type=float,
         default=ProxyOptions.head_timeout,
-        help="close a connection whose request head is not complete this many seconds "
+        help="answer 408 and close when a request head is not complete this many seconds "
         "after its first byte",
     )
     parser.add_argument(

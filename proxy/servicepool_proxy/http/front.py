@@ -102,9 +102,9 @@ class FrontConnection(RequestParsing):
         idle_since = self.idle_since
         if self.trailer_since is not None and now - self.trailer_since > server.trailer_timeout:
             self._reject(RequestRejected(408, "the trailer section did not arrive in time"))
-        elif (self.head_since is not None and now - self.head_since > server.head_timeout) or (
-            idle_since is not None and now - idle_since > server.idle_timeout
-        ):
+        elif self.head_since is not None and now - self.head_since > server.head_timeout:
+            self._reject(RequestRejected(408, "the request head did not arrive in time"))
+        elif idle_since is not None and now - idle_since > server.idle_timeout:
             self.close()
 
     # -- serving --------------------------------------------------------------------------
