@@ -99,12 +99,14 @@ class FrontConnection(RequestParsing):
     def check_time(self, now: float) -> None:
         """Enforce the idle, head and trailer deadlines (the server sweeps every connection)."""
         server = self.server
-        idle_since = self.idle_since
+        idle_since, head_since = self.idle_since, self.head_since
+        idle_over = idle_since is not None and now - idle_since > server.idle_timeout
         if self.trailer_since is not None and now - self.trailer_since > server.trailer_timeout:
             self._reject(RequestRejected(408, "the trailer section did not arrive in time"))
-        elif self.head_since is not None and now - self.head_since > server.head_timeout:
+        elif head_since is not None and (idle_over or now - head_since > server.head_timeout):
+            # (the idle bound runs on until a head is complete)
             self._reject(RequestRejected(408, "the request head did not arrive in time"))
-        elif idle_since is not None and now - idle_since > server.idle_timeout:
+        elif idle_over:
             self.close()
 
     # -- serving --------------------------------------------------------------------------
