@@ -187,8 +187,8 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
         "--idle-timeout",
         type=float,
         default=ProxyOptions.idle_timeout,
-        help="close idle connections, and connections that do not complete "
-        "a request's headers, after this many seconds",
+        help="close connections idle this many seconds (a request head begun in that "
+        "time and still incomplete gets a 408)",
     )
     parser.add_argument(
         "--max-header-bytes",
