@@ -9,10 +9,19 @@ import time
 from pathlib import Path
 
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from ..support import eventually
 from .crd_support import install_crd
 from .test_operator import OperatorProcess, Pools, pool_body
+
+
+def namespace_gone(core: client.CoreV1Api, name: str) -> bool:
+    try:
+        core.read_namespace(name)
+    except ApiException as exc:
+        return exc.status == 404
+    return False
 
 
 def test_two_replicas_with_leader_election_do_not_fight(
@@ -72,3 +81,6 @@ def test_operator_watches_only_its_namespaces(
     finally:
         scoped.stop()
         core.delete_namespace(other)
+        # Gone before the next test: an operator watching everything would meet "theirs" in a
+        # terminating namespace, where every create is refused.
+        eventually(lambda: namespace_gone(core, other), 60)
