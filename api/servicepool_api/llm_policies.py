@@ -24,8 +24,32 @@ class CacheAware(SpecModel):
         ge=1,
         le=1_000_000,
         description="Most block hashes remembered per member (least recently sent evicted "
-        "first); about the member's KV-cache size in tokens divided by blockChars/4. Each "
-        "costs about 100 bytes of proxy memory.",
+        "first). The index is sized to what the member's cache holds when that is known "
+        "(cacheTokens, or what the engine says: llama.cpp's /props, vLLM's "
+        "vllm:cache_config_info) and corrected by the cached tokens its answers report; this "
+        "bounds it. Each costs about 100 bytes of proxy memory.",
+    )
+    cacheTokens: int | None = Field(
+        None,
+        ge=1,
+        le=1 << 32,
+        description="Prompt tokens each member's cache holds, for engines that do not say "
+        "(llama.cpp's /props and vLLM's vllm:cache_config_info are read every 60 s and win).",
+    )
+    loadFactor: float = Field(
+        1.25,
+        ge=1,
+        le=10,
+        description="A new prefix (one no member holds) goes to the first member in its "
+        "rendezvous order holding fewer than loadFactor times its share of the pool's hot "
+        "prefixes (share by cache size, else by weight): no member fills up with hot prefixes "
+        "while another has room, and replicas agree while their counts do.",
+    )
+    hotSeconds: float = Field(
+        60,
+        gt=0,
+        le=3600,
+        description="A prefix sent to a member within this many seconds counts as hot there.",
     )
     movePenalty: float = Field(
         1.0,

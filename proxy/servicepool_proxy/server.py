@@ -16,6 +16,7 @@ from servicepool_proxy.config.watcher import ConfigGate, PoolFileWatcher
 from servicepool_proxy.forwarding.forwarder import Forwarder
 from servicepool_proxy.health.prober import (
     MemberPoller,
+    cache_size_poller,
     capacity_poller,
     health_poller,
     model_poller,
@@ -97,7 +98,10 @@ class ProxyServer:
         )
         self.admin_port = await self._start_admin(admin)
 
-        self._pollers = [capacity_poller(self.runtime), model_poller(self.runtime)]
+        self._pollers = [
+            capacity_poller(self.runtime), model_poller(self.runtime),
+            cache_size_poller(self.runtime),
+        ]  # fmt: skip
         if options.active_health:
             self._pollers.append(health_poller(self.runtime, self.metrics))
         for poller in self._pollers:

@@ -85,8 +85,8 @@ def test_a_partial_last_block_is_ignored_but_a_short_prompt_is_one_block() -> No
 
 
 def test_the_index_finds_the_longest_recently_sent_prefix() -> None:
-    index = PrefixBlocks()
-    index.record(prompt("t", 2), limit=1000)
+    index = PrefixBlocks(limit=1000)
+    index.record(prompt("t", 2))
     assert index.matched(prompt("t", 2)) == len(prompt("t", 2))
     assert index.matched(prompt("t", 5)) == len(prompt("t", 2))
     assert index.matched(prompt("u", 2)) == 0
@@ -94,25 +94,25 @@ def test_the_index_finds_the_longest_recently_sent_prefix() -> None:
 
 @pytest.mark.parametrize("limit", [1, 7, 10, 50])
 def test_the_index_never_exceeds_its_configured_size(limit: int) -> None:
-    index = PrefixBlocks()
+    index = PrefixBlocks(limit)
     for tenant in range(40):
         for turn in range(4):
-            index.record(prompt(str(tenant), turn), limit)
+            index.record(prompt(str(tenant), turn))
             assert len(index) <= limit
 
 
 def test_eviction_forgets_the_deepest_blocks_first_so_matches_stay_prefixes() -> None:
-    index = PrefixBlocks()
+    index = PrefixBlocks(limit=12)
     long = prompt("t", 6)  # 10 + 6 blocks
-    index.record(long, limit=12)
+    index.record(long)
     assert len(index) == 12
     assert index.matched(long) == 12  # the first 12 blocks are kept, not the last 12
 
 
 def test_the_index_counts_lookups_hits_and_matched_blocks() -> None:
     index = PrefixBlocks()
-    assert index.record(prompt("t"), 100) == 0
-    assert index.record(prompt("t", 1), 100) == 10
+    assert index.record(prompt("t")) == 0
+    assert index.record(prompt("t", 1)) == 10
     status = index.to_status()
     assert status["lookups"] == 2 and status["hits"] == 1
     assert status["blocksSent"] == 21 and status["blocksMatched"] == 10
@@ -124,15 +124,15 @@ def test_the_index_counts_lookups_hits_and_matched_blocks() -> None:
 
 def test_a_prompt_goes_where_its_prefix_was_sent() -> None:
     pool = members("a", "b", "c")
-    pool[2].prefixes.record(prompt("t"), 1000)
+    pool[2].prefixes.record(prompt("t"))
     for turn in range(3):
         assert pick_cache_aware(pool, prompt("t", turn), 0.0, POLICY) is pool[2]
 
 
 def test_the_longest_match_wins() -> None:
     pool = members("a", "b")
-    pool[0].prefixes.record(prompt("t", 0), 1000)
-    pool[1].prefixes.record(prompt("t", 3), 1000)
+    pool[0].prefixes.record(prompt("t", 0))
+    pool[1].prefixes.record(prompt("t", 3))
     assert pick_cache_aware(pool, prompt("t", 4), 0.0, POLICY) is pool[1]
 
 
@@ -157,7 +157,7 @@ def test_prefix_stickiness_holds_until_the_load_bound(
 ) -> None:
     pool = members("a", "b", "c")
     holder = pool[1]
-    holder.prefixes.record(prompt("t"), 1000)
+    holder.prefixes.record(prompt("t"))
     for member in pool:
         member.prefill_blocks = holder_pending if member is holder else others_pending
     chosen = pick_cache_aware(pool, prompt("t", 1), 0.0, FLAT)
@@ -169,7 +169,7 @@ def test_the_move_penalty_sets_how_much_queued_work_moves_a_prefix(
     penalty: float, stays: bool
 ) -> None:
     pool = members("a", "b")
-    pool[0].prefixes.record(prompt("t"), 1000)
+    pool[0].prefixes.record(prompt("t"))
     pool[0].prefill_blocks = 11  # 12 blocks there vs 11 x (1 + penalty) elsewhere
     policy = CacheAware(blockChars=16, requestCostTokens=0, movePenalty=penalty)
     assert (pick_cache_aware(pool, prompt("t", 1), 0.0, policy) is pool[0]) is stays
@@ -180,7 +180,7 @@ def test_each_request_in_flight_counts_as_request_cost_tokens(
     holder_in_flight: int, stays: bool
 ) -> None:
     pool = members("a", "b")
-    pool[0].prefixes.record(prompt("t"), 1000)
+    pool[0].prefixes.record(prompt("t"))
     pool[0].in_flight = holder_in_flight  # 4 + 16 x in-flight tokens vs 22 x 4 = 88
     policy = CacheAware(blockChars=16, requestCostTokens=16)
     assert (pick_cache_aware(pool, prompt("t", 1), 0.0, policy) is pool[0]) is stays
@@ -188,7 +188,7 @@ def test_each_request_in_flight_counts_as_request_cost_tokens(
 
 def test_with_a_fresh_capacity_report_the_waiting_queue_counts() -> None:
     pool = members("a", "b")
-    pool[0].prefixes.record(prompt("t"), 1000)
+    pool[0].prefixes.record(prompt("t"))
     policy = CacheAware(blockChars=16, requestCostTokens=0, queuedCostTokens=50)
     capacity = Capacity()
     pool[0].record_report(now=10.0, queued=2, running=4, workers=None, cache_usage=None)
@@ -200,11 +200,12 @@ def test_with_a_fresh_capacity_report_the_waiting_queue_counts() -> None:
     assert pick_cache_aware(pool, prompt("t", 1), 99.0, policy, capacity) is pool[0]
 
 
-def test_a_member_whose_fresh_report_says_full_is_passed_over() -> None:
+def test_a_member_whose_cache_is_full_keeps_its_prefixes() -> None:
+    # A full KV cache is an engine's normal state, not a reason to leave the prefix's member.
     pool = members("a", "b")
-    pool[0].prefixes.record(prompt("t"), 1000)
-    pool[0].record_report(now=10.0, queued=0, running=4, workers=None, cache_usage=0.99)
-    assert pick_cache_aware(pool, prompt("t", 1), 10.5, POLICY, Capacity()) is pool[1]
+    pool[0].prefixes.record(prompt("t"))
+    pool[0].record_report(now=10.0, queued=0, running=1, workers=None, cache_usage=0.99)
+    assert pick_cache_aware(pool, prompt("t", 1), 10.5, POLICY, Capacity()) is pool[0]
 
 
 def test_a_new_prompt_leaves_a_crowded_home_at_once_but_a_cached_one_stays() -> None:
@@ -214,7 +215,7 @@ def test_a_new_prompt_leaves_a_crowded_home_at_once_but_a_cached_one_stays() -> 
     assert pick_cache_aware(pool, fresh, 0.0, FLAT) is home  # idle: the home
     home.prefill_blocks = 11  # 21 blocks of work at home vs 20 elsewhere
     assert pick_cache_aware(pool, fresh, 0.0, FLAT) is not home
-    home.prefixes.record(fresh, 1000)  # the same queue, but the prompt is cached there
+    home.prefixes.record(fresh)  # the same queue, but the prompt is cached there
     assert pick_cache_aware(pool, fresh, 0.0, FLAT) is home
 
 
@@ -223,7 +224,7 @@ def test_a_short_match_pulls_a_prompt_only_while_it_saves_work() -> None:
     unseen = prompt("fresh", 30)  # 40 blocks
     home = preference_order(pool, unseen, 0.0, FLAT)[0]
     other = next(m for m in pool if m is not home)
-    other.prefixes.record(unseen[:2], 1000)  # the prompt now belongs where 2 blocks are
+    other.prefixes.record(unseen[:2])  # the prompt now belongs where 2 blocks are
     assert pick_cache_aware(pool, unseen, 0.0, FLAT) is other
     other.prefill_blocks = 39  # 77 blocks of work there vs 80 at the home
     assert pick_cache_aware(pool, unseen, 0.0, FLAT) is other
@@ -306,7 +307,7 @@ def test_a_try_counts_the_blocks_its_member_was_not_sent_as_pending_prefill_unti
 def test_a_smaller_bound_from_a_reload_trims_every_index() -> None:
     balancer = Balancer(cache_aware_spec(cacheAware={"blockChars": 16}))
     member = balancer.members[0]
-    member.prefixes.record(prompt("t", 10), 1000)
+    member.prefixes.record(prompt("t", 10))
     balancer.apply(cache_aware_spec(cacheAware={"blockChars": 16, "maxBlocksPerMember": 4}))
     assert len(member.prefixes) == 4
 
@@ -354,7 +355,7 @@ def test_routing_keys_carry_the_prompt_prefix_with_the_model_in_front() -> None:
 
 def test_the_explained_scores_are_the_costs_the_pick_minimises() -> None:
     pool = members("a", "b", "c")
-    pool[1].prefixes.record(prompt("t", 2), 1000)
+    pool[1].prefixes.record(prompt("t", 2))
     pool[0].in_flight = 3
     spec = PoolSpec(strategy=Strategy.CACHE_AWARE, cacheAware=POLICY)
     scores = strategy_scores(spec, pool, 0.0, RoutingKeys(prefix=prompt("t", 3)))

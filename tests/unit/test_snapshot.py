@@ -58,8 +58,8 @@ def test_a_member_row_carries_latency_ttft_tokens_capacity_and_a_null_prefix_hit
 
 def test_a_member_row_carries_its_prefix_hit_rate_once_prompts_were_sent_there() -> None:
     a = member("a", health=Health.HEALTHY)
-    a.prefixes.record([1, 2, 3, 4], 100)  # a cold member: nothing matched
-    a.prefixes.record([1, 2, 5, 6], 100)  # two of four blocks were there
+    a.prefixes.record([1, 2, 3, 4])  # a cold member: nothing matched
+    a.prefixes.record([1, 2, 5, 6])  # two of four blocks were there
     (row,) = pool_snapshot(view([a]), NOW, {})["members"]
     assert row["prefixHitRate"] == 0.25
 

@@ -3,22 +3,24 @@
 Time to first token on an inference server is mostly prefill: the prompt tokens of the
 requests ahead of this one that still have to be computed, then this prompt's own tokens that
 are not in the server's prefix cache. The proxy estimates both in one unit, prompt tokens to
-prefill (blockChars / 4 per block), per unit of weight:
+prefill (blockChars / learned characters per token, per block), per unit of weight:
 
     cost(m) = pending prefill on m             uncached blocks of the requests sent to m that
                                                have not answered a byte of body yet
-            + this prompt's blocks not sent    x (1 + movePenalty) where the prompt does not
-              to m                             belong (below)
+            + this prompt's blocks not held    x (1 + movePenalty) where the prompt does not
+              by m                             belong (below)
             + requestCostTokens x in-flight on m
             + queuedCostTokens x m's waiting queue (spec.capacity, fresh reports only)
 
-and the cheapest member takes the request. A prompt belongs where its longest prefix was
-sent; a prompt no member was sent belongs to its home, the first member in the rendezvous
-order of its first block, which is the same in every proxy replica. So a prefix stays put
-until the work queued at its place outweighs computing it again elsewhere, a new prompt
-leaves a crowded home at once, and idle replicas with no shared state agree. Ties go by the
-rendezvous order. Members whose fresh capacity report says they are full are passed over
-while others have room.
+and the cheapest member takes the request. A prompt belongs where its longest prefix is
+held; a prompt no member holds belongs to its place: the first member in the rendezvous
+order of its first block holding fewer than loadFactor times its share of the pool's hot
+prefixes (share by the size of its cache). So a prefix stays put until the work queued at
+its place outweighs computing it again elsewhere, new prefixes fill the members evenly by
+what each can hold, and idle replicas with no shared state agree. Ties go by the rendezvous
+order. A member whose cache is full is not passed over: a full cache is an engine's normal
+state; only what delays the first token counts (its queue, the prefill ahead, a miss).
+What each member holds is told or learned (cache_model).
 """
 
 from __future__ import annotations
@@ -30,10 +32,9 @@ from servicepool_api.llm_policies import CacheAware
 from servicepool_api.policies import Capacity
 
 from .affinity import hash64
+from .cache_model import CHARS_PER_TOKEN
 from .member import MemberState
-from .strategies import is_full, least_in_flight, least_reported_load
-
-CHARS_PER_TOKEN = 4  # prompt text to tokens, roughly, for English text and code
+from .strategies import least_in_flight, least_reported_load
 
 
 def rendezvous_score(name: str, weight: int, key: int) -> float:
@@ -51,6 +52,20 @@ def reported_waiting(member: MemberState, now: float, capacity: Capacity | None)
     return member.reported_queued
 
 
+def place_new_prefix(homes: Sequence[MemberState], now: float, policy: CacheAware) -> MemberState:
+    """Where a prefix no member holds belongs: the first of `homes` (its rendezvous order)
+    whose hot prefixes stay within loadFactor times its share of the pool's, by the size of
+    each member's index (what its cache holds, told or learned); else the least filled."""
+    hot = [m.prefixes.hot(now, policy.hotSeconds) for m in homes]
+    sizes = [m.prefixes.limit for m in homes]
+    total, room = sum(hot) + 1, sum(sizes)
+    for member, held, size in zip(homes, hot, sizes, strict=True):
+        if held + 1 <= math.ceil(policy.loadFactor * total * size / room):
+            return member
+    fill = [held / size for held, size in zip(hot, sizes, strict=True)]
+    return homes[fill.index(min(fill))]
+
+
 def prefill_cost(
     member: MemberState,
     uncached: int,
@@ -58,12 +73,13 @@ def prefill_cost(
     policy: CacheAware,
     capacity: Capacity | None = None,
     belongs: bool = True,
+    tokens_per_block: float = 0.0,
 ) -> float:
     """Estimated prompt tokens to prefill on the member before the first token of a prompt
-    with `uncached` blocks not sent there, load included, per unit of weight (see the module
+    with `uncached` blocks not held there, load included, per unit of weight (see the module
     docstring); the uncached blocks count 1 + movePenalty times where the prompt does not
     belong."""
-    tokens_per_block = policy.blockChars / CHARS_PER_TOKEN
+    tokens_per_block = tokens_per_block or policy.blockChars / CHARS_PER_TOKEN
     own = uncached if belongs else uncached * (1 + policy.movePenalty)
     cost = (member.prefill_blocks + own) * tokens_per_block
     cost += policy.requestCostTokens * member.in_flight
@@ -77,23 +93,24 @@ def prefill_costs(
     now: float,
     policy: CacheAware,
     capacity: Capacity | None = None,
+    tokens_per_block: float = 0.0,
 ) -> tuple[list[MemberState], dict[str, float]]:
     """The candidates in the first block's rendezvous order, and each one's prefill cost
-    for the prompt. A prompt belongs on the members that were sent its longest prefix, or,
-    when no candidate was sent any of it, on its home: the first in rendezvous order, the
-    same in every proxy replica."""
+    for the prompt. A prompt belongs on the members holding its longest prefix, or, when no
+    candidate holds any of it, on its place (place_new_prefix)."""
     homes = sorted(candidates, key=lambda m: -rendezvous_score(m.name, m.weight, prefix[0]))
     matched = {m.name: m.prefixes.matched(prefix) for m in homes}
     longest = max(matched.values())
     belongs = {m.name: matched[m.name] == longest for m in homes}
     if longest == 0:
-        belongs = {m.name: m is homes[0] for m in homes}
-    costs = {
-        m.name: prefill_cost(
-            m, len(prefix) - matched[m.name], now, policy, capacity, belongs[m.name]
+        place = place_new_prefix(homes, now, policy)
+        belongs = {m.name: m is place for m in homes}
+    costs = {}
+    for m in homes:
+        uncached = len(prefix) - matched[m.name]
+        costs[m.name] = prefill_cost(
+            m, uncached, now, policy, capacity, belongs[m.name], tokens_per_block
         )
-        for m in homes
-    }
     return homes, costs
 
 
@@ -103,9 +120,10 @@ def preference_order(
     now: float,
     policy: CacheAware,
     capacity: Capacity | None = None,
+    tokens_per_block: float = 0.0,
 ) -> list[MemberState]:
     """Cheapest first, equal costs in the first block's rendezvous order."""
-    homes, costs = prefill_costs(candidates, prefix, now, policy, capacity)
+    homes, costs = prefill_costs(candidates, prefix, now, policy, capacity, tokens_per_block)
     return sorted(homes, key=lambda m: costs[m.name])  # stable: ties stay in home order
 
 
@@ -115,6 +133,7 @@ def pick_cache_aware(
     now: float,
     policy: CacheAware,
     capacity: Capacity | None = None,
+    tokens_per_block: float = 0.0,
 ) -> MemberState:
     """The member for a prompt with these block hashes (see the module docstring).
 
@@ -124,7 +143,4 @@ def pick_cache_aware(
         if capacity is not None:
             return least_reported_load(candidates, now, capacity)
         return least_in_flight(candidates)
-    roomy = candidates
-    if capacity is not None:
-        roomy = [m for m in candidates if not is_full(m, now, capacity)] or candidates
-    return preference_order(roomy, prefix, now, policy, capacity)[0]
+    return preference_order(candidates, prefix, now, policy, capacity, tokens_per_block)[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from servicepool_api.engine_cache import CacheSize
 from servicepool_api.health import Health
 from servicepool_api.spec import Member
 
@@ -60,6 +61,7 @@ class MemberState:
 
     stats: MemberStats = field(default_factory=MemberStats)
     prefixes: PrefixBlocks = field(default_factory=PrefixBlocks)  # cacheAware's memory
+    cache_size: CacheSize | None = None  # what the engine says its prompt cache holds
     # Requests sent here that have not answered a byte of body yet, and the prompt blocks
     # among theirs the member had not been sent before (its pending prefill work).
     prefilling: int = 0

@@ -12,6 +12,7 @@ from servicepool_api.policies import Capacity
 from servicepool_api.spec import PoolSpec, Strategy
 
 from .cache_aware import pick_cache_aware
+from .cache_model import CharsPerToken
 from .keys import NO_KEYS, RoutingKeys
 from .llm_strategies import best_adaptive, fastest, fewest_tokens
 from .member import MemberState
@@ -37,22 +38,25 @@ class Picker(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Tuning:
-    """The strategies' settings from the spec (each block's defaults when unset)."""
+    """The strategies' settings from the spec (each block's defaults when unset), and the
+    pool's learned prompt characters per token (cacheAware)."""
 
     capacity: Capacity | None = None
     cache_aware: CacheAware = field(default_factory=CacheAware)
     tokens: TokenWindow = field(default_factory=TokenWindow)
     speed: Speed = field(default_factory=Speed)
     adaptive: Adaptive = field(default_factory=Adaptive)
+    chars_per_token: CharsPerToken = field(default_factory=CharsPerToken)
 
     @classmethod
-    def of(cls, spec: PoolSpec) -> Tuning:
+    def of(cls, spec: PoolSpec, chars_per_token: CharsPerToken | None = None) -> Tuning:
         return cls(
             spec.capacity,
             spec.cacheAware or CacheAware(),
             spec.tokens or TokenWindow(),
             spec.speed or Speed(),
             spec.adaptive or Adaptive(),
+            chars_per_token or CharsPerToken(),
         )
 
 
@@ -87,10 +91,11 @@ def make_picker(
 def _llm_picker(strategy: Strategy, rng: random.Random, tuning: Tuning) -> Picker:
     capacity = tuning.capacity
     if strategy is Strategy.CACHE_AWARE:
-        cache_aware = tuning.cache_aware
+        cache_aware, chars = tuning.cache_aware, tuning.chars_per_token
         return lambda candidates, now, keys=NO_KEYS: pick_cache_aware(
-            candidates, keys.prefix, now, cache_aware, capacity
-        )
+            candidates, keys.prefix, now, cache_aware, capacity,
+            cache_aware.blockChars / chars.value,
+        )  # fmt: skip
     if strategy is Strategy.TOKENS:
         window = tuning.tokens.windowSeconds
         return lambda candidates, now, keys=NO_KEYS: fewest_tokens(candidates, now, window)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
+from servicepool_api.engine_cache import CacheSize
 from servicepool_api.spec import PoolSpec
 
-from . import outlier
+from . import cache_model, outlier
 from .affinity import AffinityTable, HashRing, pick_affine
 from .decisions import SkipReason, skip_reason
 from .keys import NO_KEYS, RoutingKeys
@@ -38,6 +40,7 @@ class Balancer:
         self._tiers: list[list[MemberState]] = []
         self._ring: HashRing | None = None
         self._table: AffinityTable | None = None
+        self.chars_per_token = cache_model.CharsPerToken()
         self.apply(spec)
 
     def apply(self, spec: PoolSpec) -> list[MemberState]:
@@ -48,6 +51,8 @@ class Balancer:
         old = {m.name: m for m in self.members}
         replaced: list[MemberState] = []
         members: list[MemberState] = []
+        tuning = Tuning.of(spec, self.chars_per_token)
+        self._cache_aware = policy = tuning.cache_aware
         for member_spec in spec.members:
             state = old.pop(member_spec.name, None)
             if state is None or state.url != member_spec.url:
@@ -55,8 +60,11 @@ class Balancer:
                     state.removed = True
                     replaced.append(state)
                 state = MemberState.from_spec(member_spec)
+                limit = cache_model.initial_limit(state, policy, self.tokens_per_block)
+                state.prefixes.resize(limit)
             else:
                 state.update_from_spec(member_spec)
+                state.prefixes.resize(min(state.prefixes.limit, policy.maxBlocksPerMember))
             members.append(state)
         for gone in old.values():
             gone.removed = True
@@ -65,11 +73,7 @@ class Balancer:
         self.by_name = {m.name: m for m in members}
         priorities = sorted({m.priority for m in members})
         self._tiers = [[m for m in members if m.priority == p] for p in priorities]
-        tuning = Tuning.of(spec)
         self._pick = make_picker(spec.strategy, self._rng, tuning=tuning)
-        self._prefix_limit = tuning.cache_aware.maxBlocksPerMember
-        for member in members:
-            member.prefixes.trim(self._prefix_limit)
         affinity = spec.affinity
         self._ring = HashRing(members) if affinity is not None else None
         if affinity is None or affinity.ttlSeconds <= 0:
@@ -163,12 +167,38 @@ class Balancer:
         """How many members could take a request now (capacity aside)."""
         return sum(1 for m in self.members if m.routable(now))
 
+    @property
+    def tokens_per_block(self) -> float:
+        """Prompt tokens in one cacheAware block, as far as answers have told."""
+        return self._cache_aware.blockChars / self.chars_per_token.value
+
     def begin(self, member: MemberState, now: float, keys: RoutingKeys = NO_KEYS) -> Lease:
         """acquire, and count the prompt blocks the member was not sent before as its pending
         prefill until the lease's prefill_done (first byte of the answer's body, or the end)."""
         blocks = len(keys.prefix) - member.prefixes.matched(keys.prefix) if keys.prefix else 0
         trial = self.acquire(member, now, keys)
-        return Lease(member, trial, PendingPrefill(member, blocks))
+        prefill = PendingPrefill(member, blocks)
+        return Lease(member, trial, prefill, keys.prefix, keys.prompt_chars)
+
+    def learn(self, lease: Lease, usage: dict[str, Any]) -> None:
+        """An answer's usage: learn characters per token, and correct the member's index by
+        the cached tokens it reported (cache_model)."""
+        prompt_tokens = usage.get("prompt_tokens")
+        if not lease.prefix or not isinstance(prompt_tokens, int) or prompt_tokens <= 0:
+            return
+        self.chars_per_token.add(lease.prompt_chars, prompt_tokens)
+        cached = cache_model.cached_tokens(usage)
+        if cached is None:
+            return
+        member = lease.member
+        member.prefixes.record_realised(prompt_tokens, cached)
+        predicted = len(lease.prefix) - lease.prefill.blocks
+        cache_model.correct(member, len(lease.prefix), predicted, cached,
+                            self.tokens_per_block, self._cache_aware)  # fmt: skip
+
+    def tell_cache_size(self, member: MemberState, size: CacheSize) -> bool:
+        """What the member's engine says its prompt cache holds; True when that is news."""
+        return cache_model.tell_size(member, size, self._cache_aware, self.tokens_per_block)
 
     def acquire(self, member: MemberState, now: float, keys: RoutingKeys = NO_KEYS) -> bool:
         """A request starts on the member (its prompt's prefix is now there too); True when
@@ -176,7 +206,7 @@ class Balancer:
         member.in_flight += 1
         member.requests += 1
         if keys.prefix:
-            member.prefixes.record(keys.prefix, self._prefix_limit)
+            member.prefixes.record(keys.prefix, now)
         if member.half_open and not member.trial_in_flight and not member.ejected(now):
             member.trial_in_flight = True
             return True

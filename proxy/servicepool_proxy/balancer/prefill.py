@@ -28,12 +28,18 @@ class PendingPrefill:
 
 
 class Lease:
-    """One try on a member: whether it is the half-open trial, and its pending prefill (a
-    plain class: compiled, it is made without running Python code)."""
+    """One try on a member: whether it is the half-open trial, its pending prefill, and its
+    prompt (block hashes, characters) to learn from when the answer reports its cached
+    tokens (a plain class: compiled, it is made without running Python code)."""
 
-    __slots__ = ("member", "prefill", "trial")
+    __slots__ = ("member", "prefill", "prefix", "prompt_chars", "trial")
 
-    def __init__(self, member: MemberState, trial: bool, prefill: PendingPrefill) -> None:
+    def __init__(
+        self, member: MemberState, trial: bool, prefill: PendingPrefill,
+        prefix: tuple[int, ...] = (), prompt_chars: int = 0,
+    ) -> None:  # fmt: skip
         self.member = member
         self.trial = trial
         self.prefill = prefill
+        self.prefix = prefix
+        self.prompt_chars = prompt_chars

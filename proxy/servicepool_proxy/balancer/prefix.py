@@ -39,21 +39,39 @@ def _chain(previous: bytes, block: str) -> int:
 
 
 class PrefixBlocks:
-    """One member's recently sent prefix blocks (bounded, LRU) and its hit counters.
+    """One member's recently sent prefix blocks (bounded, LRU), its hot prefixes and its
+    hit counters, predicted and realised.
 
     Sending touches a prompt's blocks deepest first, so a prefix's first blocks are always
     at least as recent as its later ones: if block i is remembered, so are blocks 0..i-1.
-    That makes the longest match a binary search.
+    That makes the longest match a binary search. A prompt's first block (its root) names
+    its prefix family; a root sent recently and still remembered is a hot prefix.
     """
 
-    __slots__ = ("_blocks", "blocks_matched", "blocks_sent", "hits", "lookups")
+    __slots__ = (
+        "_blocks",
+        "_roots",
+        "blocks_matched",
+        "blocks_sent",
+        "hits",
+        "limit",
+        "lookups",
+        "realised_lookups",
+        "realised_prompt_tokens",
+        "realised_tokens",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 16384) -> None:
         self._blocks: OrderedDict[int, None] = OrderedDict()
+        self._roots: OrderedDict[int, float] = OrderedDict()  # root -> when last sent
+        self.limit = limit  # most blocks remembered: what the member's cache is taken to hold
         self.lookups = 0  # requests with a prompt sent to the member
         self.hits = 0  # of those, how many found some prefix there
         self.blocks_sent = 0
         self.blocks_matched = 0
+        self.realised_lookups = 0  # answers that reported their cached prompt tokens
+        self.realised_prompt_tokens = 0
+        self.realised_tokens = 0  # cached prompt tokens the member reported
 
     def __len__(self) -> int:
         return len(self._blocks)
@@ -69,9 +87,9 @@ class PrefixBlocks:
                 high = middle - 1
         return low
 
-    def record(self, prefix: Sequence[int], limit: int) -> int:
+    def record(self, prefix: Sequence[int], now: float = 0.0) -> int:
         """The prefix was sent to the member: count the match, remember its blocks, forget
-        the least recent beyond `limit`. Returns the blocks that matched."""
+        the least recent beyond the limit. Returns the blocks that matched."""
         matched = self.matched(prefix)
         self.lookups += 1
         self.hits += matched > 0
@@ -81,27 +99,65 @@ class PrefixBlocks:
         for block in reversed(prefix):
             blocks[block] = None
             blocks.move_to_end(block)
-        self.trim(limit)
+        if prefix:
+            self._roots[prefix[0]] = now
+            self._roots.move_to_end(prefix[0])
+        self.trim()
         return matched
 
-    def trim(self, limit: int) -> None:
-        """Forget the least recently sent blocks beyond `limit`."""
-        blocks = self._blocks
-        while len(blocks) > limit:
-            blocks.popitem(last=False)
+    def resize(self, limit: int) -> None:
+        """Take a new limit (at least one block), forgetting the least recent beyond it."""
+        self.limit = max(1, limit)
+        self.trim()
+
+    def trim(self) -> None:
+        """Forget the least recently sent blocks beyond the limit."""
+        blocks, roots = self._blocks, self._roots
+        while len(blocks) > self.limit:
+            block, _ = blocks.popitem(last=False)
+            roots.pop(block, None)
+
+    def roots(self) -> list[int]:
+        """The first blocks of the prefix families remembered, most recently sent last."""
+        return list(self._roots)
+
+    def hot(self, now: float, seconds: float) -> int:
+        """Prefix families sent within `seconds` whose first block is still remembered."""
+        count = 0
+        for root in reversed(self._roots):
+            if now - self._roots[root] > seconds:
+                break
+            count += 1
+        return count
+
+    def record_realised(self, prompt_tokens: int, cached_tokens: int) -> None:
+        """An answer reported how many of its prompt tokens the member had cached."""
+        self.realised_lookups += 1
+        self.realised_prompt_tokens += prompt_tokens
+        self.realised_tokens += cached_tokens
 
     @property
     def hit_rate(self) -> float | None:
         """Share of the prompt blocks sent here that were already here; None before any."""
         return round(self.blocks_matched / self.blocks_sent, 4) if self.blocks_sent else None
 
+    @property
+    def realised_hit_rate(self) -> float | None:
+        """Share of prompt tokens the member reported cached; None before any report."""
+        if not self.realised_prompt_tokens:
+            return None
+        return round(self.realised_tokens / self.realised_prompt_tokens, 4)
+
     def to_status(self) -> dict[str, float | int | None]:
-        """Counters for /status: the estimated prefix-cache hit rate of this member."""
+        """Counters for /status: the estimated and the reported prefix-cache hit rates."""
         return {
             "lookups": self.lookups,
             "hits": self.hits,
             "blocksSent": self.blocks_sent,
             "blocksMatched": self.blocks_matched,
             "hitRate": self.hit_rate,
+            "reportedHitRate": self.realised_hit_rate,
             "indexBlocks": len(self._blocks),
+            "indexLimit": self.limit,
+            "prefixes": len(self._roots),
         }

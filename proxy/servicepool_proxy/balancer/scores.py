@@ -15,11 +15,12 @@ from .strategies import latency_scores, load_score, member_load
 
 
 def strategy_scores(
-    spec: PoolSpec, candidates: Sequence[MemberState], now: float, keys: RoutingKeys
-) -> dict[str, float] | None:
+    spec: PoolSpec, candidates: Sequence[MemberState], now: float, keys: RoutingKeys,
+    tokens_per_block: float = 0.0,
+) -> dict[str, float] | None:  # fmt: skip
     """Each candidate's score under the pool's strategy; None for strategies that do not
     score (round-robin, weighted round-robin, random, tokens, speed) and for cacheAware
-    without a prompt."""
+    without a prompt (whose blocks hold `tokens_per_block` tokens, as learned)."""
     strategy, capacity = spec.strategy, spec.capacity
     if not candidates:
         return None
@@ -32,7 +33,7 @@ def strategy_scores(
         return {m.name: member_load(m, now, capacity) for m in candidates}
     if strategy is Strategy.CACHE_AWARE and keys.prefix:
         policy = spec.cacheAware or CacheAware()
-        return prefill_costs(candidates, keys.prefix, now, policy, capacity)[1]
+        return prefill_costs(candidates, keys.prefix, now, policy, capacity, tokens_per_block)[1]
     if strategy is Strategy.ADAPTIVE:
         return adaptive_score(candidates, now, spec.adaptive or Adaptive(), capacity)
     return None

@@ -166,6 +166,6 @@ class Attempts:
                     member.stats.record_first_token(now - sent, now)
 
             timing = Timing(start, sent, first_byte)
-            return await self.relay(request, upstream, member, timing, explained, body_started)
+            return await self.relay(request, upstream, lease, timing, explained, body_started)
         finally:
             upstream.release()

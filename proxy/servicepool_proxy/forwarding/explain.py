@@ -47,7 +47,8 @@ class DecisionRecorder:
             exclude = () if pick is not None and pick in tried else tried
             candidates, skipped = classify(runtime.members, now, exclude, keys.model)
             spec = runtime.spec
-            scores = strategy_scores(spec, candidates, now, keys) or {}
+            tokens_per_block = runtime.balancer.tokens_per_block
+            scores = strategy_scores(spec, candidates, now, keys, tokens_per_block) or {}
             decision = Decision(
                 self.wall(), attempt, name, keys.model, spec.strategy.value,
                 tuple(m.name for m in candidates), tuple(skipped), tuple(scores.items()),

@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from servicepool_api.signals import find_usage_in_json, find_usage_in_sse
 from servicepool_proxy.balancer.decisions import Decision, decisions_header
-from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.balancer.prefill import Lease
 from servicepool_proxy.forwarding.explain import DECISION_HEADER
 from servicepool_proxy.forwarding.faults import AttemptFailed, attribute, classify, client_fault
 from servicepool_proxy.forwarding.outcomes import Failed, OutcomeRecorder
@@ -62,12 +62,13 @@ class Relay:
         self._member_lines: dict[str, bytes] = {}
 
     async def __call__(
-        self, request: Request, upstream: UpstreamResponse, member: MemberState, timing: Timing,
+        self, request: Request, upstream: UpstreamResponse, lease: Lease, timing: Timing,
         explained: list[Decision] | None = None,
         body_started: Callable[[], None] = lambda: None,
     ) -> Response | StreamResponse:  # fmt: skip
-        """Relay the answer; body_started is called once its body begins (the first token
-        of a streamed completion)."""
+        """Relay the answer of the lease's member; body_started is called once its body
+        begins (the first token of a streamed completion)."""
+        member = lease.member
         status = upstream.status
         length = upstream.content_length
         no_body = request.method == "HEAD" or status in NO_BODY_STATUSES
@@ -86,7 +87,7 @@ class Relay:
                 stream.content_length = length
             await stream.prepare(request, no_body)
             return await self._stream(
-                request, upstream, member, timing, stream, no_body, body_started
+                request, upstream, lease, timing, stream, no_body, body_started
             )
         try:
             payload = await upstream.read()
@@ -97,7 +98,7 @@ class Relay:
             raise fault from exc
         response = Response(status=status, reason=upstream.reason, lines=lines, body=payload)
         usage = find_usage_in_json(payload) if "json" in upstream.content_type else None
-        self._finish(member, status, timing, usage, streamed=False)
+        self._finish(lease, status, timing, usage, streamed=False)
         return response
 
     def _member_line(self, name: str) -> bytes:
@@ -111,9 +112,10 @@ class Relay:
         return line
 
     async def _stream(
-        self, request: Request, upstream: UpstreamResponse, member: MemberState, timing: Timing,
+        self, request: Request, upstream: UpstreamResponse, lease: Lease, timing: Timing,
         stream: StreamResponse, no_body: bool, body_started: Callable[[], None],
     ) -> StreamResponse:  # fmt: skip
+        member = lease.member
         usage = None
         if not no_body:
             scan = upstream.content_type == "text/event-stream"
@@ -136,21 +138,23 @@ class Relay:
                 self.outcomes.record_outcome(
                     member, Failed(failure.kind, failure.detail, midstream=True)
                 )
-                self._finish(member, upstream.status, timing, None, streamed=True)
+                self._finish(lease, upstream.status, timing, None, streamed=True)
                 # Headers are out: the only honest signal left is an unterminated stream.
                 request.connection.close(graceful=True)
                 return stream
         await stream.write_eof()
-        self._finish(member, upstream.status, timing, usage, streamed=True)
+        self._finish(lease, upstream.status, timing, usage, streamed=True)
         return stream
 
     def _finish(
-        self, member: MemberState, status: int, timing: Timing, usage: dict[str, Any] | None,
+        self, lease: Lease, status: int, timing: Timing, usage: dict[str, Any] | None,
         streamed: bool,
     ) -> None:  # fmt: skip
         now = self.clock()
+        member = lease.member
         member.stats.latency.add(now - timing.sent)
         if usage is not None:
             generating = now - (timing.first_byte if streamed else timing.sent)
             member.stats.record_usage(usage, generating, now)
+            self.runtime.balancer.learn(lease, usage)
         self.metrics.observe_response(member.name, status, now - timing.start)

@@ -62,12 +62,9 @@ def cookie_value(cookie_header: str, name: str) -> str | None:
     return morsel.value if morsel is not None else None
 
 
-def prompt_prefix(document: Any, policy: CacheAware) -> tuple[int, ...]:
-    """The chained block hashes of a request's prompt (its model first: one model's cache
-    is not another's); empty without a prompt."""
-    prompt = prompt_text(document)
-    if prompt is None:
-        return ()
+def prompt_prefix(document: Any, prompt: str, policy: CacheAware) -> tuple[int, ...]:
+    """The chained block hashes of a request's prompt text (its model first: one model's
+    cache is not another's)."""
     model = document.get("model") if isinstance(document, dict) else None
     head = model + "\x00" if isinstance(model, str) else ""
     return block_hashes(head + prompt, policy.blockChars)
@@ -91,5 +88,9 @@ def routing_keys(spec: PoolSpec, headers: Mapping[str, str], body: bytes | None)
         elif document is not None:
             key = document_field(document, affinity.name)
     policy = cache_aware(spec)
-    prefix = prompt_prefix(document, policy) if policy is not None and document else ()
-    return RoutingKeys(model, key, prefix)
+    if policy is None or not document:
+        return RoutingKeys(model, key)
+    prompt = prompt_text(document)
+    if prompt is None:
+        return RoutingKeys(model, key)
+    return RoutingKeys(model, key, prompt_prefix(document, prompt, policy), len(prompt))

@@ -1,4 +1,5 @@
-"""Background polling of members: active health probes, capacity reports, model lists."""
+"""Background polling of members: active health probes, capacity reports, model lists, the
+size of their prompt caches."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 
+from servicepool_api.engine_cache import CACHE_SIZE_PATHS, parse_cache_size
 from servicepool_api.health import apply_probe
 from servicepool_api.probes import fetch, probe_once
 from servicepool_api.signals import (
@@ -17,6 +19,7 @@ from servicepool_api.signals import (
     parse_load_report,
     parse_model_list,
 )
+from servicepool_api.spec import Strategy
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.observe.metrics import ProxyMetrics
 from servicepool_proxy.runtime import PoolRuntime
@@ -149,3 +152,32 @@ def model_poller(runtime: PoolRuntime) -> MemberPoller:
         return routing.intervalSeconds if routing is not None and routing.discover else None
 
     return MemberPoller("model-discovery", runtime, interval, check)
+
+
+# How often cacheAware asks each member what its prompt cache holds (an engine restarted with
+# other settings is seen within this).
+CACHE_SIZE_INTERVAL_SECONDS = 60.0
+
+
+def cache_size_poller(runtime: PoolRuntime) -> MemberPoller:
+    """cacheAware: what each member's engine says its prompt cache holds (llama.cpp's /props,
+    vLLM's vllm:cache_config_info in /metrics), every CACHE_SIZE_INTERVAL_SECONDS."""
+
+    async def check(session: aiohttp.ClientSession, member: MemberState) -> bool:
+        for path in CACHE_SIZE_PATHS:
+            try:
+                size = parse_cache_size(path, await fetch(session, member.url + path, 5.0))
+            except SignalError:
+                continue
+            if size is not None:
+                if runtime.balancer.tell_cache_size(member, size):
+                    log.info("pool %s: member %s holds %d prompt tokens (%s)", runtime.name,
+                             member.name, size.tokens, size.source)  # fmt: skip
+                return False
+        return False
+
+    def interval() -> float | None:
+        cache_aware = runtime.spec.strategy is Strategy.CACHE_AWARE
+        return CACHE_SIZE_INTERVAL_SECONDS if cache_aware else None
+
+    return MemberPoller("cache-size", runtime, interval, check)

@@ -41,7 +41,10 @@ def member_status(member: MemberState, now: float) -> dict[str, Any]:
         "authFailed": member.auth_failed,
         "models": sorted(member.models()),
         "capacity": capacity_status(member, now),
-        "prefixCache": member.prefixes.to_status(),
+        "prefixCache": {
+            **member.prefixes.to_status(),
+            "cacheSize": None if member.cache_size is None else member.cache_size.to_status(),
+        },
         **member.stats.to_status(),
     }
 

@@ -84,7 +84,9 @@ function members(list) {
     cell(row, pair(m.latencyMs));
     cell(row, pair(m.ttftMs));
     cell(row, m.tokensPerSecond);
-    cell(row, m.prefixHitRate === null ? null : Math.round(m.prefixHitRate * 100) + "%");
+    const pct = (rate) => rate === null ? "-" : Math.round(rate * 100) + "%";
+    cell(row, m.prefixHitRate === null ? null : pct(m.prefixHitRate) + " (engine " +
+         pct(m.prefixReportedHitRate) + "), " + m.prefixesHeld + " prefixes held");
     cell(row, capacity(m.capacity), "text");
   }
 }
