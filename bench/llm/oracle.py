@@ -1,0 +1,40 @@
+"""The oracle line: how much of a schedule's prompt tokens an ideal placement would reuse.
+
+Ideal: every prefix family (a tenant's conversations, a shared-prefix group) lives on one
+member with room for it, so a request reuses its longest common token prefix with the
+family's earlier requests (each earlier chat turn with its reply, as an engine's cache holds
+it); the first request of a family is cold. Warm-up requests prime the cache and are not
+counted, as in the measured runs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from bench.llm.text import prompt_tokens, reply_tokens
+from bench.llm.workload import Request
+
+RECENT = 64  # earlier requests of a family compared (the longest match is among the last few)
+
+
+def _common(a: list[str], b: list[str]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def reuse(requests: list[Request]) -> float:
+    """Share of the measured requests' prompt tokens an ideal placement finds cached."""
+    seen: dict[int, list[list[str]]] = defaultdict(list)
+    total = cached = 0
+    for request in sorted(requests, key=lambda r: r.at):
+        tokens = prompt_tokens(request.body)
+        earlier = seen[request.tenant]
+        best = max((_common(tokens, e) for e in earlier[-RECENT:]), default=0)
+        if not request.warmup:
+            total += len(tokens)
+            cached += min(best, len(tokens) - 1)  # an engine computes the last token anyway
+        earlier.append(tokens + reply_tokens(tokens, request.max_tokens))
+    return cached / total if total else 0.0
