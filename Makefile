@@ -19,14 +19,17 @@ venv: $(BIN)/servicepool-proxy
 demo: venv
 	$(BIN)/python -m servicepool_dev.demo
 
-## What the cluster tiers need, set up once and cached (needs root or sudo): Debian packages,
-## the current Kubernetes (with etcd and helm) built from Go modules with Go 1.26, v1.20.2 built
-## from Debian's source with Debian's Go 1.19, the pause, base and project images.
+## What the cluster and engine tiers need, set up once and cached (needs root or sudo): Debian
+## packages, the current Kubernetes (with etcd and helm) built from Go modules with Go 1.26,
+## v1.20.2 built from Debian's source with Debian's Go 1.19, the pause, base and project images,
+## and llama.cpp's llama-server (CPU) built from the source in PyPI's llama-cpp-python sdist
+## (tests/engines; about 8 minutes cold).
 deps:
 	e2e/cluster/install-deps.sh
 	e2e/cluster/build.sh --version current >/dev/null
 	e2e/cluster/build.sh --version 1.20 >/dev/null
 	e2e/cluster/images.sh build >/dev/null
+	PYTHON=$(PYTHON) e2e/engines/build-llama-server.sh >/dev/null
 
 ## The project image (operator and proxy), as $(IMAGE) in buildah's store. No public registry
 ## carries it: push it where your nodes pull from, e.g. `buildah push $(IMAGE) docker://REG/...`.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -103,7 +105,19 @@ class ProxyProcess:
             self.process.wait(10)
 
 
-def start_proxy_process(pool_dir: Path, spec: dict[str, Any], *flags: str) -> ProxyProcess:
+def proxy_command(console_script: bool = False) -> list[str]:
+    """How to run the proxy: `python -m servicepool_proxy.cli`, or the installed console script
+    `servicepool-proxy` (the command users and the operator's Deployments run)."""
+    if not console_script:
+        return [sys.executable, "-m", "servicepool_proxy.cli"]
+    script = shutil.which("servicepool-proxy", path=os.path.dirname(sys.executable))
+    assert script is not None, "servicepool-proxy is not installed beside this Python"
+    return [script]
+
+
+def start_proxy_process(
+    pool_dir: Path, spec: dict[str, Any], *flags: str, console_script: bool = False
+) -> ProxyProcess:
     """Write a pool file with `spec` and start a proxy on it; waits until it listens."""
     pool = pool_dir / "pool.yaml"
     pool.write_text(yaml.safe_dump({"apiVersion": "servicepool.dev/v1alpha1",
@@ -111,7 +125,7 @@ def start_proxy_process(pool_dir: Path, spec: dict[str, Any], *flags: str) -> Pr
                                     "spec": spec}))  # fmt: skip
     port, admin = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "servicepool_proxy.cli", "--pool", str(pool),
+        [*proxy_command(console_script), "--pool", str(pool),
          "--listen", f"127.0.0.1:{port}", "--admin", f"127.0.0.1:{admin}",
          "--log-level", "ERROR", *flags],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

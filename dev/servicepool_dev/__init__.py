@@ -1,4 +1,5 @@
-"""Development tooling: the demo, a sample member, and the CRD and field-reference generators.
+"""Development tooling: the demo, a sample member, the CRD and field-reference generators, and
+real llama.cpp engines with a tiny model for tests and benchmarks.
 
 Nothing at run time imports it; the image carries it for demos and tests (the sample member).
 """

@@ -9,12 +9,14 @@ source "$(dirname "$0")/lib.sh"
 # Debian's Kubernetes 1.20 source; any newer Go first on PATH is left alone. The last two lines
 # are the node: container runtime, CNI, packet filter (nft: teardown), image tools, pod DNS.
 # The last line is for tests of the docs and the chart: the Argo CD health check (lua5.1),
-# promtool for the alert rules (prometheus), and the browser test of /ui (chromium).
+# promtool for the alert rules (prometheus), and the browser test of /ui (chromium). cmake and
+# g++ build llama-server for the engine tier (e2e/engines/build-llama-server.sh).
 PACKAGES=(etcd-server golang-1.19-go rsync jq dpkg-dev golang-github-modern-go-reflect2-dev openssl
           nginx haproxy wrk curl
           containerd runc containernetworking-plugins iptables conntrack iproute2 buildah
           nftables debootstrap dnsmasq-base gcc libc6-dev
-          lua5.1 prometheus chromium chromium-driver)
+          lua5.1 prometheus chromium chromium-driver
+          cmake g++)
 SUDO=""
 [[ $(id -u) -eq 0 ]] || SUDO="sudo"
 
