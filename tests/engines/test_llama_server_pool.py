@@ -157,6 +157,13 @@ def test_cache_aware_pool_keeps_each_conversation_where_its_prefix_is_cached(
     assert sum(member["requests"] for member in members) == 8
     assert sum(member["failures"] for member in members) == 0
     assert sum(member["prefixCache"]["hits"] for member in members) == 4
+    # The proxy asked each engine what its cache holds (GET /props: 2 slots of 1,024 cells)
+    # and heard back from the answers what was really cached.
+    for member in members:
+        assert member["prefixCache"]["cacheSize"] == {"tokens": 2048, "slots": 2,
+                                                      "source": "props"}  # fmt: skip
+    reported = [m["prefixCache"]["reportedHitRate"] for m in members if m["requests"]]
+    assert all(rate is not None and rate > 0 for rate in reported), reported
 
 
 def test_round_robin_sends_each_second_turn_where_nothing_of_it_is_cached(
