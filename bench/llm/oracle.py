@@ -25,8 +25,10 @@ def _common(a: list[str], b: list[str]) -> int:
     return n
 
 
-def reuse(requests: list[Request]) -> float:
-    """Share of the measured requests' prompt tokens an ideal placement finds cached."""
+def reuse(requests: list[Request], replies: bool = True) -> float:
+    """Share of the measured requests' prompt tokens an ideal placement finds cached
+    (`replies`: the engine's replies are the ones the schedule's next turns carry, as the
+    simulated engine's are; a real engine's are its own, so only earlier prompts match)."""
     seen: dict[int, list[list[str]]] = defaultdict(list)
     total = cached = 0
     for request in sorted(requests, key=lambda r: r.at):
@@ -36,5 +38,5 @@ def reuse(requests: list[Request]) -> float:
         if not request.warmup:
             total += len(tokens)
             cached += min(best, len(tokens) - 1)  # an engine computes the last token anyway
-        earlier.append(tokens + reply_tokens(tokens, request.max_tokens))
+        earlier.append(tokens + reply_tokens(tokens, request.max_tokens) if replies else tokens)
     return cached / total if total else 0.0

@@ -1,11 +1,12 @@
 """What the simulated engine and the workload generator must agree on: tokens, the chat
 template, and the (deterministic) text the engine generates.
 
-A token is a whitespace-separated word (the workload writes words of 3-8 letters, so this is
-close to the ~4 characters per token of real tokenizers, and it is what the engine counts in
-`usage`). The engine's reply is a pure function of the prompt, so the workload can build turn
-k+1 of a conversation (which contains reply k) before anything is sent, and every peer gets
-exactly the same requests.
+A token is a whitespace-separated word (the workload writes the tiny model's four-letter
+words, one token each there too, about 5 characters per token with the space, and it is what
+the simulated engine counts in `usage`). The engine's reply is a pure function of the prompt,
+so the workload can build turn k+1 of a conversation (which contains reply k) before
+anything is sent, and every peer gets exactly the same requests (a real engine's reply is
+its own: the next turn then shares the previous prompt, not its reply).
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ import hashlib
 import random
 from typing import Any
 
+from servicepool_dev.tiny_gguf import WORDS
+
 BLOCK_TOKENS = 16
-_SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vo", "shi", "pe", "dan", "tor", "ex", "quo"]
 
 
 def words(rng: random.Random, count: int) -> list[str]:
-    """`count` pseudo-words (one token each)."""
-    return ["".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(2, 3))) for _ in range(count)]
+    """`count` words of the tiny model's vocabulary: one token each for the simulated engine
+    and for llama-server with the tiny model (servicepool_dev.tiny_gguf)."""
+    return [rng.choice(WORDS) for _ in range(count)]
 
 
 def prompt_tokens(body: dict[str, Any]) -> list[str]:

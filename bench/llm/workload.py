@@ -1,9 +1,9 @@
 """The multi-tenant chat workload: a fixed schedule of OpenAI chat requests.
 
-Tenants each have a long system prompt (TENANT_PROMPT_TOKENS) shared by all their users;
-tenant popularity follows a mild Zipf law (weight 1/(i+1)^ZIPF). Each arrival (Poisson at the
+Tenants each have a long system prompt (tenant_prompt_tokens) shared by all their users;
+tenant popularity follows a mild Zipf law (weight 1/(i+1)^zipf). Each arrival (Poisson at the
 given rate) either continues one of its tenant's open conversations (whose previous turn was
-sent at least THINK_SECONDS ago) with CONTINUE_PROBABILITY, or starts a new one. A new turn
+sent at least think_seconds ago) with continue_probability, or starts a new one. A new turn
 resends the whole history: system prompt, every user message and every reply. Replies are
 deterministic in the prompt (bench/llm/text.py), so the schedule is built before anything is
 sent and every peer gets exactly the same requests.
@@ -20,15 +20,33 @@ from typing import Any
 
 from bench.llm.text import prompt_tokens, reply_tokens, words
 
-TENANTS = 12
-TENANT_PROMPT_TOKENS = (2000, 4000)  # uniform: 3,000 on average, 36k for all tenants
-ZIPF = 0.7
-USER_TOKENS = (40, 160)
-MAX_TOKENS = (24, 96)
-CONTINUE_PROBABILITY = 0.6
-THINK_SECONDS = 2.0
-MAX_TURNS = 6
 WARMUP_SPACING_SECONDS = 0.06
+
+
+@dataclass(frozen=True)
+class ChatShape:
+    """The multi-tenant chat workload's knobs."""
+
+    tenants: int = 12
+    tenant_prompt_tokens: tuple[int, int] = (2000, 4000)  # uniform
+    zipf: float = 0.7
+    user_tokens: tuple[int, int] = (40, 160)
+    max_tokens: tuple[int, int] = (24, 96)
+    continue_probability: float = 0.6
+    think_seconds: float = 2.0
+    max_turns: int = 6
+    model: str = "sim-8b"
+
+
+# For the simulated engines (an 8B model on a 24 GB-class GPU): 36k tokens of system prompts.
+SIM_CHAT = ChatShape()
+# For three llama-server engines of two 1,024-token slots: six tenants, whose conversations
+# stay within a slot for all four turns.
+LLAMA_CHAT = ChatShape(
+    tenants=6, tenant_prompt_tokens=(450, 650), zipf=0.3, user_tokens=(16, 40),
+    max_tokens=(8, 24), continue_probability=0.7, think_seconds=1.0, max_turns=4,
+    model="tiny",
+)  # fmt: skip
 
 
 @dataclass
@@ -51,21 +69,22 @@ class Request:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def tenant_prompts(seed: int) -> list[str]:
+def tenant_prompts(seed: int, shape: ChatShape = SIM_CHAT) -> list[str]:
     rng = random.Random(seed)
     return [
-        f"tenant{i} " + " ".join(words(rng, rng.randint(*TENANT_PROMPT_TOKENS) - 1))
-        for i in range(TENANTS)
+        " ".join(words(rng, rng.randint(*shape.tenant_prompt_tokens))) for _ in range(shape.tenants)
     ]
 
 
-def _turn(conv: Conversation, rng: random.Random, at: float, warmup: bool) -> Request:
+def _turn(
+    conv: Conversation, rng: random.Random, at: float, warmup: bool, shape: ChatShape
+) -> Request:
     conv.messages.append(
-        {"role": "user", "content": " ".join(words(rng, rng.randint(*USER_TOKENS)))}
+        {"role": "user", "content": " ".join(words(rng, rng.randint(*shape.user_tokens)))}
     )
-    max_tokens = rng.randint(*MAX_TOKENS)
+    max_tokens = rng.randint(*shape.max_tokens)
     body = {
-        "model": "sim-8b",
+        "model": shape.model,
         "messages": [dict(m) for m in conv.messages],
         "max_tokens": max_tokens,
         "stream": True,
@@ -80,47 +99,41 @@ def _turn(conv: Conversation, rng: random.Random, at: float, warmup: bool) -> Re
     return Request(at, conv.tenant, conv.turns, body, warmup, len(tokens), max_tokens)
 
 
-def schedule(rate: float, seconds: float, seed: int = 13) -> list[Request]:
+def schedule(
+    rate: float, seconds: float, seed: int = 13, shape: ChatShape = SIM_CHAT
+) -> list[Request]:
     """Warm-up requests, then Poisson arrivals at `rate` per second for `seconds`."""
     rng = random.Random(seed * 1000 + int(rate * 10))
-    prompts = tenant_prompts(seed)
-    weights = [1 / (i + 1) ** ZIPF for i in range(TENANTS)]
+    prompts = tenant_prompts(seed, shape)
+    tenants = shape.tenants
+    weights = [1 / (i + 1) ** shape.zipf for i in range(tenants)]
     open_conversations: list[Conversation] = []
     out: list[Request] = []
-    for tenant in range(TENANTS):
+    for tenant in range(tenants):
         conv = Conversation(tenant, [{"role": "system", "content": prompts[tenant]}], 0.0)
-        out.append(_turn(conv, rng, tenant * WARMUP_SPACING_SECONDS, warmup=True))
-    start = TENANTS * WARMUP_SPACING_SECONDS + 0.3
+        out.append(_turn(conv, rng, tenant * WARMUP_SPACING_SECONDS, True, shape))
+    start = tenants * WARMUP_SPACING_SECONDS + 0.3
     at = start
     while True:
         at += rng.expovariate(rate)
         if at >= start + seconds:
             return out
-        tenant = rng.choices(range(TENANTS), weights)[0]
+        tenant = rng.choices(range(tenants), weights)[0]
         ready = [
             c
             for c in open_conversations
-            if c.tenant == tenant and at - c.last_sent >= THINK_SECONDS
+            if c.tenant == tenant and at - c.last_sent >= shape.think_seconds
         ]
-        if ready and rng.random() < CONTINUE_PROBABILITY:
+        if ready and rng.random() < shape.continue_probability:
             conv = rng.choice(ready)
         else:
             conv = Conversation(tenant, [{"role": "system", "content": prompts[tenant]}], at)
             open_conversations.append(conv)
-        out.append(_turn(conv, rng, at, warmup=False))
-        if conv.turns >= MAX_TURNS:
+        out.append(_turn(conv, rng, at, False, shape))
+        if conv.turns >= shape.max_turns:
             open_conversations.remove(conv)
 
 
-def describe() -> dict[str, Any]:
+def describe(shape: ChatShape = SIM_CHAT) -> dict[str, Any]:
     """The workload's constants, for the report."""
-    return {
-        "tenants": TENANTS,
-        "tenantPromptTokens": TENANT_PROMPT_TOKENS,
-        "zipf": ZIPF,
-        "userTokens": USER_TOKENS,
-        "maxTokens": MAX_TOKENS,
-        "continueProbability": CONTINUE_PROBABILITY,
-        "thinkSeconds": THINK_SECONDS,
-        "maxTurns": MAX_TURNS,
-    }
+    return {"workload": "chat", **shape.__dict__}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .member import MemberState
+from .slots import SlotTicket
 
 
 class PendingPrefill:
@@ -28,18 +29,20 @@ class PendingPrefill:
 
 
 class Lease:
-    """One try on a member: whether it is the half-open trial, its pending prefill, and its
+    """One try on a member: whether it is the half-open trial, its pending prefill, its
     prompt (block hashes, characters) to learn from when the answer reports its cached
-    tokens (a plain class: compiled, it is made without running Python code)."""
+    tokens, and its slot on a per-slot engine (a plain class: compiled, it is made without
+    running Python code)."""
 
-    __slots__ = ("member", "prefill", "prefix", "prompt_chars", "trial")
+    __slots__ = ("member", "prefill", "prefix", "prompt_chars", "slot", "trial")
 
     def __init__(
         self, member: MemberState, trial: bool, prefill: PendingPrefill,
-        prefix: tuple[int, ...] = (), prompt_chars: int = 0,
+        prefix: tuple[int, ...] = (), prompt_chars: int = 0, slot: SlotTicket | None = None,
     ) -> None:  # fmt: skip
         self.member = member
         self.trial = trial
         self.prefill = prefill
         self.prefix = prefix
         self.prompt_chars = prompt_chars
+        self.slot = slot  # its place on a per-slot engine

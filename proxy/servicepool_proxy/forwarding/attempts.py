@@ -85,8 +85,7 @@ class Attempts:
                 if not give_up:
                     self.metrics.retries.labels(runtime.name, failure.kind).inc()
             finally:
-                lease.prefill.done()
-                runtime.balancer.release(member, trial)
+                runtime.balancer.end(lease, self.clock())
                 runtime.queue.wake_one()
             if give_up:
                 break
