@@ -82,8 +82,8 @@ async def _one(
             out.status = response.status
             out.header_member = response.headers.get("X-ServicePool-Member", "")
             if response.status != 200:
-                out.error = f"HTTP {response.status}"
-                await response.read()
+                detail = (await response.read())[:300].decode("utf-8", "replace")
+                out.error = f"HTTP {response.status}: {detail}"
                 return
             await _read_stream(response, out, scheduled)
     except (TimeoutError, aiohttp.ClientError, ValueError) as exc:

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 # How long an idle connection is kept (less when the member's Keep-Alive header says so).
 IDLE_SECONDS = 30.0
+# A member that closes a connection this soon after a streamed answer ended closes after
+# every streamed answer (llama.cpp's server does, while its Keep-Alive header says otherwise).
+CLOSED_AFTER_STREAM_SECONDS = 1.0
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
 # The response header fields the connection reads (a name of another length is none of them).
 _NOTED: Final = Names(
@@ -96,6 +99,8 @@ class UpstreamConnection(WritePacing):
         self.deadline = 0.0  # loop time by which the exchange in progress must be over
         self._writer: asyncio.Task[None] | None = None
         self._awaiting_body = False  # the body sender waits for the client's next chunk
+        self.streamed = False  # the last answer had no length (chunked, or until close)
+        self.released_at = 0.0  # monotonic time the last answer ended
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -122,6 +127,8 @@ class UpstreamConnection(WritePacing):
         self.closed = True
         self._parser = None  # it holds this protocol's callbacks: a cycle otherwise
         self.pool.unwatch(self)
+        if self._response is None and self.closed_right_after_a_stream():
+            self.pool.note_closes_after_streams(self.address)
         response = self._response
         if response is not None and not response.complete:
             if response.head_done and response.until_eof and exc is None:
@@ -260,9 +267,15 @@ class UpstreamConnection(WritePacing):
             response.fail_expired(stalled)
         self.close()
 
+    def closed_right_after_a_stream(self) -> bool:
+        """True when the connection's last answer was streamed and ended moments ago."""
+        return self.streamed and time.monotonic() - self.released_at < CLOSED_AFTER_STREAM_SECONDS
+
     def finish(self, response: UpstreamResponse) -> None:
         """The forwarder is done with `response`: pool the connection or close it."""
         self.pool.unwatch(self)
+        self.streamed = response.content_length is None
+        self.released_at = time.monotonic()
         writer = self._writer
         self._writer = None
         body_sent = writer is None or writer.done()
@@ -276,6 +289,7 @@ class UpstreamConnection(WritePacing):
             and not self.closed
             and self._keep_alive
             and self._idle_limit > 0
+            and not (self.streamed and self.pool.closes_after_streams(self.address))
         )
         self._response = None
         if self._reading_paused:

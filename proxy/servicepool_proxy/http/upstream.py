@@ -158,6 +158,16 @@ class UpstreamPool:
         self._busy: set[UpstreamConnection] = set()
         self._tick: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Members seen closing connections right after streamed answers (not kept after one).
+        self._close_after_streams: set[tuple[str, str, int]] = set()
+
+    def note_closes_after_streams(self, address: Address) -> None:
+        """The member closed a connection right after a streamed answer."""
+        self._close_after_streams.add((address.scheme, address.host, address.port))
+
+    def closes_after_streams(self, address: Address) -> bool:
+        """True when the member was seen closing connections after streamed answers."""
+        return (address.scheme, address.host, address.port) in self._close_after_streams
 
     def running_loop(self) -> asyncio.AbstractEventLoop:
         """The loop the pool serves in, asked for once (each asyncio.get_running_loop() call
@@ -274,8 +284,15 @@ class UpstreamPool:
                     await response.body.wait()
                 return response
             except UpstreamClosed:
+                after_stream = connection.closed_right_after_a_stream()  # before release
                 response.release()
-                if fresh or streamed or not replayable or response.status:
+                if fresh or streamed or response.status:
+                    raise
+                if after_stream:
+                    # It closed after its streamed answer, before this request came: it
+                    # never read it, so even a POST goes again (on a new connection).
+                    self.note_closes_after_streams(address)
+                elif not replayable:
                     raise
                 # A stale keep-alive connection: the member never saw this request.
             except BaseException:
