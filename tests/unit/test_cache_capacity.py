@@ -9,17 +9,11 @@ from servicepool_api.engine_cache import CacheSize, parse_cache_size
 from servicepool_api.llm_policies import CacheAware
 from servicepool_api.loader import parse_pool
 from servicepool_proxy.balancer.cache_aware import pick_cache_aware, place_new_prefix
-from servicepool_proxy.balancer.cache_model import (
-    CharsPerToken,
-    cached_tokens,
-    correct,
-    expected_match,
-)
+from servicepool_proxy.balancer.cache_model import CharsPerToken, cached_tokens, correct
 from servicepool_proxy.balancer.keys import RoutingKeys
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pool import Balancer
 from servicepool_proxy.balancer.prefix import PrefixBlocks, block_hashes
-from servicepool_proxy.balancer.slots import NO_SLOT, SlotMirror
 
 POLICY = CacheAware(blockChars=16)
 VLLM_INFO = (
@@ -193,72 +187,3 @@ def test_the_spec_cache_size_sizes_new_members() -> None:
                  "members": [{"name": "a", "url": "http://198.18.0.1"}]},
     }).spec)  # fmt: skip
     assert balancer.members[0].prefixes.limit == 100
-
-
-# --- per-slot engines ------------------------------------------------------------------
-
-
-def test_a_slot_mirror_gives_a_request_the_idle_slot_holding_its_prefix() -> None:
-    slots = SlotMirror(2)
-    a = slots.take(root=1, matched=0, now=1.0)  # slot 0 (least recently used)
-    b = slots.take(root=2, matched=0, now=2.0)  # slot 1
-    assert (a.slot, b.slot) == (0, 1)
-    slots.free(a, 3.0)
-    slots.free(b, 4.0)
-    again = slots.take(root=2, matched=5, now=5.0)
-    assert again.slot == 1 and again.held  # the slot holding family 2, not the LRU one
-
-
-def test_a_prefix_held_by_a_busy_slot_is_a_miss_and_the_request_takes_another() -> None:
-    slots = SlotMirror(2)
-    first = slots.take(root=1, matched=0, now=1.0)
-    assert first.slot == 0
-    assert not slots.idle_holding(1)  # held, but busy
-    second = slots.take(root=1, matched=5, now=2.0)
-    assert second.slot == 1 and not second.held
-
-
-def test_with_no_idle_slot_a_request_waits_for_the_next_one_to_free() -> None:
-    slots = SlotMirror(1)
-    running = slots.take(root=1, matched=0, now=1.0)
-    waiting = slots.take(root=2, matched=0, now=2.0)
-    gone = slots.take(root=3, matched=0, now=2.5)
-    assert waiting.slot == NO_SLOT and gone.slot == NO_SLOT
-    slots.free(gone, 2.7)  # left before it got a slot
-    slots.free(running, 3.0)
-    assert waiting.slot == 0 and slots.holds == [2]
-
-
-def test_on_a_per_slot_engine_a_busy_prefix_counts_only_what_the_engine_restores() -> None:
-    member = members("a")[0]
-    member.prefixes.resize(1000)
-    member.slots = SlotMirror(2)
-    member.prefixes.record(prompt("t"))
-    ticket = member.slots.take(prompt("t")[0], 10, 1.0)
-    assert expected_match(member, prompt("t")) == 5  # restored: a half until learned
-    for _ in range(100):
-        member.slots.learn_restored(0.0)
-    assert expected_match(member, prompt("t")) == 0
-    member.slots.free(ticket, 2.0)
-    assert expected_match(member, prompt("t")) == 10  # an idle slot holds it again
-
-
-def test_a_per_slot_engine_learns_what_its_host_cache_restores() -> None:
-    balancer = Balancer(parse_pool({
-        "metadata": {"name": "p"},
-        "spec": {"strategy": "cacheAware", "cacheAware": {"blockChars": 16},
-                 "members": [{"name": "a", "url": "http://198.18.0.1"}]},
-    }).spec)  # fmt: skip
-    member = balancer.members[0]
-    balancer.tell_cache_size(member, CacheSize(2048, 1, "props"))
-    assert member.slots is not None and len(member.slots) == 1
-    keys = RoutingKeys(prefix=prompt("t"), prompt_chars=160)
-    balancer.end(balancer.begin(member, 1.0, keys), 1.5)  # the slot holds t now
-    busy = balancer.begin(member, 2.0, RoutingKeys(prefix=prompt("u"), prompt_chars=160))
-    waiting = balancer.begin(member, 2.1, keys)  # t is held by no idle slot: it waits
-    assert waiting.slot is not None and not waiting.slot.held
-    balancer.end(busy, 2.5)
-    balancer.learn(waiting, {"prompt_tokens": 40, "prompt_tokens_details": {"cached_tokens": 40}})
-    assert member.slots.restored > 0.5  # the whole prefix came back
-    balancer.end(waiting, 3.0)
-    assert member.in_flight == 0 and member.slots.busy == [False]

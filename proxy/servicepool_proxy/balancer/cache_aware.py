@@ -32,7 +32,7 @@ from servicepool_api.llm_policies import CacheAware
 from servicepool_api.policies import Capacity
 
 from .affinity import hash64
-from .cache_model import CHARS_PER_TOKEN, expected_match
+from .cache_model import CHARS_PER_TOKEN
 from .member import MemberState
 from .strategies import least_in_flight, least_reported_load
 
@@ -99,7 +99,7 @@ def prefill_costs(
     for the prompt. A prompt belongs on the members holding its longest prefix, or, when no
     candidate holds any of it, on its place (place_new_prefix)."""
     homes = sorted(candidates, key=lambda m: -rendezvous_score(m.name, m.weight, prefix[0]))
-    matched = {m.name: expected_match(m, prefix) for m in homes}
+    matched = {m.name: m.prefixes.matched(prefix) for m in homes}
     longest = max(matched.values())
     belongs = {m.name: matched[m.name] == longest for m in homes}
     if longest == 0:

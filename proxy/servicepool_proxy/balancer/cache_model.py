@@ -16,14 +16,12 @@ Prompt characters per token are learned from the same answers, so blocks convert
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 from servicepool_api.engine_cache import CacheSize
 from servicepool_api.llm_policies import CacheAware
 
 from .member import MemberState
-from .slots import SlotMirror
 
 CHARS_PER_TOKEN = 4.0  # prompt text to tokens, roughly, until answers tell
 _SHRINK = 0.8
@@ -67,7 +65,6 @@ def tell_size(
     if member.cache_size == size:
         return False
     member.cache_size = size
-    member.slots = SlotMirror(size.slots) if size.slots > 0 else None
     member.prefixes.resize(initial_limit(member, policy, tokens_per_block))
     return True
 
@@ -79,17 +76,6 @@ def cached_tokens(usage: dict[str, Any]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return None
     return value
-
-
-def expected_match(member: MemberState, prefix: Sequence[int]) -> int:
-    """Blocks of the prefix the member is expected to find cached: what the index holds,
-    and on a per-slot engine only while an idle slot holds the prefix (else the share its
-    host prompt cache has been seen to restore)."""
-    matched = member.prefixes.matched(prefix)
-    slots = member.slots
-    if slots is None or not matched or slots.idle_holding(prefix[0]):
-        return matched
-    return int(matched * slots.restored)
 
 
 def correct(

@@ -9,7 +9,6 @@ from servicepool_api.health import Health
 from servicepool_api.spec import Member
 
 from .prefix import PrefixBlocks
-from .slots import SlotMirror
 from .stats import MemberStats
 
 
@@ -63,7 +62,6 @@ class MemberState:
     stats: MemberStats = field(default_factory=MemberStats)
     prefixes: PrefixBlocks = field(default_factory=PrefixBlocks)  # cacheAware's memory
     cache_size: CacheSize | None = None  # what the engine says its prompt cache holds
-    slots: SlotMirror | None = None  # a per-slot engine's slots, as the proxy sees them
     # Requests sent here that have not answered a byte of body yet, and the prompt blocks
     # among theirs the member had not been sent before (its pending prefill work).
     prefilling: int = 0

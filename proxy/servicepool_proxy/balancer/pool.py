@@ -175,22 +175,10 @@ class Balancer:
     def begin(self, member: MemberState, now: float, keys: RoutingKeys = NO_KEYS) -> Lease:
         """acquire, and count the prompt blocks the member was not sent before as its pending
         prefill until the lease's prefill_done (first byte of the answer's body, or the end)."""
-        prefix = keys.prefix
-        blocks = len(prefix) - cache_model.expected_match(member, prefix) if prefix else 0
-        slots = member.slots
-        slot = None
-        if prefix and slots is not None:
-            slot = slots.take(prefix[0], member.prefixes.matched(prefix), now)
+        blocks = len(keys.prefix) - member.prefixes.matched(keys.prefix) if keys.prefix else 0
         trial = self.acquire(member, now, keys)
         prefill = PendingPrefill(member, blocks)
-        return Lease(member, trial, prefill, prefix, keys.prompt_chars, slot)
-
-    def end(self, lease: Lease, now: float) -> None:
-        """The lease's try is over: release the member and free its slot."""
-        lease.prefill.done()
-        if lease.slot is not None and lease.member.slots is not None:
-            lease.member.slots.free(lease.slot, now)
-        self.release(lease.member, lease.trial)
+        return Lease(member, trial, prefill, keys.prefix, keys.prompt_chars)
 
     def learn(self, lease: Lease, usage: dict[str, Any]) -> None:
         """An answer's usage: learn characters per token, and correct the member's index by
@@ -205,11 +193,6 @@ class Balancer:
         member = lease.member
         member.prefixes.record_realised(prompt_tokens, cached)
         predicted = len(lease.prefix) - lease.prefill.blocks
-        slot, slots = lease.slot, member.slots
-        if slot is not None and slots is not None and not slot.held:
-            if slot.matched > 0:  # not held by an idle slot: what did the engine restore?
-                slots.learn_restored(cached / self.tokens_per_block / slot.matched)
-            return
         cache_model.correct(member, len(lease.prefix), predicted, cached,
                             self.tokens_per_block, self._cache_aware)  # fmt: skip
 

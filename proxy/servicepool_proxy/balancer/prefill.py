@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .member import MemberState
-from .slots import SlotTicket
 
 
 class PendingPrefill:
@@ -29,20 +28,18 @@ class PendingPrefill:
 
 
 class Lease:
-    """One try on a member: whether it is the half-open trial, its pending prefill, its
+    """One try on a member: whether it is the half-open trial, its pending prefill, and its
     prompt (block hashes, characters) to learn from when the answer reports its cached
-    tokens, and its slot on a per-slot engine (a plain class: compiled, it is made without
-    running Python code)."""
+    tokens (a plain class: compiled, it is made without running Python code)."""
 
-    __slots__ = ("member", "prefill", "prefix", "prompt_chars", "slot", "trial")
+    __slots__ = ("member", "prefill", "prefix", "prompt_chars", "trial")
 
     def __init__(
         self, member: MemberState, trial: bool, prefill: PendingPrefill,
-        prefix: tuple[int, ...] = (), prompt_chars: int = 0, slot: SlotTicket | None = None,
+        prefix: tuple[int, ...] = (), prompt_chars: int = 0,
     ) -> None:  # fmt: skip
         self.member = member
         self.trial = trial
         self.prefill = prefill
         self.prefix = prefix
         self.prompt_chars = prompt_chars
-        self.slot = slot  # its place on a per-slot engine

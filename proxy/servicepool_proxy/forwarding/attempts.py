@@ -85,7 +85,8 @@ class Attempts:
                 if not give_up:
                     self.metrics.retries.labels(runtime.name, failure.kind).inc()
             finally:
-                runtime.balancer.end(lease, self.clock())
+                lease.prefill.done()
+                runtime.balancer.release(member, trial)
                 runtime.queue.wake_one()
             if give_up:
                 break
