@@ -32,7 +32,7 @@ class CacheSize:
     source: str = ""
 
     def to_status(self) -> dict[str, Any]:
-        """For /status and the explanation."""
+        """For the admin port's /status."""
         return {"tokens": self.tokens, "slots": self.slots or None, "source": self.source}
 
 

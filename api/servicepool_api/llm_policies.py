@@ -42,7 +42,8 @@ class CacheAware(SpecModel):
         le=10,
         description="A new prefix (one no member holds) goes to the first member in its "
         "rendezvous order holding fewer than loadFactor times its share of the pool's hot "
-        "prefixes (share by cache size, else by weight): no member fills up with hot prefixes "
+        "prefixes (share by what its cache holds, told or learned): no member fills up with hot "
+        "prefixes "
         "while another has room, and replicas agree while their counts do.",
     )
     hotSeconds: float = Field(

@@ -11,9 +11,10 @@ from servicepool_api.loader import parse_pool
 from servicepool_proxy.balancer.cache_aware import pick_cache_aware, place_new_prefix
 from servicepool_proxy.balancer.cache_model import CharsPerToken, cached_tokens, correct
 from servicepool_proxy.balancer.keys import RoutingKeys
-from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pool import Balancer
-from servicepool_proxy.balancer.prefix import PrefixBlocks, block_hashes
+from servicepool_proxy.balancer.prefix import PrefixBlocks
+
+from .test_cache_aware import members, prompt
 
 POLICY = CacheAware(blockChars=16)
 VLLM_INFO = (
@@ -23,13 +24,13 @@ VLLM_INFO = (
 )
 
 
-def members(*names: str) -> list[MemberState]:
-    return [MemberState(name=n, url=f"http://198.18.0.{i + 1}") for i, n in enumerate(names)]
-
-
-def prompt(tenant: str, turn: int = 0) -> tuple[int, ...]:
-    text = f"tenant {tenant}: system prompt ".ljust(160, ".") + "user says hi.   " * turn
-    return block_hashes(text, 16)
+def cache_aware_balancer(**settings: object) -> Balancer:
+    """A cacheAware pool of one member, blocks of 16 characters, and these settings."""
+    return Balancer(parse_pool({
+        "metadata": {"name": "p"},
+        "spec": {"strategy": "cacheAware", "cacheAware": {"blockChars": 16, **settings},
+                 "members": [{"name": "a", "url": "http://198.18.0.1"}]},
+    }).spec)  # fmt: skip
 
 
 # --- what engines say ------------------------------------------------------------------
@@ -154,11 +155,7 @@ def test_characters_per_token_are_learned_from_usage() -> None:
 
 
 def test_the_balancer_learns_from_an_answers_usage() -> None:
-    balancer = Balancer(parse_pool({
-        "metadata": {"name": "p"},
-        "spec": {"strategy": "cacheAware", "cacheAware": {"blockChars": 16},
-                 "members": [{"name": "a", "url": "http://198.18.0.1"}]},
-    }).spec)  # fmt: skip
+    balancer = cache_aware_balancer()
     member = balancer.members[0]
     keys = RoutingKeys(prefix=prompt("t"), prompt_chars=160)
     lease = balancer.begin(member, 1.0, keys)
@@ -168,11 +165,7 @@ def test_the_balancer_learns_from_an_answers_usage() -> None:
 
 
 def test_a_told_cache_size_sizes_the_index() -> None:
-    balancer = Balancer(parse_pool({
-        "metadata": {"name": "p"},
-        "spec": {"strategy": "cacheAware", "cacheAware": {"blockChars": 16},
-                 "members": [{"name": "a", "url": "http://198.18.0.1"}]},
-    }).spec)  # fmt: skip
+    balancer = cache_aware_balancer()
     member = balancer.members[0]
     assert member.prefixes.limit == 16384
     assert balancer.tell_cache_size(member, CacheSize(8000, 2, "props"))
@@ -181,9 +174,5 @@ def test_a_told_cache_size_sizes_the_index() -> None:
 
 
 def test_the_spec_cache_size_sizes_new_members() -> None:
-    balancer = Balancer(parse_pool({
-        "metadata": {"name": "p"},
-        "spec": {"strategy": "cacheAware", "cacheAware": {"blockChars": 16, "cacheTokens": 400},
-                 "members": [{"name": "a", "url": "http://198.18.0.1"}]},
-    }).spec)  # fmt: skip
+    balancer = cache_aware_balancer(cacheTokens=400)
     assert balancer.members[0].prefixes.limit == 100

@@ -56,7 +56,6 @@ class PrefixBlocks:
         "hits",
         "limit",
         "lookups",
-        "realised_lookups",
         "realised_prompt_tokens",
         "realised_tokens",
     )
@@ -69,7 +68,6 @@ class PrefixBlocks:
         self.hits = 0  # of those, how many found some prefix there
         self.blocks_sent = 0
         self.blocks_matched = 0
-        self.realised_lookups = 0  # answers that reported their cached prompt tokens
         self.realised_prompt_tokens = 0
         self.realised_tokens = 0  # cached prompt tokens the member reported
 
@@ -117,6 +115,11 @@ class PrefixBlocks:
             block, _ = blocks.popitem(last=False)
             roots.pop(block, None)
 
+    @property
+    def families(self) -> int:
+        """How many prefix families are remembered."""
+        return len(self._roots)
+
     def roots(self) -> list[int]:
         """The first blocks of the prefix families remembered, most recently sent last."""
         return list(self._roots)
@@ -132,7 +135,6 @@ class PrefixBlocks:
 
     def record_realised(self, prompt_tokens: int, cached_tokens: int) -> None:
         """An answer reported how many of its prompt tokens the member had cached."""
-        self.realised_lookups += 1
         self.realised_prompt_tokens += prompt_tokens
         self.realised_tokens += cached_tokens
 
@@ -159,5 +161,5 @@ class PrefixBlocks:
             "reportedHitRate": self.realised_hit_rate,
             "indexBlocks": len(self._blocks),
             "indexLimit": self.limit,
-            "prefixes": len(self._roots),
+            "prefixes": self.families,
         }

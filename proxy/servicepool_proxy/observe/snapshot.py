@@ -107,7 +107,7 @@ def member_snapshot(member: MemberState, now: float, rate: tuple[float, float]) 
         # Only cacheAware tracks prompt prefixes; None until a prompt was sent.
         "prefixHitRate": member.prefixes.hit_rate,
         "prefixReportedHitRate": member.prefixes.realised_hit_rate,
-        "prefixesHeld": len(member.prefixes.roots()) if member.prefixes.lookups else None,
+        "prefixesHeld": member.prefixes.families if member.prefixes.lookups else None,
         "cacheTokens": member.cache_size.tokens if member.cache_size is not None else None,
         "capacity": capacity_status(member, now),
     }
