@@ -10,8 +10,9 @@ def _ms(value: float | None) -> str:
 
 
 def _row(r: dict[str, Any]) -> str:
-    if "failed" in r:
-        return f"| {r['rate']:g} | {r['peer']} | failed: {r['failed']} | | | | | | | |"
+    if "failed" in r or "refused" in r:
+        why = f"failed: {r['failed']}" if "failed" in r else f"**refused**: {r['refused']}"
+        return f"| {r['rate']:g} | {r['peer']} | {why} | | | | | | | |"
     done = "yes" if r["completes"] else f"**no** ({r['measuredDone']}/{r['measured']})"
     split = " ".join(f"{v}" for v in r["split"].values())
     hits = " ".join(f"{v:.2f}" for v in r["hitRateByMember"].values())
@@ -21,6 +22,26 @@ def _row(r: dict[str, Any]) -> str:
         f"{_ms(t['p50'])} | {_ms(t['p90'])} | {_ms(t['p99'])} | {_ms(e['p50'])} / "
         f"{_ms(e['p99'])} | {r['hitRate']:.2f} ({hits}) | {split} |"
     )
+
+
+def probe_lines(probes: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per probed peer: passed or not, placement and counters (bench/llm/probe.py)."""
+    lines = []
+    for name, v in probes.items():
+        verdict = "passed" if v["passed"] else "**failed**: " + "; ".join(v["reasons"])
+        placement = ", ".join(
+            f"{prefix} " + " ".join(f"{m or 'error'}x{n}" for m, n in where.items())
+            for prefix, where in v["placement"].items()
+        )
+        counter = v["peerCounter"]
+        if isinstance(counter, dict):
+            counter = f"`{counter['metric']}` probe {counter['probe']}, warm {counter['warm']}"
+        lines.append(
+            f"- {name}: {verdict}. Affinity {v['affinity']:.2f}, members' warm hit rate "
+            f"{v['warmHitRate']:.2f}, {v['membersUsed']} members used ({placement}); "
+            f"peer's counter: {counter}."
+        )
+    return lines
 
 
 def summary_table(document: dict[str, Any]) -> list[str]:
@@ -84,6 +105,8 @@ def render(document: dict[str, Any], quick: bool) -> str:
         *(_row(r) for r in rows),
         "",
     ]
+    if document.get("probes"):
+        lines += ["## Prefix probe", "", *probe_lines(document["probes"]), ""]
     if document["skipped"]:
         lines += ["## Skipped", ""]
         lines += [f"- {name}: {why}" for name, why in document["skipped"].items()]
