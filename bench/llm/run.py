@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from bench.llm import peers as peerlib  # noqa: E402
 from bench.llm.client import drive, prefix_counters, reset_members  # noqa: E402
-from bench.llm.probe import probe  # noqa: E402
+from bench.llm.probe import decision_counter, probe, read_counter  # noqa: E402
 from bench.llm.report import OWN_RR, summarize, write_report  # noqa: E402
 from bench.llm.workload import schedule  # noqa: E402
 
@@ -50,6 +51,12 @@ def start_members(tmp: Path) -> tuple[subprocess.Popen[bytes], list[str]]:
     for port in ports:
         peerlib.wait_for_port(port, process)
     return process, [f"http://127.0.0.1:{p}" for p in ports]
+
+
+def peer_decisions(peer: peerlib.Peer, urls: list[str]) -> Counter[str]:
+    """The peer's own routing-decision counter by outcome (empty if it exports none)."""
+    counter = decision_counter(peer.kind, peer.option)
+    return read_counter(urls, counter) if counter and urls else Counter()
 
 
 def refused(peer: peerlib.Peer, rate: float, verdict: dict[str, Any]) -> dict[str, Any]:
@@ -81,14 +88,18 @@ def run_one(
         if not verdicts.get(peer.name, {"passed": True})["passed"]:
             return refused(peer, rate, verdicts[peer.name])
         reset_members(members)
+        decisions = peer_decisions(peer, running.metrics_urls)
         url = f"http://127.0.0.1:{running.port}/v1/chat/completions"
         result = asyncio.run(
             drive(url, requests, drain, lambda: before.update(prefix_counters(members)))
         )
         after = prefix_counters(members)
+        decisions = peer_decisions(peer, running.metrics_urls) - decisions
     finally:
         running.stop()
     row = summarize(peer, rate, result, before, after)
+    if decision_counter(peer.kind, peer.option):
+        row["peerDecisions"] = dict(decisions)
     row["seconds"] = {
         "start": round(started - began, 1),
         "run": round(time.monotonic() - started, 1),
