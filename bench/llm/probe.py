@@ -43,7 +43,7 @@ Snapshot = dict[str, Any]  # members' (queries, hits) and the peer's decisions a
 def decision_counter(kind: str, option: str) -> DecisionCounter | None:
     """The peer's own counter of its prefix decisions, if it exports one."""
     if kind == "servicepool":
-        return SERVICEPOOL_COUNTER
+        return SERVICEPOOL_COUNTER if option == "cacheAware" else None
     spec = ROUTERS.get(kind)
     return spec.counters.get(option) if spec else None
 

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from bench.llm.probe import PREFIXES, WARM_ROUNDS, judge, read_counter
+from bench.llm.probe import PREFIXES, WARM_ROUNDS, decision_counter, judge, read_counter
 from bench.llm.routers import ROUTERS
 
 VLLM = ROUTERS["vllm-router"].counters["cache_aware"]
@@ -61,3 +61,20 @@ def test_a_counter_is_read_by_its_label(tmp_path) -> None:
         "other_total 9\n"
     )
     assert read_counter([page.as_uri()], VLLM) == Counter(prefix_hit=4, prefix_miss=2)
+
+
+@pytest.mark.parametrize(
+    ("kind", "option", "metric"),
+    [
+        ("vllm-router", "cache_aware", "vllm_router_prefix_routing_decisions_total"),
+        ("vllm-router", "round_robin", None),
+        ("smg", "prefix_hash", "smg_prefix_hash_policy_branch_total"),
+        ("sglang-router", "cache_aware", None),
+        ("servicepool", "cacheAware", "servicepool_member_prefix_hits_total"),
+        ("servicepool", "roundRobin", None),
+        ("nginx", "least_conn", None),
+    ],
+)
+def test_which_peer_counts_its_decisions(kind: str, option: str, metric: str | None) -> None:
+    counter = decision_counter(kind, option)
+    assert (counter.metric if counter else None) == metric
