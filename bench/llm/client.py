@@ -135,6 +135,15 @@ async def drive(
     }
 
 
+def reset_members(members: list[str]) -> None:
+    """Empty every member's queues and prefix cache (POST /control/reset)."""
+    import urllib.request
+
+    for member in members:
+        request = urllib.request.Request(f"{member}/control/reset", data=b"", method="POST")
+        urllib.request.urlopen(request, timeout=5).read()
+
+
 def prefix_counters(members: list[str]) -> dict[str, tuple[float, float]]:
     """(prefix-cache queries, hits) in tokens, per member, from the engines' /metrics."""
     import urllib.request

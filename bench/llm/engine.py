@@ -25,9 +25,11 @@ such as Llama-3-8B in bf16 on a 24 GB card):
   when stream_options.include_usage is set) or as one JSON body with usage. Every chunk and
   response names the member in `system_fingerprint` and the `x-member` header; usage carries
   prompt_tokens_details.cached_tokens (the engine-side prefix hit of that request);
-- vLLM's metric names on /metrics (old and new spellings), /v1/status in the JSON shape of
-  servicepool's capacity signal, /v1/models, /health, and POST /control/reset (the bench
-  empties queues and caches between runs).
+- vLLM's metric names on /metrics (old and new spellings, and vllm:cache_config_info with
+  num_gpu_blocks and block_size), /v1/status in the JSON shape of servicepool's capacity
+  signal, vLLM's /v1/models, /version, /health and /ping, vLLM's tokenizer and render
+  endpoints (bench/llm/tokenize_api.py: what routers call for token ids), and POST
+  /control/reset (the bench empties queues and caches between runs).
 
 SSE events carry up to TOKENS_PER_EVENT tokens to spare CPU; the first token is always sent
 alone as soon as it exists, so time to first token is exact.
@@ -51,8 +53,25 @@ DECODE_SECONDS_PER_SEQUENCE = 0.0004  # each running sequence adds this to a ste
 MAX_RUNNING = 32  # vLLM max_num_seqs on a small card
 STEP_TOKEN_BUDGET = 2048  # max_num_batched_tokens: chunked prefill budget per step
 KV_BLOCKS = 1152  # x16 = 18,432 tokens: ~2.3 GiB of KV at 128 KiB/token (Llama-3-8B, bf16)
+MAX_MODEL_LEN = 16384  # vLLM refuses to start unless the KV cache holds one max-length sequence
 TOKENS_PER_EVENT = 4  # tokens per SSE event after the first
 DEFAULT_MAX_TOKENS = 64
+
+
+def cache_config_info() -> list[str]:
+    """vLLM's info gauge of its cache configuration (the labels routers read for capacity)."""
+    labels = {
+        "block_size": BLOCK_TOKENS,
+        "cache_dtype": "auto",
+        "enable_prefix_caching": "True",
+        "engine": "0",
+        "gpu_memory_utilization": "0.9",
+        "num_cpu_blocks": "None",
+        "num_gpu_blocks": KV_BLOCKS,
+        "prefix_caching_hash_algo": "sha256",
+    }
+    text = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return ["# TYPE vllm:cache_config_info gauge", f"vllm:cache_config_info{{{text}}} 1.0"]
 
 
 class Sequence:
@@ -269,7 +288,7 @@ class Engine:
         lines = []
         for name, kind, value in rows:
             lines += [f"# TYPE {name.removesuffix('_total')} {kind}", f"{name}{labels} {value}"]
-        return "\n".join(lines) + "\n"
+        return "\n".join([*lines, *cache_config_info()]) + "\n"
 
     def status(self) -> dict[str, Any]:
         return {

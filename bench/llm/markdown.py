@@ -10,8 +10,9 @@ def _ms(value: float | None) -> str:
 
 
 def _row(r: dict[str, Any]) -> str:
-    if "failed" in r:
-        return f"| {r['rate']:g} | {r['peer']} | failed: {r['failed']} | | | | | | | |"
+    if "failed" in r or "refused" in r:
+        why = f"failed: {r['failed']}" if "failed" in r else f"**refused**: {r['refused']}"
+        return f"| {r['rate']:g} | {r['peer']} | {why} | | | | | | | | |"
     done = "yes" if r["completes"] else f"**no** ({r['measuredDone']}/{r['measured']})"
     split = " ".join(f"{v}" for v in r["split"].values())
     hits = " ".join(f"{v:.2f}" for v in r["hitRateByMember"].values())
@@ -19,8 +20,36 @@ def _row(r: dict[str, Any]) -> str:
     return (
         f"| {r['rate']:g} | {r['peer']} | {done} | {r['outputTokensPerSecond']:.0f} | "
         f"{_ms(t['p50'])} | {_ms(t['p90'])} | {_ms(t['p99'])} | {_ms(e['p50'])} / "
-        f"{_ms(e['p99'])} | {r['hitRate']:.2f} ({hits}) | {split} |"
+        f"{_ms(e['p99'])} | {r['hitRate']:.2f} ({hits}) | {split} | {_decisions(r)} |"
     )
+
+
+def _decisions(r: dict[str, Any]) -> str:
+    """The peer's own decision counts during the run, if it exports them."""
+    found = r.get("peerDecisions")
+    if found is None:
+        return "-"
+    return " ".join(f"{k or 'hits'} {v:g}" for k, v in sorted(found.items())) or "0"
+
+
+def probe_lines(probes: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per probed peer: passed or not, placement and counters (bench/llm/probe.py)."""
+    lines = []
+    for name, v in probes.items():
+        verdict = "passed" if v["passed"] else "**failed**: " + "; ".join(v["reasons"])
+        placement = ", ".join(
+            f"{prefix} " + " ".join(f"{m or 'error'}x{n}" for m, n in where.items())
+            for prefix, where in v["placement"].items()
+        )
+        counter = v["peerCounter"]
+        if isinstance(counter, dict):
+            counter = f"`{counter['metric']}` probe {counter['probe']}, warm {counter['warm']}"
+        lines.append(
+            f"- {name}: {verdict}. Affinity {v['affinity']:.2f}, members' warm hit rate "
+            f"{v['warmHitRate']:.2f}, {v['membersUsed']} members used ({placement}); "
+            f"peer's counter: {counter}."
+        )
+    return lines
 
 
 def summary_table(document: dict[str, Any]) -> list[str]:
@@ -64,7 +93,9 @@ def render(document: dict[str, Any], quick: bool) -> str:
         "the completed measured requests. Output tok/s: completion tokens of those requests "
         "over the time from the first measured arrival to the last completion. Hit rate: "
         "prefix-cache hit tokens / prompt tokens from the engines' own /metrics "
-        "(vllm:prefix_cache_hits / queries), in total and per member m0..m3.",
+        "(vllm:prefix_cache_hits / queries), in total and per member m0..m3. Peer's own "
+        "decisions: what its decision counter counted during the run (vllm-router's outcomes, "
+        "smg's branches, servicepool's prefix hits; bench/llm/PEERS.md).",
         "",
         "Quick run: servicepool roundRobin at rising rates until a run does not complete, "
         "then every other peer once at the highest rate where it did. Full run: every peer at "
@@ -79,11 +110,13 @@ def render(document: dict[str, Any], quick: bool) -> str:
         "## Every run",
         "",
         "| req/s | peer | completes | output tok/s | TTFT p50 ms | p90 | p99 | e2e p50 / p99 ms"
-        " | hit rate (per member) | split m0..m3 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        " | hit rate (per member) | split m0..m3 | peer's own decisions |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         *(_row(r) for r in rows),
         "",
     ]
+    if document.get("probes"):
+        lines += ["## Prefix probe", "", *probe_lines(document["probes"]), ""]
     if document["skipped"]:
         lines += ["## Skipped", ""]
         lines += [f"- {name}: {why}" for name, why in document["skipped"].items()]

@@ -17,8 +17,13 @@ from typing import Any
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.llm.engine import DEFAULT_MAX_TOKENS, MODEL, Engine, Sequence
+from bench.llm import tokenize_api
+from bench.llm.engine import DEFAULT_MAX_TOKENS, MAX_MODEL_LEN, MODEL, Engine, Sequence
 from bench.llm.text import prompt_tokens
+
+STARTED = int(time.time())
+SIMULATED_VLLM_VERSION = "0.11.0+servicepool.bench"
+ENGINE = web.AppKey("engine", Engine)
 
 
 def completion(seq: Sequence, engine: Engine, kind: str, choice: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +99,7 @@ async def stream(
 
 
 async def complete(request: web.Request) -> web.StreamResponse:
-    engine: Engine = request.app["engine"]
+    engine: Engine = request.app[ENGINE]
     chat = request.path.endswith("/chat/completions")
     try:
         body = await request.json()
@@ -121,41 +126,55 @@ async def complete(request: web.Request) -> web.StreamResponse:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=request.app["engine"].metrics(), content_type="text/plain")
+    return web.Response(text=request.app[ENGINE].metrics(), content_type="text/plain")
 
 
 async def status(request: web.Request) -> web.Response:
-    return web.json_response(request.app["engine"].status())
+    return web.json_response(request.app[ENGINE].status())
 
 
 async def models(request: web.Request) -> web.Response:
-    return web.json_response(
-        {
-            "object": "list",
-            "data": [{"id": MODEL, "object": "model", "owned_by": "bench", "max_model_len": 32768}],
-        }
-    )
+    """vLLM's model list: routers tell a vLLM server from an SGLang one by `owned_by`."""
+    card = {
+        "id": MODEL,
+        "object": "model",
+        "created": STARTED,
+        "owned_by": "vllm",
+        "root": MODEL,
+        "parent": None,
+        "max_model_len": MAX_MODEL_LEN,
+        "permission": [],
+    }
+    return web.json_response({"object": "list", "data": [card]})
+
+
+async def version(request: web.Request) -> web.Response:
+    return web.json_response({"version": SIMULATED_VLLM_VERSION})
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.Response(text="ok")
+    """vLLM answers its health checks with 200 and an empty body."""
+    return web.Response()
 
 
 async def reset(request: web.Request) -> web.Response:
-    request.app["engine"].reset()
-    return web.json_response(request.app["engine"].status())
+    request.app[ENGINE].reset()
+    return web.json_response(request.app[ENGINE].status())
 
 
 def make_app(engine: Engine) -> web.Application:
     app = web.Application(client_max_size=64 << 20)
-    app["engine"] = engine
+    app[ENGINE] = engine
     app.router.add_post("/v1/chat/completions", complete)
     app.router.add_post("/v1/completions", complete)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/v1/status", status)
     app.router.add_get("/v1/models", models)
-    for path in ("/health", "/healthz", "/readiness", "/liveness"):
+    app.router.add_get("/version", version)
+    for path in ("/health", "/healthz", "/readiness", "/liveness", "/ping"):
         app.router.add_get(path, health)
+    app.router.add_post("/ping", health)
+    tokenize_api.add_routes(app)
     app.router.add_post("/control/reset", reset)
     return app
 

@@ -2,6 +2,8 @@
 
 The servicepool strategies are data (SERVICEPOOL_STRATEGIES): a strategy the installed proxy
 does not know, or whose pool file does not validate, is skipped with the reason in the report.
+The peer routers from PyPI (vllm-router, sglang-router, smg) run from their own venvs
+(bench/llm/peer_install.py) with the flags of bench/llm/routers.py (reasons: PEERS.md).
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from bench.llm import peer_install, routers  # noqa: E402
 from servicepool_proxy.server import free_port  # noqa: E402
 from tests.support import wait_for_port as wait_for_local_port  # noqa: E402
-
-BIN = Path(sys.executable).parent
 
 # Capacity signal as one would configure it for vLLM members: their Prometheus page.
 CAPACITY = {"source": "metrics", "intervalSeconds": 0.2, "staleAfterSeconds": 2}
@@ -34,20 +35,30 @@ SERVICEPOOL_STRATEGIES: dict[str, dict[str, Any]] = {
     "cacheAware": {"capacity": CAPACITY},
     "adaptive": {"capacity": CAPACITY},
 }
-VLLM_ROUTER_POLICIES = ["round_robin", "power_of_two", "cache_aware"]
+# Policies that claim to send a prompt prefix where it was sent before: bench/llm/probe.py
+# checks that they do before a run of theirs counts.
+PREFIX_POLICIES = {"cacheAware", "cache_aware", "prefix_hash"}
 
 
 @dataclass
 class Peer:
     name: str
-    kind: str  # servicepool | vllm-router | nginx
+    kind: str  # servicepool | vllm-router | sglang-router | smg | nginx
     option: str  # strategy, policy or nginx balancing method
     replicas: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def follows_prefixes(self) -> bool:
+        return self.option in PREFIX_POLICIES
+
 
 def all_peers() -> list[Peer]:
-    peers = [Peer(f"vllm-router {p}", "vllm-router", p) for p in VLLM_ROUTER_POLICIES]
+    peers = [
+        Peer(f"{kind} {policy}", kind, policy)
+        for kind, spec in routers.ROUTERS.items()
+        for policy in spec.policies
+    ]
     peers.append(Peer("nginx least_conn", "nginx", "least_conn"))
     peers += [
         Peer(f"servicepool {s}", "servicepool", s, 1, extra)
@@ -88,8 +99,8 @@ def pool_document(peer: Peer, members: list[str]) -> dict[str, Any]:
 
 def unavailable(peer: Peer, members: list[str]) -> str | None:
     """Why this peer cannot run here, or None."""
-    if peer.kind == "vllm-router" and not (BIN / "vllm-router").exists():
-        return "vllm-router is not installed in the bench venv"
+    if peer.kind in routers.ROUTERS:
+        return peer_install.missing(peer.kind)
     if peer.kind == "nginx" and not shutil.which("nginx"):
         return "nginx is not installed"
     if peer.kind == "servicepool":
@@ -113,6 +124,7 @@ class Running:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
         self.port = 0
+        self.metrics_urls: list[str] = []  # the peer's own Prometheus pages
 
     def spawn(self, argv: list[str], port: int) -> None:
         self.logs.append(self.tmp / f"{Path(argv[0]).name}-{port}.log")
@@ -165,7 +177,7 @@ def servicepool(running: Running, peer: Peer, members: list[str]) -> int:
     pool_file.write_text(yaml.safe_dump(pool_document(peer, members)))
     ports = []
     for _ in range(peer.replicas):
-        port = free_port()
+        port, admin = free_port(), free_port()
         running.spawn(
             [
                 sys.executable,
@@ -176,7 +188,7 @@ def servicepool(running: Running, peer: Peer, members: list[str]) -> int:
                 "--listen",
                 f"127.0.0.1:{port}",
                 "--admin",
-                f"127.0.0.1:{free_port()}",
+                f"127.0.0.1:{admin}",
                 "--log-level",
                 "WARNING",
                 "--watch-interval",
@@ -185,31 +197,17 @@ def servicepool(running: Running, peer: Peer, members: list[str]) -> int:
             port,
         )
         ports.append(port)
+        running.metrics_urls.append(f"http://127.0.0.1:{admin}/metrics")
     if peer.replicas == 1:
         return ports[0]
     return nginx(running, [f"127.0.0.1:{p}" for p in ports], "round_robin")
 
 
-def vllm_router(running: Running, peer: Peer, members: list[str]) -> int:
-    port = free_port()
-    running.spawn(
-        [
-            str(BIN / "vllm-router"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--worker-urls",
-            *members,
-            "--policy",
-            peer.option,
-            "--prometheus-port",
-            str(free_port()),
-            "--log-level",
-            "warning",
-        ],
-        port,
-    )
+def router(running: Running, peer: Peer, members: list[str]) -> int:
+    """A peer router from PyPI (bench/llm/routers.py) with its Prometheus page."""
+    port, metrics_port = free_port(), free_port()
+    running.spawn(routers.argv(peer.kind, peer.option, port, metrics_port, members), port)
+    running.metrics_urls.append(f"http://127.0.0.1:{metrics_port}/metrics")
     return port
 
 
@@ -219,8 +217,8 @@ def start(peer: Peer, members: list[str], tmp: Path) -> Running:
     try:
         if peer.kind == "servicepool":
             running.port = servicepool(running, peer, members)
-        elif peer.kind == "vllm-router":
-            running.port = vllm_router(running, peer, members)
+        elif peer.kind in routers.ROUTERS:
+            running.port = router(running, peer, members)
         else:
             running.port = nginx(running, members, peer.option)
         wait_until_routing(running.port, 4 * peer.replicas)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.llm.report import counted
+
 
 def plot(rows: list[dict[str, Any]], out: Path) -> None:
     try:
@@ -14,7 +16,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    peers = list(dict.fromkeys(r["peer"] for r in rows if "failed" not in r))
+    peers = list(dict.fromkeys(r["peer"] for r in rows if counted(r)))
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     panels = [
         ("TTFT p90 (s)", lambda r: (r["ttftMs"]["p90"] or float("nan")) / 1e3),
@@ -24,7 +26,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
     for ax, (label, value) in zip(axes, panels, strict=True):
         for peer in peers:
             mine = sorted(
-                (r for r in rows if r["peer"] == peer and "failed" not in r),
+                (r for r in rows if r["peer"] == peer and counted(r)),
                 key=lambda r: r["rate"],
             )
             style = "-" if peer.startswith("servicepool") else "--"

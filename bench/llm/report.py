@@ -12,12 +12,13 @@ from bench.llm.client import Outcome
 
 SINGLE = "servicepool"
 NOTES = [
-    "vllm-router 0.1.17 `cache_aware` (default thresholds: cache 0.3, balance abs 64 / rel "
-    "1.5): in sequential probes on these members, chat and completion requests with "
-    "different prompts (with or without x-session-id / x-tenant-id / x-user-id headers) all "
-    "went to one worker, and its log shows one approximate tree created per worker at start. "
-    "It does not appear to follow prompt prefixes in this version; its hit rate here is close "
-    "to round-robin's. It is run as shipped, with no hints from the client.",
+    "The peers from PyPI (vllm-router 0.1.17, sglang-router 0.3.2, smg 1.13.0) run from "
+    "their own venvs with their authors' recommended flags (bench/llm/PEERS.md). The members "
+    "answer vLLM's endpoints as vLLM does, tokenizer and render endpoints included "
+    "(bench/llm/tokenize_api.py), so vllm-router's cache_aware gets token ids.",
+    "A peer with a prefix policy is probed before its runs count (bench/llm/probe.py: 4 "
+    "long prefixes, 1 cold and 3 warm rounds, judged on the members' and the peer's own "
+    "counters); one that fails is refused, with the reason in its rows.",
     "The machine's 2 cores are shared by the client, the peer, the four simulated engines "
     "(one process) and other work; figures are comparable within one run only.",
 ]
@@ -81,6 +82,11 @@ def summarize(
     }
 
 
+def counted(row: dict[str, Any]) -> bool:
+    """A row whose run took place and counts (not failed to start, not refused)."""
+    return "failed" not in row and "refused" not in row
+
+
 def best_rate(rows: list[dict[str, Any]], peer: str) -> float | None:
     """The highest rate at which `peer` completed (and every lower rate too)."""
     rate = None
@@ -98,7 +104,7 @@ def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if rate is None:
         rate = min((r["rate"] for r in rows), default=0.0)
         note = f"{OWN_RR} completed at no rate; using the lowest rate"
-    at = {r["peer"]: r for r in rows if r["rate"] == rate and "failed" not in r}
+    at = {r["peer"]: r for r in rows if r["rate"] == rate and counted(r)}
     singles = [
         r
         for n, r in at.items()
@@ -133,6 +139,7 @@ def write_report(
     out: Path,
     rows: list[dict[str, Any]],
     skipped: dict[str, str],
+    probes: dict[str, dict[str, Any]],
     config: dict[str, Any],
     elapsed: float,
     quick: bool,
@@ -145,6 +152,7 @@ def write_report(
         "engine": constants,
         "workload": workload.describe(),
         "skipped": skipped,
+        "probes": probes,
         "notes": NOTES,
         "targets": goal,
         "rows": rows,

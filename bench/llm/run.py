@@ -7,6 +7,10 @@ every peer (in that order, so peers alternate at each rate): starts the peer, em
 engines' queues and caches, sends the same schedule (bench/llm/workload.py), reads the engines'
 prefix-cache counters and stops the peer. Writes report.md, report.json and PNG plots to
 bench/results/llm/ (or llm-quick/ with --quick).
+
+A peer with a prefix policy (cache_aware, prefix_hash, cacheAware) is probed the first time it
+starts (bench/llm/probe.py); one that fails the probe is refused: none of its runs count, and
+the report says why. --probe-only probes those peers and writes nothing else.
 """
 
 from __future__ import annotations
@@ -18,14 +22,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from bench.llm import peers as peerlib  # noqa: E402
-from bench.llm.client import drive, prefix_counters  # noqa: E402
+from bench.llm.client import drive, prefix_counters, reset_members  # noqa: E402
+from bench.llm.probe import decision_counter, probe, read_counter  # noqa: E402
 from bench.llm.report import OWN_RR, summarize, write_report  # noqa: E402
 from bench.llm.workload import schedule  # noqa: E402
 
@@ -48,10 +53,16 @@ def start_members(tmp: Path) -> tuple[subprocess.Popen[bytes], list[str]]:
     return process, [f"http://127.0.0.1:{p}" for p in ports]
 
 
-def reset(members: list[str]) -> None:
-    for member in members:
-        request = urllib.request.Request(f"{member}/control/reset", data=b"", method="POST")
-        urllib.request.urlopen(request, timeout=5).read()
+def peer_decisions(peer: peerlib.Peer, urls: list[str]) -> Counter[str]:
+    """The peer's own routing-decision counter by outcome (empty if it exports none)."""
+    counter = decision_counter(peer.kind, peer.option)
+    return read_counter(urls, counter) if counter and urls else Counter()
+
+
+def refused(peer: peerlib.Peer, rate: float, verdict: dict[str, Any]) -> dict[str, Any]:
+    """The row of a run that does not count: the peer failed the prefix probe."""
+    why = "; ".join(verdict["reasons"])
+    return {"peer": peer.name, "rate": rate, "refused": f"failed the prefix probe: {why}"}
 
 
 def run_one(
@@ -61,21 +72,34 @@ def run_one(
     requests: list[Any],
     drain: float,
     tmp: Path,
+    verdicts: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
+    """One run of the schedule through the peer; its verdict is probed first if still unknown."""
     began = time.monotonic()
     running = peerlib.start(peer, members, tmp)
     started = time.monotonic()
     before: dict[str, tuple[float, float]] = {}
     try:
-        reset(members)
+        if peer.follows_prefixes and peer.name not in verdicts:
+            verdicts[peer.name] = probe(
+                running.port, members, running.metrics_urls, peer.kind, peer.option
+            )
+            print(json.dumps({"peer": peer.name, "probe": verdicts[peer.name]}), flush=True)
+        if not verdicts.get(peer.name, {"passed": True})["passed"]:
+            return refused(peer, rate, verdicts[peer.name])
+        reset_members(members)
+        decisions = peer_decisions(peer, running.metrics_urls)
         url = f"http://127.0.0.1:{running.port}/v1/chat/completions"
         result = asyncio.run(
             drive(url, requests, drain, lambda: before.update(prefix_counters(members)))
         )
         after = prefix_counters(members)
+        decisions = peer_decisions(peer, running.metrics_urls) - decisions
     finally:
         running.stop()
     row = summarize(peer, rate, result, before, after)
+    if decision_counter(peer.kind, peer.option):
+        row["peerDecisions"] = dict(decisions)
     row["seconds"] = {
         "start": round(started - began, 1),
         "run": round(time.monotonic() - started, 1),
@@ -90,13 +114,18 @@ class Sweep:
         self.members, self.config, self.tmp = members, config, tmp
         self.rows: list[dict[str, Any]] = []
         self.schedules: dict[float, list[Any]] = {}
+        self.verdicts: dict[str, dict[str, Any]] = {}  # peer name -> its prefix probe
 
     def run(self, peer: peerlib.Peer, rate: float) -> dict[str, Any]:
         if rate not in self.schedules:
             self.schedules[rate] = schedule(rate, self.config["seconds"])
+        verdict = self.verdicts.get(peer.name)
         try:
-            row = run_one(peer, self.members, rate, self.schedules[rate], self.config["drain"],
-                          self.tmp)  # fmt: skip
+            if verdict and not verdict["passed"]:
+                row = refused(peer, rate, verdict)
+            else:
+                row = run_one(peer, self.members, rate, self.schedules[rate],
+                              self.config["drain"], self.tmp, self.verdicts)  # fmt: skip
         except RuntimeError as exc:
             row = {"peer": peer.name, "rate": rate, "failed": str(exc)}
         self.rows.append(row)
@@ -124,6 +153,18 @@ class Sweep:
         for peer in others:
             self.run(peer, chosen)
 
+    def probe_only(self, peers: list[peerlib.Peer]) -> None:
+        """Start and probe every peer with a prefix policy; no runs."""
+        for peer in (p for p in peers if p.follows_prefixes):
+            running = peerlib.start(peer, self.members, self.tmp)
+            try:
+                verdict = probe(running.port, self.members, running.metrics_urls, peer.kind,
+                                peer.option)  # fmt: skip
+            finally:
+                running.stop()
+            self.verdicts[peer.name] = verdict
+            print(json.dumps({"peer": peer.name, "probe": verdict}), flush=True)
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -132,6 +173,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="measured window per run")
     parser.add_argument("--peers", help="only peers whose name contains one of these")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--probe-only", action="store_true", help="probe prefix peers, no runs")
     return parser.parse_args()
 
 
@@ -157,11 +199,15 @@ def main() -> int:
                     print(f"-- skip {peer.name}: {reason}", flush=True)
             active = [p for p in chosen if p.name not in skipped]
             sweep = Sweep(members, config, Path(name))
+            if args.probe_only:
+                sweep.probe_only(active)
+                return 0 if all(v["passed"] for v in sweep.verdicts.values()) else 1
             (sweep.quick if args.quick else sweep.full)(active)
         finally:
             process.terminate()
             process.wait(10)
-    write_report(out, sweep.rows, skipped, config, time.monotonic() - started, args.quick)
+    elapsed = time.monotonic() - started
+    write_report(out, sweep.rows, skipped, sweep.verdicts, config, elapsed, args.quick)
     print((out / "report.md").read_text())
     return 0
 

@@ -26,15 +26,22 @@ def words(rng: random.Random, count: int) -> list[str]:
     return [rng.choice(WORDS) for _ in range(count)]
 
 
+def chat_tokens(messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> list[str]:
+    """The chat template: a role token before each message's words, then (to have the model
+    answer) the assistant's role token."""
+    out: list[str] = []
+    for message in messages:
+        out.append(f"<|{message.get('role', 'user')}|>")
+        out.extend(str(message.get("content", "")).split())
+    if add_generation_prompt:
+        out.append("<|assistant|>")
+    return out
+
+
 def prompt_tokens(body: dict[str, Any]) -> list[str]:
     """The tokens an OpenAI-shaped request puts in front of the model (chat template applied)."""
     if "messages" in body:
-        out: list[str] = []
-        for message in body["messages"]:
-            out.append(f"<|{message.get('role', 'user')}|>")
-            out.extend(str(message.get("content", "")).split())
-        out.append("<|assistant|>")
-        return out
+        return chat_tokens(body["messages"])
     prompt = body.get("prompt", "")
     return (prompt if isinstance(prompt, str) else " ".join(map(str, prompt))).split()
 
