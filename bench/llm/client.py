@@ -133,29 +133,3 @@ async def drive(
         "generatorLate": late,
         "windowSeconds": requests[-1].at - next(r.at for r in requests if not r.warmup),
     }
-
-
-def reset_members(members: list[str]) -> None:
-    """Empty every member's queues and prefix cache (POST /control/reset)."""
-    import urllib.request
-
-    for member in members:
-        request = urllib.request.Request(f"{member}/control/reset", data=b"", method="POST")
-        urllib.request.urlopen(request, timeout=5).read()
-
-
-def prefix_counters(members: list[str]) -> dict[str, tuple[float, float]]:
-    """(prefix-cache queries, hits) in tokens, per member, from the engines' /metrics."""
-    import urllib.request
-
-    from servicepool_api.signals import parse_prometheus_values
-
-    out = {}
-    for index, member in enumerate(members):
-        with urllib.request.urlopen(f"{member}/metrics", timeout=5) as response:
-            values = parse_prometheus_values(response.read().decode())
-        out[f"m{index}"] = (
-            values.get("vllm:prefix_cache_queries_total", 0.0),
-            values.get("vllm:prefix_cache_hits_total", 0.0),
-        )
-    return out

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import urllib.request
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from servicepool_api.signals import parse_prometheus_values
 from servicepool_dev import llama_engines
@@ -24,9 +24,20 @@ ROOT = Path(__file__).resolve().parents[2]
 # Three engines of two slots each, 1,024 KV cells a slot, a host prompt cache of 12 MiB (the
 # tiny model's KV is 8 KiB a token: about 1,500 tokens, two of the workloads' prompts), one
 # thread each: the 2 cores also run the client and the router.
-LLAMA_OPTIONS = llama_engines.EngineOptions(slots=2, context=2048, cache_ram_mib=12)
+# The alias is the model id the engines list in /v1/models and the workloads ask for.
+LLAMA_MODEL = "tiny"
+LLAMA_OPTIONS = llama_engines.EngineOptions(
+    slots=2, context=2048, cache_ram_mib=12, extra=("--alias", LLAMA_MODEL)
+)
 LLAMA_ENGINES = 3
 SIM_MEMBERS = 4
+# servicepool's capacity signal for each engine kind: its own Prometheus page.
+LLAMA_CAPACITY = {
+    "source": "metrics", "intervalSeconds": 0.2, "staleAfterSeconds": 2,
+    "metrics": {"queued": "llamacpp:requests_deferred",
+                "running": "llamacpp:requests_processing", "cacheUsage": None},
+}  # fmt: skip
+SIM_CAPACITY = {"source": "metrics", "intervalSeconds": 0.2, "staleAfterSeconds": 2}
 
 
 def _metrics(url: str) -> dict[str, float]:
@@ -35,8 +46,14 @@ def _metrics(url: str) -> dict[str, float]:
 
 
 class Fleet(Protocol):
+    """Members of one engine kind, and what a benchmark must know about them."""
+
     kind: str
     urls: list[str]
+    model: str  # the model id the engines serve
+    capacity: dict[str, Any]  # servicepool's `capacity` block for these engines
+    probe_words: int  # words of a probe prefix: a few must fit in the fleet's caches
+    replies_match_schedule: bool  # the schedule's next turns carry the engine's own replies
 
     def reset(self) -> None: ...
     def counters(self) -> dict[str, tuple[float, float]]: ...
@@ -48,12 +65,16 @@ class LlamaFleet:
     """llama-server engines with the tiny random-weight model."""
 
     kind = "llama.cpp"
+    model = LLAMA_MODEL
+    capacity = LLAMA_CAPACITY
+    probe_words = 400  # 4 prefixes in 6 slots of 1,024 tokens
+    replies_match_schedule = False  # a real model writes its own replies
 
     def __init__(self, tmp: Path, count: int = LLAMA_ENGINES,
                  options: llama_engines.EngineOptions = LLAMA_OPTIONS) -> None:  # fmt: skip
         self.tmp, self.count, self.options = tmp, count, options
-        self.model = tmp / "tiny.gguf"
-        write_tiny_gguf(self.model)
+        self.model_path = tmp / "tiny.gguf"
+        write_tiny_gguf(self.model_path)
         self.binary = llama_engines.llama_server_binary()
         self.engines = self._start()
         self.urls = [e.url for e in self.engines]
@@ -63,7 +84,7 @@ class LlamaFleet:
         for index in range(self.count):
             port = ports[index] if ports else llama_engines.free_ports(1)[0]
             engines.append(llama_engines.launch_engine(
-                self.binary, self.model, f"engine-{index}", port, self.options, self.tmp
+                self.binary, self.model_path, f"engine-{index}", port, self.options, self.tmp
             ))  # fmt: skip
         for engine in engines:
             llama_engines.wait_until_healthy(engine)
@@ -105,6 +126,10 @@ class SimFleet:
     """Simulated vLLM engines (bench/llm/engine.py) in one process."""
 
     kind = "simulated vLLM"
+    model = "sim-8b"
+    capacity = SIM_CAPACITY
+    probe_words = 1200
+    replies_match_schedule = True
 
     def __init__(self, tmp: Path, count: int = SIM_MEMBERS) -> None:
         ports = llama_engines.free_ports(count)

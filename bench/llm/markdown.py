@@ -4,23 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench.llm.report import SLO_TTFT_P90_MS as SLO_MS
+
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else (f"{value / 1e3:.2f} s" if value >= 1e4 else f"{value:.0f}")
 
 
 def _row(r: dict[str, Any]) -> str:
+    where = f"| {r['rate']:g} | {r['seed']} | {r['peer']} |"
     if "failed" in r or "refused" in r:
         why = f"failed: {r['failed']}" if "failed" in r else f"**refused**: {r['refused']}"
-        return f"| {r['rate']:g} | {r['peer']} | {why} | | | | | | | | |"
+        return f"{where} {why} | | | | | | | | |"
     done = "yes" if r["completes"] else f"**no** ({r['measuredDone']}/{r['measured']})"
-    split = " ".join(f"{v}" for v in r["split"].values())
-    hits = " ".join(f"{v:.2f}" for v in r["hitRateByMember"].values())
+    share = " ".join(f"{v:.2f}" for v in r["promptShareByMember"].values())
+    reuse = " ".join(f"{v:.2f}" for v in r["reuseByMember"].values())
     t, e = r["ttftMs"], r["e2eMs"]
     return (
-        f"| {r['rate']:g} | {r['peer']} | {done} | {r['outputTokensPerSecond']:.0f} | "
-        f"{_ms(t['p50'])} | {_ms(t['p90'])} | {_ms(t['p99'])} | {_ms(e['p50'])} / "
-        f"{_ms(e['p99'])} | {r['hitRate']:.2f} ({hits}) | {split} | {_decisions(r)} |"
+        f"{where} {done} | {r['outputTokensPerSecond']:.0f} | {_ms(t['p50'])} | "
+        f"{_ms(t['p90'])} | {_ms(t['p99'])} | {_ms(e['p50'])} / {_ms(e['p99'])} | "
+        f"{r['reuse']:.2f} / {r['oracleReuse']:.2f} ({reuse}) | {share} | {_decisions(r)} |"
     )
 
 
@@ -52,69 +55,72 @@ def probe_lines(probes: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
-def summary_table(document: dict[str, Any]) -> list[str]:
-    goal = document["targets"]
-    lines = [
-        f"At {goal.get('rate', 0):g} requests/s, the highest rate where servicepool "
-        f"roundRobin still completes{'; ' + goal['note'] if goal.get('note') else ''}. "
-        f"servicepool's best single-proxy strategy there: **{goal.get('best', '-')}**.",
-        "",
-        "| target | value | goal | met |",
-        "|---|---|---|---|",
-    ]
-    for c in goal.get("checks", []):
+def summary_table(goal: dict[str, Any]) -> list[str]:
+    lines = ["| target | value | goal | met | note |", "|---|---|---|---|---|"]
+    for c in goal["checks"]:
         met = "yes" if c["met"] else "**no**"
-        lines.append(f"| {c['target']} | {c['value']:.2f} | {c['goal']} | {met} |")
+        value = "-" if c["value"] is None else f"{c['value']:.2f}"
+        lines.append(f"| {c['target']} | {value} | {c['goal']} | {met} | {c['note']} |")
     return lines
+
+
+def fleet_line(fleet: dict[str, Any], sim: dict[str, Any]) -> str:
+    if fleet.get("engine", "").startswith("llama.cpp"):
+        return (
+            f"{fleet['engines']} real engines, {fleet['engine']}: {fleet['slots']} slots of "
+            f"{fleet['contextPerSlot']:,} tokens, {fleet['cacheRamMiB']} MiB of host prompt "
+            f"cache, {fleet['threads']} thread each; {fleet['model']}."
+        )
+    return (
+        f"{fleet.get('engines', '?')} simulated vLLM engines (bench/llm/engine.py: "
+        f"{sim['PREFILL_TOKENS_PER_SECOND']:.0f} prefill tok/s, decode step "
+        f"{sim['DECODE_STEP_SECONDS'] * 1e3:.0f} ms + "
+        f"{sim['DECODE_SECONDS_PER_SEQUENCE'] * 1e3:g} ms per running sequence, "
+        f"{sim['KV_BLOCKS'] * 16:,} KV tokens each)."
+    )
 
 
 def render(document: dict[str, Any], quick: bool) -> str:
     config, rows = document["config"], document["rows"]
-    e, w = document["engine"], document["workload"]
     lines = [
         f"# LLM routing benchmark ({'quick' if quick else 'full'} run, {document['seconds']} s)",
         "",
-        f"{len(rows[0]['hitRateByMember']) if rows else 0} simulated engines "
-        f"(bench/llm/engine.py: {e['PREFILL_TOKENS_PER_SECOND']:.0f} prefill tok/s, decode "
-        f"step {e['DECODE_STEP_SECONDS'] * 1e3:.0f} ms + {e['DECODE_SECONDS_PER_SEQUENCE'] * 1e3:g}"
-        f" ms per running sequence, {e['MAX_RUNNING']} sequences at most, "
-        f"{e['KV_BLOCKS'] * 16:,} KV tokens each) behind each peer in turn, on 2 shared cores. "
-        f"{w['tenants']} tenants with {w['tenantPromptTokens'][0]}-{w['tenantPromptTokens'][1]}"
-        f"-token system prompts, conversations of up to {w['maxTurns']} turns, "
-        f"{w['maxTokens'][0]}-{w['maxTokens'][1]} output tokens; Poisson arrivals for "
-        f"{config['seconds']:g} s per run after one warm-up request per tenant.",
+        fleet_line(config.get("fleet", {}), document["simulatedEngine"]),
+        f"Each peer in turn in front of the same engines, reset before every run; Poisson "
+        f"arrivals for {config['seconds']:g} s per run after one warm-up request per prefix "
+        f"family; seeds {', '.join(map(str, config['seeds']))}; 2 shared cores.",
         "",
         "**Completes**: every request of the run (warm-up included) got 200, all its tokens, "
-        "the usage chunk and [DONE] before the last arrival + "
-        f"{config['drain']:g} s: the backlog built during the {config['seconds']:g}-s window "
-        f"drains within {config['drain']:g} s, which admits offered loads up to about "
-        f"{1 + config['drain'] / config['seconds']:.1f}x what the pool sustains. "
-        "TTFT and latency count from the scheduled send time, over "
-        "the completed measured requests. Output tok/s: completion tokens of those requests "
-        "over the time from the first measured arrival to the last completion. Hit rate: "
-        "prefix-cache hit tokens / prompt tokens from the engines' own /metrics "
-        "(vllm:prefix_cache_hits / queries), in total and per member m0..m3. Peer's own "
-        "decisions: what its decision counter counted during the run (vllm-router's outcomes, "
-        "smg's branches, servicepool's prefix hits; bench/llm/PEERS.md).",
-        "",
-        "Quick run: servicepool roundRobin at rising rates until a run does not complete, "
-        "then every other peer once at the highest rate where it did. Full run: every peer at "
-        "every rate, peers alternating at each rate."
-        if quick
-        else "Every peer at every rate, peers alternating at each rate (one run each).",
-        "",
-        "## Targets",
-        "",
-        *summary_table(document),
-        "",
-        "## Every run",
-        "",
-        "| req/s | peer | completes | output tok/s | TTFT p50 ms | p90 | p99 | e2e p50 / p99 ms"
-        " | hit rate (per member) | split m0..m3 | peer's own decisions |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-        *(_row(r) for r in rows),
+        f"the usage chunk and [DONE] before the last arrival + {config['drain']:g} s. TTFT and "
+        "latency count from the scheduled send time, over the completed measured requests. "
+        "Output tok/s: completion tokens of those requests over the time from the first "
+        "measured arrival to the last completion. **Reuse**: cached prompt tokens / prompt "
+        "tokens, from the engines' own counters (llama.cpp `llamacpp:prompt_tokens_cached_total`"
+        " and `prompt_tokens_total`; vLLM `prefix_cache_hits / queries`), in total and per "
+        "engine; **oracle**: what an ideal spread of the same schedule reuses "
+        "(bench/llm/oracle.py). Prompt share: each engine's share of the prompt tokens. "
+        f"SLO: TTFT p90 <= {SLO_MS / 1e3:g} s with every request complete; a peer runs at "
+        "higher rates only while it meets it. Peer's own decisions: what its decision counter "
+        "counted during the run (bench/llm/PEERS.md).",
         "",
     ]
+    for name, goal in document["targets"].items():
+        mine = [r for r in rows if r["workload"] == name]
+        shape = config.get("workloads", {}).get(name, {})
+        lines += [
+            f"## {name}",
+            "",
+            "Workload: " + ", ".join(f"{k} {v}" for k, v in shape.items() if k != "workload"),
+            "",
+            *summary_table(goal),
+            "",
+            "| req/s | seed | peer | completes | output tok/s | TTFT p50 ms | p90 | p99 |"
+            " e2e p50 / p99 ms | reuse / oracle (per engine) | prompt share |"
+            " peer's own decisions |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            *(_row(r) for r in sorted(mine, key=lambda r: (r["rate"], r["seed"]))),
+            "",
+        ]
     if document.get("probes"):
         lines += ["## Prefix probe", "", *probe_lines(document["probes"]), ""]
     if document["skipped"]:
@@ -122,5 +128,5 @@ def render(document: dict[str, Any], quick: bool) -> str:
         lines += [f"- {name}: {why}" for name, why in document["skipped"].items()]
         lines.append("")
     lines += ["## Notes", "", *(f"- {n}" for n in document.get("notes", [])), ""]
-    lines += ["Plots: llm.png (TTFT p90, output tok/s and hit rate against the request rate).", ""]
+    lines += ["Plots: llm-<workload>.png (TTFT p90, output tok/s and reuse against the rate).", ""]
     return "\n".join(lines)

@@ -26,14 +26,14 @@ from bench.llm import peer_install, routers  # noqa: E402
 from servicepool_proxy.server import free_port  # noqa: E402
 from tests.support import wait_for_port as wait_for_local_port  # noqa: E402
 
-# Capacity signal as one would configure it for vLLM members: their Prometheus page.
-CAPACITY = {"source": "metrics", "intervalSeconds": 0.2, "staleAfterSeconds": 2}
-SERVICEPOOL_STRATEGIES: dict[str, dict[str, Any]] = {
-    "roundRobin": {},
-    "leastInFlight": {},
-    "capacity": {"capacity": CAPACITY},
-    "cacheAware": {"capacity": CAPACITY},
-    "adaptive": {"capacity": CAPACITY},
+# servicepool's strategies, and whether each reads the members' capacity signal (the fleet's
+# `capacity` block: each engine's own Prometheus page, as one configures it for that engine).
+SERVICEPOOL_STRATEGIES: dict[str, bool] = {
+    "roundRobin": False,
+    "leastInFlight": False,
+    "capacity": True,
+    "cacheAware": True,
+    "adaptive": True,
 }
 # Policies that claim to send a prompt prefix where it was sent before: bench/llm/probe.py
 # checks that they do before a run of theirs counts.
@@ -53,7 +53,12 @@ class Peer:
         return self.option in PREFIX_POLICIES
 
 
-def all_peers() -> list[Peer]:
+def all_peers(capacity: dict[str, Any]) -> list[Peer]:
+    """Every peer, servicepool's strategies reading `capacity` where they use one."""
+
+    def extra(strategy: str) -> dict[str, Any]:
+        return {"capacity": capacity} if SERVICEPOOL_STRATEGIES[strategy] else {}
+
     peers = [
         Peer(f"{kind} {policy}", kind, policy)
         for kind, spec in routers.ROUTERS.items()
@@ -61,17 +66,10 @@ def all_peers() -> list[Peer]:
     ]
     peers.append(Peer("nginx least_conn", "nginx", "least_conn"))
     peers += [
-        Peer(f"servicepool {s}", "servicepool", s, 1, extra)
-        for s, extra in SERVICEPOOL_STRATEGIES.items()
+        Peer(f"servicepool {s}", "servicepool", s, 1, extra(s)) for s in SERVICEPOOL_STRATEGIES
     ]
     peers.append(
-        Peer(
-            "servicepool cacheAware x2",
-            "servicepool",
-            "cacheAware",
-            2,
-            SERVICEPOOL_STRATEGIES["cacheAware"],
-        )
+        Peer("servicepool cacheAware x2", "servicepool", "cacheAware", 2, extra("cacheAware"))
     )
     return peers
 

@@ -1,12 +1,14 @@
 """Does a started peer follow prompt prefixes? Checked before a run of a prefix policy counts.
 
-The probe empties the members' caches, sends PREFIXES long, distinct system prompts once each,
-one after another (cold), then WARM_ROUNDS rounds in which the PREFIXES prompts, each with a
-new user message, go out at once (a concurrency of PREFIXES). It passes when
-- every request is answered, by a member that names itself;
+The probe empties the members' caches, then sends PREFIXES long, distinct system prompts
+(of the fleet's `probe_words`) once each (cold), then WARM_ROUNDS rounds of the same prompts,
+each with a new user message. Requests go one at a time, and each is put down to the member
+whose own prompt-token counter grew (real engines do not name themselves in answers). It
+passes when
+- every request is answered;
 - each prefix stayed on one member for at least MIN_AFFINITY of its requests;
-- the members' own prefix-cache counters (vllm:prefix_cache_hits / queries) show at least
-  MIN_WARM_HIT_RATE of the warm rounds' prompt tokens served from cache;
+- the members' own prompt-cache counters show at least MIN_WARM_HIT_RATE of the warm
+  rounds' prompt tokens served from cache;
 - the peer's own decision counter, where it exports one, agrees: its fallback for prompts it
   could not read never grew, and it reports a prefix hit for at least MIN_AFFINITY of the warm
   requests.
@@ -14,7 +16,7 @@ new user message, go out at once (a concurrency of PREFIXES). It passes when
 
 from __future__ import annotations
 
-import asyncio
+import json
 import random
 import re
 import time
@@ -22,14 +24,11 @@ import urllib.request
 from collections import Counter
 from typing import Any
 
-import aiohttp
-
-from bench.llm.client import prefix_counters, reset_members
+from bench.llm.fleet import Fleet
 from bench.llm.routers import ROUTERS, DecisionCounter
 from bench.llm.text import words
 
 PREFIXES = 4
-PREFIX_WORDS = 1200
 USER_WORDS = 12
 WARM_ROUNDS = 3
 MIN_AFFINITY = 0.75
@@ -63,49 +62,56 @@ def read_counter(urls: list[str], counter: DecisionCounter) -> Counter[str]:
     return out
 
 
-def prompts(seed: int = 7) -> list[str]:
+def prompts(prefix_words: int, seed: int = 7) -> list[str]:
     """PREFIXES distinct long system prompts."""
     rng = random.Random(seed)
-    return [f"probe{i} " + " ".join(words(rng, PREFIX_WORDS)) for i in range(PREFIXES)]
+    return [f"probe{i} " + " ".join(words(rng, prefix_words - 1)) for i in range(PREFIXES)]
 
 
-def body(system: str, rng: random.Random) -> dict[str, Any]:
+def body(system: str, model: str, rng: random.Random) -> dict[str, Any]:
     user = " ".join(words(rng, USER_WORDS))
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    return {"model": "sim-8b", "messages": messages, "max_tokens": 2}
+    return {"model": model, "messages": messages, "max_tokens": 2}
 
 
-async def send(session: aiohttp.ClientSession, url: str, request: dict[str, Any]) -> str:
-    """The member that answered, or "" on an error."""
+def send(url: str, request: dict[str, Any]) -> bool:
+    """Whether the request was answered with 200."""
+    data = json.dumps(request).encode()
+    headers = {"Content-Type": "application/json"}
     try:
-        async with session.post(url, json=request) as response:
-            if response.status != 200:
-                return ""
-            return str((await response.json()).get("system_fingerprint") or "")
-    except (aiohttp.ClientError, TimeoutError, ValueError):
-        return ""
+        with urllib.request.urlopen(urllib.request.Request(url, data, headers), timeout=30) as r:
+            r.read()
+            return r.status == 200
+    except (OSError, ValueError):
+        return False
 
 
-async def exchange(
-    url: str, members: list[str], urls: list[str], counter: DecisionCounter | None
+def grown(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> str:
+    """The member whose prompt-token counter grew most between two snapshots ("" if none)."""
+    growth = {m: after[m][0] - before[m][0] for m in after}
+    member = max(growth, key=lambda m: growth[m], default="")
+    return member if growth.get(member, 0) > 0 else ""
+
+
+def exchange(
+    url: str, fleet: Fleet, urls: list[str], counter: DecisionCounter | None
 ) -> dict[str, Any]:
-    """Send the cold round, then the warm rounds; members' and peer's counters in between."""
-    systems, rng = prompts(), random.Random(11)
+    """Send the cold round, then the warm rounds, one request at a time."""
+    systems, rng = prompts(fleet.probe_words), random.Random(11)
     placed: dict[int, list[str]] = {i: [] for i in range(PREFIXES)}
-    timeout = aiohttp.ClientTimeout(total=30)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    cold: Snapshot = {}
+    for round_ in range(1 + WARM_ROUNDS):
+        if round_ == 1:
+            cold = snapshot(fleet, urls, counter)
         for i, system in enumerate(systems):
-            placed[i].append(await send(session, url, body(system, rng)))
-        cold = await asyncio.to_thread(snapshot, members, urls, counter)
-        for _ in range(WARM_ROUNDS):
-            answers = await asyncio.gather(*(send(session, url, body(s, rng)) for s in systems))
-            for i, member in enumerate(answers):
-                placed[i].append(member)
+            before = fleet.counters()
+            answered = send(url, body(system, fleet.model, rng))
+            placed[i].append(grown(before, fleet.counters()) if answered else "")
     return {"placed": placed, "cold": cold}
 
 
-def snapshot(members: list[str], urls: list[str], counter: DecisionCounter | None) -> Snapshot:
-    engines = prefix_counters(members)
+def snapshot(fleet: Fleet, urls: list[str], counter: DecisionCounter | None) -> Snapshot:
+    engines = fleet.counters()
     decisions = read_counter(urls, counter) if counter and urls else Counter()
     return {"engines": engines, "decisions": decisions}
 
@@ -165,16 +171,16 @@ def check_counter(
 
 
 def probe(
-    port: int, members: list[str], metrics_urls: list[str], kind: str, option: str
+    port: int, fleet: Fleet, metrics_urls: list[str], kind: str, option: str
 ) -> dict[str, Any]:
-    """Probe the peer listening on 127.0.0.1:port; the verdict as a JSON-ready dict."""
+    """Probe the peer listening on 127.0.0.1:port in front of the fleet's freshly reset
+    members; the verdict as a JSON-ready dict."""
     began = time.monotonic()
     counter = decision_counter(kind, option)
-    reset_members(members)
-    start = snapshot(members, metrics_urls, counter)
+    start = snapshot(fleet, metrics_urls, counter)
     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-    sent = asyncio.run(exchange(url, members, metrics_urls, counter))
-    end = snapshot(members, metrics_urls, counter)
+    sent = exchange(url, fleet, metrics_urls, counter)
+    end = snapshot(fleet, metrics_urls, counter)
     verdict = judge(sent["placed"], start, sent["cold"], end, counter)
     verdict["seconds"] = round(time.monotonic() - began, 1)
     return verdict

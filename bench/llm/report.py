@@ -7,23 +7,24 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.llm import engine, workload
+from bench.llm import engine
 from bench.llm.client import Outcome
 
-SINGLE = "servicepool"
 NOTES = [
     "The peers from PyPI (vllm-router 0.1.17, sglang-router 0.3.2, smg 1.13.0) run from "
-    "their own venvs with their authors' recommended flags (bench/llm/PEERS.md). The members "
-    "answer vLLM's endpoints as vLLM does, tokenizer and render endpoints included "
-    "(bench/llm/tokenize_api.py), so vllm-router's cache_aware gets token ids.",
+    "their own venvs with their authors' recommended flags (bench/llm/PEERS.md). The "
+    "simulated members answer vLLM's endpoints as vLLM does, tokenizer and render endpoints "
+    "included (bench/llm/tokenize_api.py); llama-server answers what it answers.",
     "A peer with a prefix policy is probed before its runs count (bench/llm/probe.py: 4 "
-    "long prefixes, 1 cold and 3 warm rounds, judged on the members' and the peer's own "
+    "long prefixes, 1 cold and 3 warm rounds, judged on the engines' and the peer's own "
     "counters); one that fails is refused, with the reason in its rows.",
-    "The machine's 2 cores are shared by the client, the peer, the four simulated engines "
-    "(one process) and other work; figures are comparable within one run only.",
+    "The machine's 2 cores are shared by the client, the peer, the engines and other work; "
+    "figures are comparable within one run only.",
 ]
-BASELINE = "vllm-router cache_aware"
-OWN_RR = "servicepool roundRobin"
+OWN = "servicepool cacheAware"
+OWN_X2 = "servicepool cacheAware x2"
+PEER_ROUTERS = {"vllm-router", "sglang-router", "smg"}  # the routers cacheAware is judged by
+SLO_TTFT_P90_MS = 1000.0
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -41,14 +42,16 @@ def summarize(
     before: dict[str, tuple[float, float]],
     after: dict[str, tuple[float, float]],
 ) -> dict[str, Any]:
+    """One run's figures; `before`/`after`: the engines' (prompt tokens, cached prompt tokens)
+    counters at the start of the measured window and at the end."""
     outcomes: list[Outcome] = result["outcomes"]
     measured = [o for o in outcomes if not o.request.warmup]
     done = [o for o in measured if o.complete]
     first = min(o.request.at for o in measured)
     last = max((o.finished_at or 0.0) for o in done) if done else first + 1
     tokens = sum(o.completion_tokens for o in done)
-    queries = {m: after[m][0] - before[m][0] for m in after}
-    hits = {m: after[m][1] - before[m][1] for m in after}
+    prompt = {m: after[m][0] - before[m][0] for m in after}
+    cached = {m: after[m][1] - before[m][1] for m in after}
     ms = 1e3
 
     def pct(values: list[float], q: float) -> float | None:
@@ -57,6 +60,7 @@ def summarize(
 
     ttft = [o.ttft for o in done if o.ttft is not None]
     e2e = [o.e2e for o in done if o.e2e is not None]
+    total = max(1.0, sum(prompt.values()))
     return {
         "peer": peer.name,
         "kind": peer.kind,
@@ -69,15 +73,9 @@ def summarize(
         "ttftMs": {f"p{q}": pct(ttft, q) for q in (50, 90, 99)},
         "e2eMs": {f"p{q}": pct(e2e, q) for q in (50, 90, 99)},
         "outputTokensPerSecond": round(tokens / max(1e-9, last - first), 1),
-        "hitRate": round(sum(hits.values()) / max(1.0, sum(queries.values())), 4),
-        "hitRateByMember": {m: round(hits[m] / max(1.0, queries[m]), 3) for m in sorted(after)},
-        "split": dict(
-            sorted(
-                Counter(
-                    o.member or o.header_member for o in measured if o.member or o.header_member
-                ).items()
-            )
-        ),
+        "reuse": round(sum(cached.values()) / total, 4),
+        "reuseByMember": {m: round(cached[m] / max(1.0, prompt[m]), 3) for m in sorted(after)},
+        "promptShareByMember": {m: round(prompt[m] / total, 3) for m in sorted(after)},
         "generatorLate": result["generatorLate"],
     }
 
@@ -87,52 +85,86 @@ def counted(row: dict[str, Any]) -> bool:
     return "failed" not in row and "refused" not in row
 
 
-def best_rate(rows: list[dict[str, Any]], peer: str) -> float | None:
-    """The highest rate at which `peer` completed (and every lower rate too)."""
-    rate = None
-    for row in sorted((r for r in rows if r["peer"] == peer), key=lambda r: r["rate"]):
-        if not row.get("completes"):
-            break
-        rate = row["rate"]
-    return rate
+def meets_slo(row: dict[str, Any]) -> bool:
+    """The run counts, every request completed and TTFT p90 <= the SLO."""
+    p90 = row.get("ttftMs", {}).get("p90")
+    return (
+        counted(row) and bool(row.get("completes")) and p90 is not None and p90 <= SLO_TTFT_P90_MS
+    )
+
+
+def capacity_at_slo(rows: list[dict[str, Any]], peer: str) -> tuple[float, bool]:
+    """The highest rate at which every run of `peer` (every seed, every lower rate too) met the
+    SLO (0 if none), and whether it met it at every rate it ran (the capacity is then a lower
+    bound: the sweep stopped before the peer did)."""
+    capacity = 0.0
+    for rate in sorted({r["rate"] for r in rows if r["peer"] == peer}):
+        if not all(meets_slo(r) for r in rows if r["peer"] == peer and r["rate"] == rate):
+            return capacity, False
+        capacity = rate
+    return capacity, True
+
+
+def _mean(rows: list[dict[str, Any]], peer: str, rate: float, value: Any) -> float | None:
+    values = [value(r) for r in rows if r["peer"] == peer and r["rate"] == rate and counted(r)]
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
 
 
 def targets(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The issue's targets at the highest rate where servicepool roundRobin completes."""
-    rate = best_rate(rows, OWN_RR)
-    note = ""
-    if rate is None:
-        rate = min((r["rate"] for r in rows), default=0.0)
-        note = f"{OWN_RR} completed at no rate; using the lowest rate"
-    at = {r["peer"]: r for r in rows if r["rate"] == rate and counted(r)}
-    singles = [
-        r
-        for n, r in at.items()
-        if n.startswith(SINGLE) and not n.endswith("x2") and r["completes"] and n != OWN_RR
-    ]
-    if not singles or BASELINE not in at or OWN_RR not in at:
-        return {"rate": rate, "note": note or "missing peers at that rate"}
-    best = min(singles, key=lambda r: r["ttftMs"]["p90"] or 1e12)
-    base, own = at[BASELINE], at[OWN_RR]
-    p90 = best["ttftMs"]["p90"] or 0.0
-    ratio_base = p90 / max(1e-9, base["ttftMs"]["p90"] or 0.0)
-    if not base["completes"]:
-        note += f"{'; ' if note else ''}{BASELINE} did not complete at that rate"
-    out: dict[str, Any] = {"rate": rate, "note": note, "best": best["peer"], "checks": []}
+    """The issue's targets over one workload's rows (one engine kind)."""
+    checks: list[dict[str, Any]] = []
 
-    def check(what: str, value: float, goal: str, met: bool) -> None:
-        out["checks"].append({"target": what, "value": round(value, 3), "goal": goal, "met": met})
+    def check(what: str, value: float | None, goal: str, met: bool, note: str = "") -> None:
+        shown = None if value is None else round(value, 3)
+        checks.append({"target": what, "value": shown, "goal": goal, "met": met, "note": note})
 
-    check(f"TTFT p90 {best['peer']} / {BASELINE}", ratio_base, "<= 0.8", ratio_base <= 0.8)
-    tps = best["outputTokensPerSecond"] / max(1e-9, base["outputTokensPerSecond"])
-    check(f"output tok/s {best['peer']} / {BASELINE}", tps, ">= 1.0", tps >= 1.0)
-    gain = (own["ttftMs"]["p90"] or 0.0) / max(1e-9, p90)
-    check(f"TTFT p90 {OWN_RR} / {best['peer']}", gain, ">= 3", gain >= 3.0)
-    one, two = at.get("servicepool cacheAware"), at.get("servicepool cacheAware x2")
-    if one and two:
-        kept = two["hitRate"] / max(1e-9, one["hitRate"])
-        check("hit rate cacheAware x2 / cacheAware", kept, ">= 0.9", kept >= 0.9)
-    return out
+    own_cap, own_bound = capacity_at_slo(rows, OWN)
+    for row in rows:
+        if row["peer"] == OWN and counted(row) and row["rate"] <= max(own_cap, min_rate(rows)):
+            ratio = row["reuse"] / max(1e-9, row["oracleReuse"])
+            check(f"reuse / oracle, {OWN}, {row['rate']:g} req/s, seed {row['seed']}",
+                  ratio, ">= 0.9", ratio >= 0.9 and not row["errors"])  # fmt: skip
+    peers = {r["peer"] for r in rows if r.get("kind") in PEER_ROUTERS and counted(r)}
+    caps = {p: capacity_at_slo(rows, p) for p in peers}
+    if caps:
+        best = max(caps, key=lambda p: caps[p][0])
+        best_cap, best_bound = caps[best]
+        ratio = own_cap / best_cap if best_cap else (float("inf") if own_cap else None)
+        note = "lower bound: met the SLO at every rate run" if own_bound else ""
+        if best_bound:
+            note += ("; " if note else "") + f"{best} met the SLO at every rate run"
+        met = ratio is not None and ratio >= 1.25
+        check(f"capacity at SLO {OWN} ({own_cap:g}) / best peer {best} ({best_cap:g})",
+              None if ratio in (None, float("inf")) else ratio, ">= 1.25", met, note)  # fmt: skip
+        for rate in sorted({r["rate"] for r in rows if r["rate"] < best_cap}):
+            p90 = lambda r: r["ttftMs"]["p90"]  # noqa: E731
+            tps = lambda r: r["outputTokensPerSecond"]  # noqa: E731
+            mine_p90, mine_tps = _mean(rows, OWN, rate, p90), _mean(rows, OWN, rate, tps)
+            theirs = {p: _mean(rows, p, rate, p90) for p in peers}
+            theirs = {p: v for p, v in theirs.items() if v is not None}
+            if mine_p90 is None or not theirs:
+                continue
+            fastest = min(theirs, key=lambda p: theirs[p])
+            ratio = mine_p90 / max(1e-9, theirs[fastest])
+            check(f"TTFT p90 {OWN} / {fastest}, {rate:g} req/s", ratio, "<= 1.1", ratio <= 1.1)
+            their_tps = max(_mean(rows, p, rate, tps) or 0.0 for p in peers)
+            ratio = (mine_tps or 0.0) / max(1e-9, their_tps)
+            check(
+                f"output tok/s {OWN} / best peer, {rate:g} req/s", ratio, ">= 0.95", ratio >= 0.95
+            )
+    for rate in sorted({r["rate"] for r in rows if r["peer"] == OWN_X2 and counted(r)}):
+        one = _mean(rows, OWN, rate, lambda r: r["reuse"])
+        two = _mean(rows, OWN_X2, rate, lambda r: r["reuse"])
+        if one and two is not None:
+            check(
+                f"reuse {OWN_X2} / {OWN}, {rate:g} req/s", two / one, ">= 0.95", two / one >= 0.95
+            )
+    return {"checks": checks}
+
+
+def min_rate(rows: list[dict[str, Any]]) -> float:
+    return min((r["rate"] for r in rows), default=0.0)
 
 
 def write_report(
@@ -145,12 +177,11 @@ def write_report(
     quick: bool,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    goal = targets(rows)
-    constants = {k: getattr(engine, k) for k in dir(engine) if k.isupper()}
+    workloads = list(dict.fromkeys(r["workload"] for r in rows))
+    goal = {w: targets([r for r in rows if r["workload"] == w]) for w in workloads}
     document = {
         "config": config,
-        "engine": constants,
-        "workload": workload.describe(),
+        "simulatedEngine": {k: getattr(engine, k) for k in dir(engine) if k.isupper()},
         "skipped": skipped,
         "probes": probes,
         "notes": NOTES,

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from bench.llm.probe import PREFIXES, WARM_ROUNDS, decision_counter, judge, read_counter
+from bench.llm.probe import PREFIXES, WARM_ROUNDS, decision_counter, grown, judge, read_counter
 from bench.llm.routers import ROUTERS
 
 VLLM = ROUTERS["vllm-router"].counters["cache_aware"]
@@ -78,3 +78,18 @@ def test_a_counter_is_read_by_its_label(tmp_path) -> None:
 def test_which_peer_counts_its_decisions(kind: str, option: str, metric: str | None) -> None:
     counter = decision_counter(kind, option)
     assert (counter.metric if counter else None) == metric
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "member"),
+    [
+        ({"a": (10, 0), "b": (5, 0)}, {"a": (10, 0), "b": (405, 380)}, "b"),
+        ({"a": (10, 0), "b": (5, 0)}, {"a": (12, 0), "b": (405, 0)}, "b"),  # most growth wins
+        ({"a": (10, 0), "b": (5, 0)}, {"a": (10, 0), "b": (5, 0)}, ""),  # no engine saw it
+        ({}, {}, ""),
+    ],
+)
+def test_a_request_is_put_down_to_the_engine_whose_prompt_counter_grew(
+    before: dict, after: dict, member: str
+) -> None:
+    assert grown(before, after) == member
