@@ -95,14 +95,16 @@ async def _one(
 
 
 async def drive(
-    url: str,
+    url: str | Callable[[Request], str],
     requests: list[Request],
     drain_seconds: float,
     at_measured: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Send every request on schedule; whatever is unfinished at the last arrival plus
-    `drain_seconds` is cancelled and counted as incomplete. `at_measured` runs (in a thread)
-    just before the first measured request is sent."""
+    `drain_seconds` is cancelled and counted as incomplete. `url` is where every request
+    goes, or says where each one goes. `at_measured` runs (in a thread) just before the first
+    measured request is sent."""
+    where = url if callable(url) else (lambda _request: url)
     outcomes = [Outcome(r) for r in requests]
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
@@ -119,7 +121,7 @@ async def drive(
                 await asyncio.sleep(delay)
             elif delay < -0.02:
                 late += 1
-            tasks.append(asyncio.create_task(_one(session, url, request, origin, out)))
+            tasks.append(asyncio.create_task(_one(session, where(request), request, origin, out)))
         deadline = origin + requests[-1].at + drain_seconds
         _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
         for task in pending:

@@ -1,4 +1,6 @@
-"""The oracle line: how much of a schedule's prompt tokens an ideal placement would reuse.
+"""The oracle lines: how much of a schedule's prompt tokens an ideal placement would reuse
+(`reuse`, an engine with room for everything), and the ideal spread itself (`spread`), which
+the benchmark runs on the real engines to learn what they reuse under it.
 
 Ideal: every prefix family (a tenant's conversations, a shared-prefix group) lives on one
 member with room for it, so a request reuses its longest common token prefix with the
@@ -40,3 +42,19 @@ def reuse(requests: list[Request], replies: bool = True) -> float:
             cached += min(best, len(tokens) - 1)  # an engine computes the last token anyway
         earlier.append(tokens + reply_tokens(tokens, request.max_tokens) if replies else tokens)
     return cached / total if total else 0.0
+
+
+def spread(requests: list[Request], members: int) -> dict[int, int]:
+    """The ideal even spread of a schedule's prefix families over `members`: each family on
+    one member, the families with the most prompt tokens placed first, each on the member
+    with the fewest tokens so far (it knows the whole schedule in advance, as no router can)."""
+    load: dict[int, int] = defaultdict(int)
+    for request in requests:
+        load[request.tenant] += request.prompt_tokens
+    held = [0] * members
+    out = {}
+    for family in sorted(load, key=lambda f: (-load[f], f)):
+        member = min(range(members), key=lambda m: (held[m], m))
+        out[family] = member
+        held[member] += load[family]
+    return out

@@ -38,12 +38,13 @@ SERVICEPOOL_STRATEGIES: dict[str, bool] = {
 # Policies that claim to send a prompt prefix where it was sent before: bench/llm/probe.py
 # checks that they do before a run of theirs counts.
 PREFIX_POLICIES = {"cacheAware", "cache_aware", "prefix_hash"}
+IDEAL = "ideal spread"
 
 
 @dataclass
 class Peer:
     name: str
-    kind: str  # servicepool | vllm-router | sglang-router | smg | nginx
+    kind: str  # servicepool | vllm-router | sglang-router | smg | nginx | ideal
     option: str  # strategy, policy or nginx balancing method
     replicas: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
@@ -65,6 +66,9 @@ def all_peers(capacity: dict[str, Any]) -> list[Peer]:
         for policy in spec.policies
     ]
     peers.append(Peer("nginx least_conn", "nginx", "least_conn"))
+    # Not a router: the client sends each prefix family to its member of the ideal spread
+    # (bench/llm/oracle.py), to measure what the engines reuse under it.
+    peers.append(Peer(IDEAL, "ideal", "spread"))
     peers += [
         Peer(f"servicepool {s}", "servicepool", s, 1, extra(s)) for s in SERVICEPOOL_STRATEGIES
     ]

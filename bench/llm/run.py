@@ -43,12 +43,12 @@ from bench.llm.workload import Request  # noqa: E402
 FULL = {"seconds": 30.0, "drain": 6.0, "seeds": [1, 2]}
 QUICK = {"seconds": 12.0, "drain": 5.0, "seeds": [1]}
 FULL_PEERS = [
-    "servicepool cacheAware", "servicepool cacheAware x2", "servicepool leastInFlight",
-    "servicepool roundRobin", "sglang-router cache_aware", "smg cache_aware", "smg prefix_hash",
+    "ideal spread", "servicepool cacheAware", "servicepool cacheAware x2",
+    "servicepool leastInFlight", "servicepool roundRobin", "sglang-router cache_aware", "smg cache_aware", "smg prefix_hash",
     "vllm-router cache_aware", "nginx least_conn",
 ]  # fmt: skip
 QUICK_PEERS = [
-    "servicepool cacheAware", "servicepool roundRobin", "sglang-router cache_aware",
+    "ideal spread", "servicepool cacheAware", "servicepool roundRobin", "sglang-router cache_aware",
     "smg cache_aware", "vllm-router cache_aware",
 ]  # fmt: skip
 
@@ -101,6 +101,8 @@ class Sweep:
 
     def measure(self, peer: peerlib.Peer, rate: float, requests: list[Request]) -> dict[str, Any]:
         self.fleet.reset()
+        if peer.kind == "ideal":
+            return self.measure_ideal(peer, rate, requests)
         began = time.monotonic()
         running = peerlib.start(peer, self.fleet.urls, self.tmp)
         started = time.monotonic()
@@ -127,9 +129,21 @@ class Sweep:
         row["seconds"] = {"start": round(started - began, 1), "run": round(ran, 1)}
         return row
 
+    def measure_ideal(
+        self, peer: peerlib.Peer, rate: float, requests: list[Request]
+    ) -> dict[str, Any]:
+        """Each prefix family straight to its engine of the ideal spread (no router)."""
+        urls = [f"{u}/v1/chat/completions" for u in self.fleet.urls]
+        home = oracle.spread(requests, len(urls))
+        before: dict[str, tuple[float, float]] = {}
+        mark = lambda: before.update(self.fleet.counters())  # noqa: E731
+        where = lambda request: urls[home[request.tenant]]  # noqa: E731
+        result = asyncio.run(drive(where, requests, self.config["drain"], mark))
+        return summarize(peer, rate, result, before, self.fleet.counters())
+
     def scenario(self, scenario: Scenario, peers: list[peerlib.Peer], rates: list[float]) -> None:
         """Every peer at every rate and seed, rising; a peer that missed the SLO at a rate
-        (in any seed) does not run at higher ones."""
+        (in any seed) does not run at higher ones (the ideal spread, the reference, does)."""
         climbing = list(peers)
         for rate in rates:
             for seed in self.config["seeds"]:
