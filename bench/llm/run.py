@@ -40,12 +40,12 @@ from bench.llm.report import meets_slo, summarize, write_report  # noqa: E402
 from bench.llm.scenarios import Scenario, for_engine  # noqa: E402
 from bench.llm.workload import Request  # noqa: E402
 
-FULL = {"seconds": 30.0, "drain": 6.0, "seeds": [1, 2]}
+FULL = {"seconds": 20.0, "drain": 6.0, "seeds": [1, 2]}
 QUICK = {"seconds": 12.0, "drain": 5.0, "seeds": [1]}
 FULL_PEERS = [
     "ideal spread", "servicepool cacheAware", "servicepool cacheAware x2",
-    "servicepool leastInFlight", "servicepool roundRobin", "sglang-router cache_aware", "smg cache_aware", "smg prefix_hash",
-    "vllm-router cache_aware", "nginx least_conn",
+    "servicepool leastInFlight", "sglang-router cache_aware", "smg cache_aware",
+    "vllm-router cache_aware",
 ]  # fmt: skip
 QUICK_PEERS = [
     "ideal spread", "servicepool cacheAware", "servicepool roundRobin", "sglang-router cache_aware",
