@@ -9,6 +9,7 @@ from typing import Any
 
 from bench.llm import engine
 from bench.llm.client import Outcome
+from bench.llm.peers import IDEAL
 
 NOTES = [
     "The peers from PyPI (vllm-router 0.1.17, sglang-router 0.3.2, smg 1.13.0) run from "
@@ -25,7 +26,6 @@ OWN = "servicepool cacheAware"
 OWN_X2 = "servicepool cacheAware x2"
 PEER_ROUTERS = {"vllm-router", "sglang-router", "smg"}  # the routers cacheAware is judged by
 SLO_TTFT_P90_MS = 1000.0
-IDEAL = "ideal spread"  # bench/llm/peers.py: the client sends each family to its engine
 
 
 def percentile(values: list[float], q: float) -> float | None:
