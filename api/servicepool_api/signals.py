@@ -159,11 +159,6 @@ def request_document(body: bytes) -> Any:
         return None
 
 
-def request_field(body: bytes, path: str) -> str | None:
-    """A string field of a JSON request body (e.g. the model), or None."""
-    return document_field(request_document(body), path)
-
-
 def document_field(document: Any, path: str) -> str | None:
     """A string (or integer) field of a parsed request body at a dotted path, or None."""
     try:

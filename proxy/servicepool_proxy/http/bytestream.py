@@ -99,12 +99,9 @@ class ByteStream:
         if error is not None:
             raise error
 
-    def _take(self, size: int | None = None) -> bytes:
+    def _take(self) -> bytes:
         data = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
         self._chunks.clear()
-        if size is not None and size < len(data):
-            self._chunks.append(data[size:])
-            data = data[:size]
         self._size -= len(data)
         if self._size <= self._high_water and self.source is not None:
             self.source.resume_reading()
@@ -118,14 +115,6 @@ class ByteStream:
                 return b""
             await self.wait()
         return self._take()
-
-    async def readexactly(self, size: int) -> bytes:
-        """Exactly `size` bytes; ConnectionResetError when the stream ends first."""
-        while self._size < size:
-            if self.eof:
-                raise ConnectionResetError(f"the body ended after {self._size} of {size} bytes")
-            await self.wait()
-        return self._take(size)
 
     async def read(self) -> bytes:
         """Everything, once the stream has ended."""
