@@ -40,8 +40,8 @@ class ProxyOptions:
     config_map: tuple[str, str] | None = None  # (namespace, name) to watch via the API
     kubeconfig: str | None = None
     secrets_dir: Path = DEFAULT_SECRETS_DIR
-    # An idle connection, or one that has not completed a request's headers, is closed
-    # after this long.
+    # A connection idle this long is closed; one with a request head begun and still
+    # incomplete by then gets a 408 (as after head_timeout).
     idle_timeout: float = 15.0
     max_header_bytes: int = 8190  # per request line and per header field
     max_head_bytes: int = 65536  # the whole header section, and the whole trailer section
