@@ -36,5 +36,7 @@ RUN pip install --no-cache-dir --no-index --find-links /wheels "servicepool[oper
     && rm -rf /wheels
 USER 10001:10001
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-EXPOSE 8080 9090 8081
+# The proxy's port and admin port; the operator's health port and the metrics port the
+# chart gives it (--metrics).
+EXPOSE 8080 9090 8081 8082
 CMD ["servicepool-operator", "--all-namespaces"]
