@@ -89,9 +89,9 @@ crd: venv
 	$(BIN)/python -m servicepool_dev.crd > crds/servicepool.dev_servicepools.yaml
 	cp crds/servicepool.dev_servicepools.yaml charts/servicepool/crds/
 
-## Regenerate the field reference in README.md from the model.
+## Regenerate the field reference in docs/reference.md from the model.
 docs: venv
-	$(BIN)/python -m servicepool_dev.fieldref --write README.md
+	$(BIN)/python -m servicepool_dev.fieldref --write docs/reference.md
 
 ## Benchmarks against direct, nginx, HAProxy, Envoy and vllm-router (not part of `make test`).
 bench: venv compiled

@@ -155,9 +155,9 @@ def test_strategy_enum_matches() -> None:
     assert spec_node()["properties"]["strategy"]["enum"] == [s.value for s in Strategy]
 
 
-def test_readme_field_reference_is_current() -> None:
+def test_the_field_reference_is_current() -> None:
     from servicepool_dev import fieldref
 
-    readme = (ROOT / "README.md").read_text()
-    assert fieldref.replace_in(readme) == readme, "run `make docs` and commit README.md"
-    assert "`members[].weight`" in readme and "`capacity.metrics.queued`" in readme
+    reference = (ROOT / "docs" / "reference.md").read_text()
+    assert fieldref.replace_in(reference) == reference, "run `make docs`, commit docs/"
+    assert "`members[].weight`" in reference and "`capacity.metrics.queued`" in reference
