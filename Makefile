@@ -89,9 +89,11 @@ crd: venv
 	$(BIN)/python -m servicepool_dev.crd > crds/servicepool.dev_servicepools.yaml
 	cp crds/servicepool.dev_servicepools.yaml charts/servicepool/crds/
 
-## Regenerate the field reference in docs/reference.md from the model.
+## Regenerate the field reference (docs/reference.md) from the model and the proxy's flags
+## table (docs/proxy.md) from its parser (unit tests fail when either is stale).
 docs: venv
 	$(BIN)/python -m servicepool_dev.fieldref --write docs/reference.md
+	$(BIN)/python -m servicepool_dev.flagref --write docs/proxy.md
 
 ## Benchmarks against direct, nginx, HAProxy, Envoy and vllm-router (not part of `make test`).
 bench: venv compiled

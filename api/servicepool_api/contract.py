@@ -97,15 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_where_flags(parser: argparse.ArgumentParser) -> None:
     """Where the proxy listens, and where its pool and Secrets come from."""
-    parser.add_argument("--pool", required=True, type=Path, help="ServicePool YAML file")
+    parser.add_argument(
+        "--pool",
+        metavar="FILE",
+        required=True,
+        type=Path,
+        help="the ServicePool YAML file; re-read when it changes",
+    )
     parser.add_argument(
         "--listen",
+        metavar="HOST:PORT",
         default=f"0.0.0.0:{PROXY_PORT}",
         type=parse_host_port,
         help="where clients connect (default %(default)s)",
     )
     parser.add_argument(
         "--admin",
+        metavar="HOST:PORT",
         default=f"0.0.0.0:{ADMIN_PORT}",
         type=parse_host_port,
         help="metrics, health and status (default %(default)s)",
@@ -117,9 +125,12 @@ def _add_where_flags(parser: argparse.ArgumentParser) -> None:
         help="also follow this ConfigMap's pool.yaml through the Kubernetes "
         "API (the file is the fallback and may be absent at start)",
     )
-    parser.add_argument("--kubeconfig", help="kubeconfig for --configmap outside a cluster")
+    parser.add_argument(
+        "--kubeconfig", metavar="FILE", help="kubeconfig for --configmap outside a cluster"
+    )
     parser.add_argument(
         "--secrets-dir",
+        metavar="DIR",
         type=Path,
         default=ProxyOptions.secrets_dir,
         help="where Secrets named by spec.access/upstreamAuth are mounted "
@@ -127,9 +138,10 @@ def _add_where_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--watch-interval",
+        metavar="S",
         type=float,
         default=ProxyOptions.watch_interval,
-        help="seconds between checks of the pool file for changes",
+        help="seconds between checks of the pool file and the mounted Secrets for changes",
     )
 
 
@@ -142,12 +154,14 @@ def _add_lifecycle_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--grace",
+        metavar="S",
         type=float,
         default=ProxyOptions.grace_seconds,
         help="seconds to finish in-flight requests on SIGTERM",
     )
     parser.add_argument(
         "--drain-delay",
+        metavar="S",
         type=float,
         default=ProxyOptions.drain_delay,
         help="on SIGTERM, keep accepting at least this many seconds with /readyz failing (and "
@@ -177,7 +191,11 @@ def _add_lifecycle_flags(parser: argparse.ArgumentParser) -> None:
         "answer a request carrying X-ServicePool-Explain: 1 with X-ServicePool-Decision",
     )
     parser.add_argument(
-        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+        "--log-level",
+        metavar="L",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="DEBUG, INFO, WARNING or ERROR",
     )
 
 
@@ -185,6 +203,7 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
     """What one client may take: time, header sizes, buffered bodies; trusted proxies."""
     parser.add_argument(
         "--idle-timeout",
+        metavar="S",
         type=float,
         default=ProxyOptions.idle_timeout,
         help="close connections idle this many seconds (a request head begun in that "
@@ -192,18 +211,21 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-header-bytes",
+        metavar="N",
         type=int,
         default=ProxyOptions.max_header_bytes,
-        help="longest request line and header field accepted (431 beyond)",
+        help="longest request line and header field accepted (414 or 431 beyond)",
     )
     parser.add_argument(
         "--max-head-bytes",
+        metavar="N",
         type=int,
         default=ProxyOptions.max_head_bytes,
         help="largest request head, and trailer section, accepted (431 beyond)",
     )
     parser.add_argument(
         "--head-timeout",
+        metavar="S",
         type=float,
         default=ProxyOptions.head_timeout,
         help="answer 408 and close when a request head is not complete this many seconds "
@@ -211,6 +233,7 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--trailer-timeout",
+        metavar="S",
         type=float,
         default=ProxyOptions.trailer_timeout,
         help="answer 408 when chunked trailers are not complete this many seconds after "
@@ -227,6 +250,7 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--body-buffer-bytes",
+        metavar="N",
         type=int,
         default=ProxyOptions.body_buffer_bytes,
         help="request-body bytes held at once, across all requests, before a member is "
