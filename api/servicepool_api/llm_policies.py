@@ -10,7 +10,7 @@ from .base import SpecModel
 class CacheAware(SpecModel):
     """Prompt-prefix-aware routing: send a prompt where it would get its first token soonest,
     counting the prefill work queued on each member and the part of the prompt not yet sent
-    there (see the README)."""
+    there (see docs/routing.md)."""
 
     blockChars: int = Field(
         128,
@@ -112,7 +112,7 @@ class Speed(SpecModel):
 
 
 class Adaptive(SpecModel):
-    """Strategy adaptive: the lowest weighted score of four terms (see the README): load
+    """Strategy adaptive: the lowest weighted score of four terms (see docs/routing.md): load
     spreads requests; answer time, slowness and errors only push away from members worse
     than typical."""
 
