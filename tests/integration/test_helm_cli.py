@@ -54,7 +54,7 @@ def test_the_helm_cli_installs_upgrades_and_uninstalls_the_chart_with_server_sid
     if not checks_validation_rules(kube_api):
         # Servers before 1.25 refuse to server-side apply a CRD with CEL rules ("field not
         # declared in schema"): the CRD goes in first with a plain create, which drops them,
-        # and Helm is told to skip it (README, "Supported Kubernetes").
+        # and Helm is told to skip it (docs/operator.md, "Supported Kubernetes").
         install_crd(kube_api)
         crds = ["--skip-crds"]
     run_helm(helm_binary, kubeconfig, "install", RELEASE, str(CHART), "--create-namespace",
