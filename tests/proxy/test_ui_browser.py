@@ -1,6 +1,6 @@
 """The live page in a real browser (Debian's headless Chromium driven by selenium): three
 members appear, a killed member turns Unhealthy within 2 s. The screenshot is what
-README.md shows (SERVICEPOOL_UI_SCREENSHOT=docs/ui.png writes it there)."""
+docs/proxy.md shows (SERVICEPOOL_UI_SCREENSHOT=docs/ui.png writes it there)."""
 
 from __future__ import annotations
 
