@@ -37,14 +37,15 @@ class CacheAware(SpecModel):
         "(llama.cpp's /props and vLLM's vllm:cache_config_info are read every 60 s and win).",
     )
     loadFactor: float = Field(
-        1.25,
+        1.0,
         ge=1,
         le=10,
         description="A new prefix (one no member holds) goes to the first member in its "
         "rendezvous order holding fewer than loadFactor times its share of the pool's hot "
-        "prefixes (share by what its cache holds, told or learned): no member fills up with hot "
-        "prefixes "
-        "while another has room, and replicas agree while their counts do.",
+        "prefixes (share by what its cache holds: as the engines or cacheTokens tell, else "
+        "learned). 1 fills the members evenly, which per-slot engines need (on llama.cpp, 1.25 "
+        "let one engine take three tenants for two slots); more keeps prefixes nearer their "
+        "rendezvous home, so replicas agree more often.",
     )
     hotSeconds: float = Field(
         60,

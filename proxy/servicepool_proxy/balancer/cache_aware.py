@@ -15,9 +15,10 @@ prefill (blockChars / learned characters per token, per block), per unit of weig
 and the cheapest member takes the request. A prompt belongs where its longest prefix is
 held; a prompt no member holds belongs to its place: the first member in the rendezvous
 order of its first block holding fewer than loadFactor times its share of the pool's hot
-prefixes (share by the size of its cache). So a prefix stays put until the work queued at
-its place outweighs computing it again elsewhere, new prefixes fill the members evenly by
-what each can hold, and idle replicas with no shared state agree. Ties go by the rendezvous
+prefixes (share by the size of its cache, as the engines tell when they do). So a prefix
+stays put until the work queued at its place outweighs computing it again elsewhere, new
+prefixes fill the members evenly by what each can hold, and idle replicas with no shared
+state agree. Ties go by the rendezvous
 order. A member whose cache is full is not passed over: a full cache is an engine's normal
 state; only what delays the first token counts (its queue, the prefill ahead, a miss).
 What each member holds is told or learned (cache_model).
@@ -32,7 +33,7 @@ from servicepool_api.llm_policies import CacheAware
 from servicepool_api.policies import Capacity
 
 from .affinity import hash64
-from .cache_model import CHARS_PER_TOKEN
+from .cache_model import CHARS_PER_TOKEN, told_tokens
 from .member import MemberState
 from .strategies import least_in_flight, least_reported_load
 
@@ -52,12 +53,22 @@ def reported_waiting(member: MemberState, now: float, capacity: Capacity | None)
     return member.reported_queued
 
 
+def cache_sizes(members: Sequence[MemberState], policy: CacheAware) -> list[int]:
+    """What each member's cache holds, for sharing out prefixes: the prompt tokens the
+    engines or the spec tell, when known for every member (the same for every replica),
+    else the size of each member's index (told or learned)."""
+    told = [told_tokens(m, policy) for m in members]
+    if all(tokens is not None and tokens > 0 for tokens in told):
+        return [tokens for tokens in told if tokens is not None]
+    return [m.prefixes.limit for m in members]
+
+
 def place_new_prefix(homes: Sequence[MemberState], now: float, policy: CacheAware) -> MemberState:
     """Where a prefix no member holds belongs: the first of `homes` (its rendezvous order)
-    whose hot prefixes stay within loadFactor times its share of the pool's, by the size of
-    each member's index (what its cache holds, told or learned); else the least filled."""
+    whose hot prefixes stay within loadFactor times its share of the pool's, by what each
+    member's cache holds (cache_sizes); else the least filled."""
     hot = [m.prefixes.hot(now, policy.hotSeconds) for m in homes]
-    sizes = [m.prefixes.limit for m in homes]
+    sizes = cache_sizes(homes, policy)
     total, room = sum(hot) + 1, sum(sizes)
     for member, held, size in zip(homes, hot, sizes, strict=True):
         if held + 1 <= math.ceil(policy.loadFactor * total * size / room):
