@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 IMAGE ?= localhost/servicepool:$(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' api/servicepool_api/__init__.py)
 
-.PHONY: help venv deps image demo test test-unit test-proxy compiled test-compiled test-integration test-integration-1.20 test-node lint format crd docs bench bench-quick bench-llm bench-llm-quick bench-scale cluster-up cluster-down node-up clean
+.PHONY: help venv deps image demo test test-unit test-proxy compiled test-compiled test-integration test-integration-1.20 test-node lint format crd docs bench bench-quick bench-llm bench-llm-quick bench-llm-replicas bench-scale cluster-up cluster-down node-up clean
 
 $(BIN)/servicepool-proxy: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -126,6 +126,14 @@ bench-llm-quick: venv ## LLM routing, quick (about 5 minutes, bench/results/llm-
 	$(BIN)/pip install --quiet matplotlib
 	$(BIN)/python bench/llm/peer_install.py
 	$(BIN)/python bench/llm/run.py --quick $(ARGS)
+
+## cacheAware with one proxy, three behind nginx, and three with one killed halfway, on three
+## real llama.cpp engines (bench/llm/replicas.py; about 12 minutes): reuse kept by replicas
+## without shared state. Writes bench/results/llm-<engine>/replicas.md.
+bench-llm-replicas: venv ## cacheAware: one proxy, three, and three with one killed.
+	e2e/cluster/install-deps.sh
+	PYTHON=$(PYTHON) e2e/engines/build-llama-server.sh >/dev/null
+	$(BIN)/python bench/llm/replicas.py $(ARGS)
 
 ## The operator at 200, 500 and 1,000 pools on the local control plane (about 25 minutes;
 ## not part of `make test`): time to Ready, RSS, CPU and writes at rest. bench/scale.py --help.

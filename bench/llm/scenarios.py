@@ -60,7 +60,7 @@ def _shared(shape: shared_prefix.Shape) -> tuple[Schedule, Callable[[], dict[str
 
 
 SCENARIOS = [
-    Scenario("llama", "chat", *_chat(workload.LLAMA_CHAT), (4.0, 8.0, 12.0, 16.0), 8.0),
+    Scenario("llama", "chat", *_chat(workload.LLAMA_CHAT), (4.0, 8.0, 12.0, 16.0, 20.0), 8.0),
     Scenario("llama", "shared_prefix", *_shared(LLAMA_SHARED), (3.0, 6.0, 9.0, 12.0), 6.0),
     Scenario("sim", "chat", *_chat(workload.SIM_CHAT), (6.0, 10.0, 14.0, 17.0), 12.0),
     Scenario("sim", "shared_prefix", *_shared(SIM_SHARED), (4.0, 6.0, 8.0, 10.0), 6.0),
