@@ -40,12 +40,13 @@ class CacheAware(SpecModel):
         1.0,
         ge=1,
         le=10,
-        description="A new prefix (one no member holds) goes to the first member in its "
-        "rendezvous order holding fewer than loadFactor times its share of the pool's hot "
-        "prefixes (share by what its cache holds: as the engines or cacheTokens tell, else "
-        "learned). 1 fills the members evenly, which per-slot engines need (on llama.cpp, 1.25 "
-        "let one engine take three tenants for two slots); more keeps prefixes nearer their "
-        "rendezvous home, so replicas agree more often.",
+        description="Where prefix families belong: the hot families, in the order of their "
+        "first block's hash, each go to the first member in their rendezvous order holding "
+        "fewer than loadFactor times its share of them (share by what its cache holds: as the "
+        "engines or cacheTokens tell, else learned); every replica computes the same places. "
+        "1 fills the members evenly, which per-slot engines need (on llama.cpp, 1.25 let one "
+        "engine take three tenants for two slots); more keeps families nearer their "
+        "rendezvous home.",
     )
     hotSeconds: float = Field(
         60,
@@ -58,11 +59,11 @@ class CacheAware(SpecModel):
         ge=0,
         le=100,
         description="A prompt's uncached tokens count 1 + movePenalty times on a member where "
-        "it does not belong: not the member holding its longest cached prefix or, for a prompt "
-        "no member was sent, not its rendezvous home. Computing a prompt away from its place "
-        "also delays what queues behind it there, evicts other prefixes, and splits it from "
-        "where other proxy replicas send it; so a prefix moves only when the work queued at "
-        "its place outweighs that.",
+        "it does not belong: not its family's place (loadFactor) nor a member holding more of "
+        "it than the place. Computing a prompt away from its place also delays what queues "
+        "behind it there, evicts other prefixes, and splits it from where other proxy "
+        "replicas send it; so a prefix moves only when the work queued at its place outweighs "
+        "that.",
     )
     requestCostTokens: float = Field(
         64,

@@ -12,7 +12,11 @@ from servicepool_api.loader import parse_pool
 from servicepool_api.policies import Capacity
 from servicepool_api.prompts import prompt_text
 from servicepool_api.spec import PoolSpec, Strategy
-from servicepool_proxy.balancer.cache_aware import pick_cache_aware, preference_order
+from servicepool_proxy.balancer.cache_aware import (
+    family_place,
+    pick_cache_aware,
+    preference_order,
+)
 from servicepool_proxy.balancer.keys import RoutingKeys
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pickers import make_picker
@@ -32,6 +36,12 @@ def prompt(tenant: str, turn: int = 0) -> tuple[int, ...]:
     """A tenant's long system prompt plus `turn` more blocks of conversation."""
     text = f"tenant {tenant}: system prompt ".ljust(160, ".") + "user says hi.   " * turn
     return block_hashes(text, 16)
+
+
+def place_first(pool: list[MemberState], tenant: str = "t") -> list[MemberState]:
+    """The pool with the tenant's place first (where its family belongs), the rest after."""
+    place = family_place(pool, prompt(tenant)[0], 0.0, POLICY)
+    return [place] + [m for m in pool if m is not place]
 
 
 # --- prompt text ------------------------------------------------------------------------
@@ -123,10 +133,27 @@ def test_the_index_counts_lookups_hits_and_matched_blocks() -> None:
 
 
 def test_a_prompt_goes_where_its_prefix_was_sent() -> None:
-    pool = members("a", "b", "c")
-    pool[2].prefixes.record(prompt("t"))
+    pool = place_first(members("a", "b", "c"))
+    pool[0].prefixes.record(prompt("t"))
     for turn in range(3):
-        assert pick_cache_aware(pool, prompt("t", turn), 0.0, POLICY) is pool[2]
+        assert pick_cache_aware(pool, prompt("t", turn), 0.0, POLICY) is pool[0]
+
+
+def test_a_conversation_moved_off_its_place_stays_where_it_went() -> None:
+    # The place holds the family's system prompt; another member was sent the longer
+    # conversation (the place was busy): the conversation belongs there too.
+    pool = place_first(members("a", "b", "c"))
+    pool[0].prefixes.record(prompt("t"))
+    pool[2].prefixes.record(prompt("t", 3))
+    assert pick_cache_aware(pool, prompt("t", 4), 0.0, POLICY) is pool[2]
+
+
+def test_the_place_is_taken_to_hold_what_another_replica_sent_it() -> None:
+    # This replica sent the family elsewhere (before the place took it), never to the
+    # place: the place may hold it from the other replicas, and it belongs there.
+    pool = place_first(members("a", "b", "c"))
+    pool[1].prefixes.record(prompt("t"))
+    assert pick_cache_aware(pool, prompt("t", 1), 0.0, POLICY) is pool[0]
 
 
 def test_the_longest_match_wins() -> None:
@@ -168,7 +195,7 @@ def test_prefix_stickiness_holds_until_the_load_bound(
 def test_the_move_penalty_sets_how_much_queued_work_moves_a_prefix(
     penalty: float, stays: bool
 ) -> None:
-    pool = members("a", "b")
+    pool = place_first(members("a", "b"))
     pool[0].prefixes.record(prompt("t"))
     pool[0].prefill_blocks = 11  # 12 blocks there vs 11 x (1 + penalty) elsewhere
     policy = CacheAware(blockChars=16, requestCostTokens=0, movePenalty=penalty)
@@ -179,7 +206,7 @@ def test_the_move_penalty_sets_how_much_queued_work_moves_a_prefix(
 def test_each_request_in_flight_counts_as_request_cost_tokens(
     holder_in_flight: int, stays: bool
 ) -> None:
-    pool = members("a", "b")
+    pool = place_first(members("a", "b"))
     pool[0].prefixes.record(prompt("t"))
     pool[0].in_flight = holder_in_flight  # 4 + 16 x in-flight tokens vs 22 x 4 = 88
     policy = CacheAware(blockChars=16, requestCostTokens=16)
@@ -187,7 +214,7 @@ def test_each_request_in_flight_counts_as_request_cost_tokens(
 
 
 def test_with_a_fresh_capacity_report_the_waiting_queue_counts() -> None:
-    pool = members("a", "b")
+    pool = place_first(members("a", "b"))
     pool[0].prefixes.record(prompt("t"))
     policy = CacheAware(blockChars=16, requestCostTokens=0, queuedCostTokens=50)
     capacity = Capacity()
@@ -202,7 +229,7 @@ def test_with_a_fresh_capacity_report_the_waiting_queue_counts() -> None:
 
 def test_a_member_whose_cache_is_full_keeps_its_prefixes() -> None:
     # A full KV cache is an engine's normal state, not a reason to leave the prefix's member.
-    pool = members("a", "b")
+    pool = place_first(members("a", "b"))
     pool[0].prefixes.record(prompt("t"))
     pool[0].record_report(now=10.0, queued=0, running=1, workers=None, cache_usage=0.99)
     assert pick_cache_aware(pool, prompt("t", 1), 10.5, POLICY, Capacity()) is pool[0]
@@ -219,16 +246,17 @@ def test_a_new_prompt_leaves_a_crowded_home_at_once_but_a_cached_one_stays() -> 
     assert pick_cache_aware(pool, fresh, 0.0, FLAT) is home
 
 
-def test_a_short_match_pulls_a_prompt_only_while_it_saves_work() -> None:
+def test_a_longer_match_pulls_a_prompt_off_its_place_only_while_it_saves_work() -> None:
     pool = members("a", "b", "c", "d")
     unseen = prompt("fresh", 30)  # 40 blocks
     home = preference_order(pool, unseen, 0.0, FLAT)[0]
     other = next(m for m in pool if m is not home)
-    other.prefixes.record(unseen[:2])  # the prompt now belongs where 2 blocks are
+    home.prefixes.record(unseen[:2])
+    other.prefixes.record(unseen[:20])  # the prompt belongs where 20 blocks are, too
     assert pick_cache_aware(pool, unseen, 0.0, FLAT) is other
-    other.prefill_blocks = 39  # 77 blocks of work there vs 80 at the home
+    other.prefill_blocks = 17  # 37 blocks of work there vs 38 at the home
     assert pick_cache_aware(pool, unseen, 0.0, FLAT) is other
-    other.prefill_blocks = 45  # 83 vs 80
+    other.prefill_blocks = 19  # 39 vs 38
     assert pick_cache_aware(pool, unseen, 0.0, FLAT) is home
 
 

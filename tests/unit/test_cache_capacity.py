@@ -3,16 +3,20 @@ by what members hold, and the closed loop from the cached tokens answers report.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from servicepool_api.engine_cache import CacheSize, parse_cache_size
 from servicepool_api.llm_policies import CacheAware
 from servicepool_api.loader import parse_pool
-from servicepool_proxy.balancer.cache_aware import pick_cache_aware, place_new_prefix
+from servicepool_proxy.balancer.cache_aware import family_place, pick_cache_aware
 from servicepool_proxy.balancer.cache_model import CharsPerToken, cached_tokens, correct
 from servicepool_proxy.balancer.keys import RoutingKeys
+from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pool import Balancer
 from servicepool_proxy.balancer.prefix import PrefixBlocks
+from servicepool_proxy.balancer.rendezvous import rendezvous_score
 
 from .test_cache_aware import members, prompt
 
@@ -72,14 +76,27 @@ def test_the_cached_tokens_of_an_answer(usage: dict, expected: int | None) -> No
 # --- placement of new prefixes ---------------------------------------------------------
 
 
+def places(pool: list[MemberState], tenants: range, policy: CacheAware) -> list[str]:
+    """Each tenant's place (where its family belongs), as the pool's index stands."""
+    return [family_place(pool, prompt(str(t))[0], 1.0, policy).name for t in tenants]
+
+
+def send(pool: list[MemberState], tenants: list[int], policy: CacheAware) -> list[str]:
+    """Send each tenant's prompt once, in this order; where each went, by tenant."""
+    went = {}
+    for tenant in tenants:
+        member = pick_cache_aware(pool, prompt(str(tenant)), 1.0, policy)
+        member.prefixes.record(prompt(str(tenant)), 1.0)
+        went[tenant] = member.name
+    return [went[t] for t in sorted(went)]
+
+
 def test_new_prefixes_fill_the_members_evenly_not_by_hash_alone() -> None:
     # Six tenants on three members: by rendezvous hash alone one member gets three or more.
     pool = members("a", "b", "c")
     policy = CacheAware(blockChars=16, loadFactor=1.0)
-    for tenant in range(6):
-        member = pick_cache_aware(pool, prompt(str(tenant)), 1.0, policy)
-        member.prefixes.record(prompt(str(tenant)), 1.0)
-    assert sorted(m.prefixes.hot(1.0, 60) for m in pool) == [2, 2, 2]
+    send(pool, list(range(6)), policy)
+    assert sorted(Counter(places(pool, range(6), policy)).values()) == [2, 2, 2]
 
 
 def test_the_share_of_hot_prefixes_follows_what_each_member_holds() -> None:
@@ -87,10 +104,20 @@ def test_the_share_of_hot_prefixes_follows_what_each_member_holds() -> None:
     pool[0].prefixes.resize(3000)
     pool[1].prefixes.resize(1000)
     policy = CacheAware(blockChars=16, loadFactor=1.0)
-    for tenant in range(8):
-        member = pick_cache_aware(pool, prompt(str(tenant)), 1.0, policy)
-        member.prefixes.record(prompt(str(tenant)), 1.0)
-    assert [m.prefixes.hot(1.0, 60) for m in pool] == [6, 2]
+    send(pool, list(range(8)), policy)
+    assert Counter(places(pool, range(8), policy)) == {"big": 6, "small": 2}
+
+
+def test_replicas_that_meet_families_in_different_orders_agree() -> None:
+    # Each replica has its own index; they meet the same eight tenants in opposite orders.
+    # Placing by each one's arrival order split 3 of 8 families between two members.
+    policy = CacheAware(blockChars=16, loadFactor=1.0)
+    one, two = members("a", "b", "c"), members("a", "b", "c")
+    send(one, list(range(8)), policy)
+    send(two, list(reversed(range(8))), policy)
+    assert places(one, range(8), policy) == places(two, range(8), policy)
+    # From then on both send every tenant to the same member.
+    assert send(one, list(range(8)), policy) == send(two, list(range(8)), policy)
 
 
 def test_prefixes_not_sent_lately_are_not_hot() -> None:
@@ -111,11 +138,11 @@ def test_a_forgotten_prefix_is_not_held() -> None:
     assert index.hot(3.0, 60) == 2
 
 
-def test_placement_is_the_rendezvous_home_while_it_has_room() -> None:
+def test_a_family_alone_is_placed_at_its_rendezvous_home() -> None:
     pool = members("a", "b", "c", "d")
-    homes = sorted(pool, key=lambda m: m.name)
-    # Nothing hot anywhere: the first in the order given.
-    assert place_new_prefix(homes, 0.0, POLICY) is homes[0]
+    root = prompt("t")[0]
+    home = max(pool, key=lambda m: rendezvous_score(m.name, m.weight, root))
+    assert family_place(pool, root, 0.0, POLICY) is home
 
 
 # --- the closed loop -------------------------------------------------------------------
@@ -176,3 +203,14 @@ def test_a_told_cache_size_sizes_the_index() -> None:
 def test_the_spec_cache_size_sizes_new_members() -> None:
     balancer = cache_aware_balancer(cacheTokens=400)
     assert balancer.members[0].prefixes.limit == 100
+
+
+def test_with_many_hot_families_the_rendezvous_order_weighted_by_size_places() -> None:
+    pool = members("big", "small")
+    pool[0].prefixes.resize(30000)
+    pool[1].prefixes.resize(10000)
+    policy = CacheAware(blockChars=16, loadFactor=1.0)
+    tenants = range(400)  # far beyond MANY_PER_MEMBER per member
+    send(pool, list(tenants), policy)
+    share = Counter(places(pool, tenants, policy))["big"] / len(tenants)
+    assert 0.68 <= share <= 0.82, f"the big member's share {share:.2f}, its cache's 0.75"

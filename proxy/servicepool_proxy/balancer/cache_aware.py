@@ -12,38 +12,31 @@ prefill (blockChars / learned characters per token, per block), per unit of weig
             + requestCostTokens x in-flight on m
             + queuedCostTokens x m's waiting queue (spec.capacity, fresh reports only)
 
-and the cheapest member takes the request. A prompt belongs where its longest prefix is
-held; a prompt no member holds belongs to its place: the first member in the rendezvous
-order of its first block holding fewer than loadFactor times its share of the pool's hot
-prefixes (share by the size of its cache, as the engines tell when they do). So a prefix
-stays put until the work queued at its place outweighs computing it again elsewhere, new
-prefixes fill the members evenly by what each can hold, and idle replicas with no shared
-state agree. Ties go by the rendezvous
-order. A member whose cache is full is not passed over: a full cache is an engine's normal
-state; only what delays the first token counts (its queue, the prefill ahead, a miss).
+and the cheapest member takes the request. A prompt belongs to its family's place (the
+prompts sharing its first block; placement: the same rule on every replica, filling the
+members by what each can hold), and also to a member holding more of it than the place (a
+conversation that moved while the place was busy). A place this replica never sent the
+prompt to is taken to hold what it holds elsewhere: another replica may have sent it there.
+So a prefix stays put until the work queued at its place outweighs computing it again
+elsewhere, and replicas with no shared state converge on the same places. Ties go to the
+place, then by the first block's rendezvous order. A member whose cache is full is not
+passed over: a full cache is an engine's normal state; only what delays the first token
+counts (its queue, the prefill ahead, a miss).
 What each member holds is told or learned (cache_model).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from servicepool_api.llm_policies import CacheAware
 from servicepool_api.policies import Capacity
 
-from .affinity import hash64
 from .cache_model import CHARS_PER_TOKEN, told_tokens
 from .member import MemberState
+from .placement import Placement, hot_roots
+from .rendezvous import rendezvous_score
 from .strategies import least_in_flight, least_reported_load
-
-
-def rendezvous_score(name: str, weight: int, key: int) -> float:
-    """Weighted rendezvous (highest random weight) score of a member for a key: the member
-    with the highest score is the key's home; it depends only on the name, weight and key."""
-    # 53 bits, exact in a float: (2**64 - 1 + 1) / (2**64 + 1) would round to 1.0, log 0.
-    draw = ((hash64(f"{key:016x}/{name}") >> 11) + 1) / (2**53 + 1)  # in (0, 1)
-    return -weight / math.log(draw)
 
 
 def reported_waiting(member: MemberState, now: float, capacity: Capacity | None) -> float:
@@ -63,18 +56,18 @@ def cache_sizes(members: Sequence[MemberState], policy: CacheAware) -> list[int]
     return [m.prefixes.limit for m in members]
 
 
-def place_new_prefix(homes: Sequence[MemberState], now: float, policy: CacheAware) -> MemberState:
-    """Where a prefix no member holds belongs: the first of `homes` (its rendezvous order)
-    whose hot prefixes stay within loadFactor times its share of the pool's, by what each
-    member's cache holds (cache_sizes); else the least filled."""
-    hot = [m.prefixes.hot(now, policy.hotSeconds) for m in homes]
+def family_place(
+    homes: Sequence[MemberState],
+    root: int,
+    now: float,
+    policy: CacheAware,
+    placement: Placement | None = None,
+) -> MemberState:
+    """The member the prompt family of `root` belongs to: the same on every replica that
+    sees the same hot families (placement)."""
+    hot = hot_roots(homes, now, policy.hotSeconds)
     sizes = cache_sizes(homes, policy)
-    total, room = sum(hot) + 1, sum(sizes)
-    for member, held, size in zip(homes, hot, sizes, strict=True):
-        if held + 1 <= math.ceil(policy.loadFactor * total * size / room):
-            return member
-    fill = [held / size for held, size in zip(hot, sizes, strict=True)]
-    return homes[fill.index(min(fill))]
+    return (placement or Placement()).place(root, homes, sizes, hot, policy.loadFactor)
 
 
 def prefill_cost(
@@ -105,22 +98,29 @@ def prefill_costs(
     policy: CacheAware,
     capacity: Capacity | None = None,
     tokens_per_block: float = 0.0,
+    placement: Placement | None = None,
 ) -> tuple[list[MemberState], dict[str, float]]:
-    """The candidates in the first block's rendezvous order, and each one's prefill cost
-    for the prompt. A prompt belongs on the members holding its longest prefix, or, when no
-    candidate holds any of it, on its place (place_new_prefix)."""
+    """The candidates, the family's place first then the first block's rendezvous order,
+    and each one's prefill cost
+    for the prompt. A prompt belongs to its family's place (family_place), and also to the
+    members holding a longer prefix of it than the place. The place is taken to hold the
+    longest prefix any member holds when this replica never sent it any: another replica
+    may have."""
     homes = sorted(candidates, key=lambda m: -rendezvous_score(m.name, m.weight, prefix[0]))
+    place = family_place(homes, prefix[0], now, policy, placement)
+    homes.remove(place)
+    homes.insert(0, place)
     matched = {m.name: m.prefixes.matched(prefix) for m in homes}
     longest = max(matched.values())
-    belongs = {m.name: matched[m.name] == longest for m in homes}
-    if longest == 0:
-        place = place_new_prefix(homes, now, policy)
-        belongs = {m.name: m is place for m in homes}
+    if matched[place.name] == 0:
+        matched[place.name] = longest
+    at_place = matched[place.name]
     costs = {}
     for m in homes:
-        uncached = len(prefix) - matched[m.name]
+        held = matched[m.name]
+        belongs = m is place or held > at_place
         costs[m.name] = prefill_cost(
-            m, uncached, now, policy, capacity, belongs[m.name], tokens_per_block
+            m, len(prefix) - held, now, policy, capacity, belongs, tokens_per_block
         )
     return homes, costs
 
@@ -132,9 +132,13 @@ def preference_order(
     policy: CacheAware,
     capacity: Capacity | None = None,
     tokens_per_block: float = 0.0,
+    placement: Placement | None = None,
 ) -> list[MemberState]:
-    """Cheapest first, equal costs in the first block's rendezvous order."""
-    homes, costs = prefill_costs(candidates, prefix, now, policy, capacity, tokens_per_block)
+    """Cheapest first, equal costs the place first, then in the first block's rendezvous
+    order."""
+    homes, costs = prefill_costs(
+        candidates, prefix, now, policy, capacity, tokens_per_block, placement
+    )
     return sorted(homes, key=lambda m: costs[m.name])  # stable: ties stay in home order
 
 
@@ -145,8 +149,10 @@ def pick_cache_aware(
     policy: CacheAware,
     capacity: Capacity | None = None,
     tokens_per_block: float = 0.0,
+    placement: Placement | None = None,
 ) -> MemberState:
-    """The member for a prompt with these block hashes (see the module docstring).
+    """The member for a prompt with these block hashes (see the module docstring);
+    `placement` keeps the families' places between calls.
 
     Without a prompt: the least loaded member.
     """
@@ -154,4 +160,6 @@ def pick_cache_aware(
         if capacity is not None:
             return least_reported_load(candidates, now, capacity)
         return least_in_flight(candidates)
-    return preference_order(candidates, prefix, now, policy, capacity, tokens_per_block)[0]
+    return preference_order(candidates, prefix, now, policy, capacity, tokens_per_block, placement)[
+        0
+    ]

@@ -16,6 +16,7 @@ from .cache_model import CharsPerToken
 from .keys import NO_KEYS, RoutingKeys
 from .llm_strategies import best_adaptive, fastest, fewest_tokens
 from .member import MemberState
+from .placement import Placement
 from .strategies import (
     RoundRobinCursor,
     least_in_flight,
@@ -92,9 +93,10 @@ def _llm_picker(strategy: Strategy, rng: random.Random, tuning: Tuning) -> Picke
     capacity = tuning.capacity
     if strategy is Strategy.CACHE_AWARE:
         cache_aware, chars = tuning.cache_aware, tuning.chars_per_token
+        placement = Placement()
         return lambda candidates, now, keys=NO_KEYS: pick_cache_aware(
             candidates, keys.prefix, now, cache_aware, capacity,
-            cache_aware.blockChars / chars.value,
+            cache_aware.blockChars / chars.value, placement,
         )  # fmt: skip
     if strategy is Strategy.TOKENS:
         window = tuning.tokens.windowSeconds

@@ -124,14 +124,19 @@ class PrefixBlocks:
         """The first blocks of the prefix families remembered, most recently sent last."""
         return list(self._roots)
 
-    def hot(self, now: float, seconds: float) -> int:
-        """Prefix families sent within `seconds` whose first block is still remembered."""
-        count = 0
+    def hot_roots(self, now: float, seconds: float) -> list[int]:
+        """The first blocks of the prefix families sent within `seconds` and still
+        remembered (hot), most recent first."""
+        hot = []
         for root in reversed(self._roots):
             if now - self._roots[root] > seconds:
                 break
-            count += 1
-        return count
+            hot.append(root)
+        return hot
+
+    def hot(self, now: float, seconds: float) -> int:
+        """How many prefix families are hot (hot_roots)."""
+        return len(self.hot_roots(now, seconds))
 
     def record_realised(self, prompt_tokens: int, cached_tokens: int) -> None:
         """An answer reported how many of its prompt tokens the member had cached."""
