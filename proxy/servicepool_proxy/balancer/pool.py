@@ -238,6 +238,10 @@ class Balancer:
             member, reason, now, self.members, self.spec.outlierDetection, trial
         )
 
+    def record_probe(self, member: MemberState, ok: bool, now: float) -> bool:
+        """An active probe's result; True when it returned the member from an ejection."""
+        return outlier.record_probe(member, ok, now, self.spec.healthCheck.healthyThreshold)
+
     def record_rate_limited(
         self, member: MemberState, now: float, retry_after: float | None, trial: bool = False
     ) -> None:
