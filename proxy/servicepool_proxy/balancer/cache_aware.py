@@ -32,18 +32,10 @@ from collections.abc import Sequence
 from servicepool_api.llm_policies import CacheAware
 from servicepool_api.policies import Capacity
 
-from .affinity import hash64
 from .cache_model import CHARS_PER_TOKEN, told_tokens
 from .member import MemberState
+from .rendezvous import rendezvous_order
 from .strategies import least_in_flight, least_reported_load
-
-
-def rendezvous_score(name: str, weight: int, key: int) -> float:
-    """Weighted rendezvous (highest random weight) score of a member for a key: the member
-    with the highest score is the key's home; it depends only on the name, weight and key."""
-    # 53 bits, exact in a float: (2**64 - 1 + 1) / (2**64 + 1) would round to 1.0, log 0.
-    draw = ((hash64(f"{key:016x}/{name}") >> 11) + 1) / (2**53 + 1)  # in (0, 1)
-    return -weight / math.log(draw)
 
 
 def reported_waiting(member: MemberState, now: float, capacity: Capacity | None) -> float:
@@ -109,7 +101,7 @@ def prefill_costs(
     """The candidates in the first block's rendezvous order, and each one's prefill cost
     for the prompt. A prompt belongs on the members holding its longest prefix, or, when no
     candidate holds any of it, on its place (place_new_prefix)."""
-    homes = sorted(candidates, key=lambda m: -rendezvous_score(m.name, m.weight, prefix[0]))
+    homes = rendezvous_order(candidates, prefix[0])
     matched = {m.name: m.prefixes.matched(prefix) for m in homes}
     longest = max(matched.values())
     belongs = {m.name: matched[m.name] == longest for m in homes}
