@@ -68,7 +68,7 @@ class MemberPoller:
         members = list(self.runtime.members)
         changed = await asyncio.gather(*(self.check(self._session, m) for m in members))
         if any(changed):
-            self.runtime.queue.wake_all()
+            self.runtime.queue.offer()
 
     async def _run(self) -> None:
         while True:
