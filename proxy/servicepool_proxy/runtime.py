@@ -12,7 +12,8 @@ from servicepool_api.spec import ServicePool
 from servicepool_proxy.balancer.decisions import Decision
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.model_routing import routing_spec
-from servicepool_proxy.balancer.pool import Balancer
+from servicepool_proxy.balancer.pool import Balancer, Unavailable
+from servicepool_proxy.balancer.prefill import Lease
 from servicepool_proxy.config.access import ClientAuth, UpstreamCredential
 from servicepool_proxy.waitqueue import WaitQueue
 
@@ -32,7 +33,9 @@ class PoolRuntime:
         self.name = pool.metadata.name
         self.secrets_dir = secrets_dir
         self.balancer = Balancer(routing_spec(pool.spec), rng)
-        self.queue = WaitQueue(pool.spec.queue.maxWaiting)
+        self.queue: WaitQueue[Lease | Unavailable] = WaitQueue(
+            pool.spec.queue.maxWaiting, self._give_back
+        )
         self.generation = 0
         self.explain = False  # --explain: record why each member was or was not picked
         self.decisions: deque[Decision] = deque(maxlen=DECISIONS_KEPT)
@@ -71,7 +74,7 @@ class PoolRuntime:
         """
         gone = self.balancer.apply(routing_spec(pool.spec))
         self._adopt(pool)
-        self.queue.wake_all()
+        self.queue.offer()
         names = ", ".join(m.name for m in self.balancer.members) or "none"
         log.info(
             "pool %s: applied config #%d: strategy %s, members %s",
@@ -81,6 +84,13 @@ class PoolRuntime:
             names,
         )
         return gone
+
+    def _give_back(self, handed: Lease | Unavailable) -> None:
+        """A member handed to a waiter whose request was cancelled meanwhile: free it."""
+        if isinstance(handed, Lease):
+            handed.prefill.done()
+            self.balancer.release(handed.member, handed.trial)
+            self.queue.offer()
 
     def refresh_secrets(self) -> None:
         """Pick up rotated client tokens or member credentials."""

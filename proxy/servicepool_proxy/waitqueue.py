@@ -1,61 +1,132 @@
-"""A bounded queue where requests wait while every available member is at its limit."""
+"""A bounded queue where requests wait while every available member is at its limit.
+
+First in, first out: a freed slot is handed straight to the oldest waiter that can use it
+(its claim takes the slot before anyone else runs), so a newcomer cannot take it while
+waiters exist. Waiters are kept by kind (the model they ask for): waiters of one kind can use
+the same slots, so an offer tries only the oldest waiter of each kind, and its cost grows
+with the kinds waiting, not with the waiters. The order is the request's arrival, so a
+request retried after a failed try keeps its place.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections import deque
+import heapq
+import itertools
+from collections.abc import Callable
 from enum import Enum
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 class WaitResult(Enum):
-    """Why a wait ended."""
+    """Why a wait ended without a hand-over."""
 
-    WOKEN = "woken"
     TIMED_OUT = "timed out"
     QUEUE_FULL = "queue full"
 
 
-class WaitQueue:
-    """FIFO of waiting requests; a freed slot wakes the oldest waiter."""
+class Waiter(Generic[T]):
+    """One waiting request: `claim` returns what it is handed (a slot taken, or a final
+    answer), or None while it has to keep waiting."""
 
-    def __init__(self, max_waiting: int) -> None:
+    __slots__ = ("claim", "ended", "future", "kind", "timer")
+
+    def __init__(
+        self, kind: str | None, claim: Callable[[], T | None], future: asyncio.Future[T | None]
+    ) -> None:
+        self.kind = kind
+        self.claim = claim
+        self.future = future
+        self.timer: asyncio.TimerHandle | None = None
+        self.ended = False  # counted out of the queue
+
+
+class WaitQueue(Generic[T]):
+    """FIFO (by arrival) of waiting requests; freed slots are handed to the oldest waiter."""
+
+    def __init__(self, max_waiting: int, give_back: Callable[[T], None]) -> None:
         self.max_waiting = max_waiting
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._give_back = give_back  # for a hand-over whose waiter was cancelled meanwhile
+        self._kinds: dict[str | None, list[tuple[float, int, Waiter[T]]]] = {}
+        self._waiting = 0
+        self._sequence = itertools.count()
 
     def __len__(self) -> int:
-        return len(self._waiters)
+        return self._waiting
 
-    async def wait(self, seconds: float) -> WaitResult:
-        """Wait for a wake-up, at most `seconds`."""
+    def waiting(self, kind: str | None) -> bool:
+        """Whether requests of this kind wait (a newcomer of the kind then queues behind)."""
+        return self._head(kind) is not None
+
+    async def wait(
+        self, seconds: float, arrival: float, kind: str | None, claim: Callable[[], T | None]
+    ) -> T | WaitResult:
+        """Wait at most `seconds` for what `claim` hands over, in arrival order."""
         if seconds <= 0:
             return WaitResult.TIMED_OUT
-        if len(self._waiters) >= self.max_waiting:
+        if self._waiting >= self.max_waiting:
             return WaitResult.QUEUE_FULL
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        loop = asyncio.get_running_loop()
+        waiter: Waiter[T] = Waiter(kind, claim, loop.create_future())
+        entries = self._kinds.setdefault(kind, [])
+        heapq.heappush(entries, (arrival, next(self._sequence), waiter))
+        self._waiting += 1
+        if len(entries) > 2 * self._waiting + 64:  # ended waiters behind a long-waiting head
+            entries[:] = [entry for entry in entries if not entry[2].future.done()]
+            heapq.heapify(entries)
+        waiter.timer = loop.call_later(seconds, self._end, waiter, None)
+        self.offer()  # a slot freed by time (a cool-down or an ejection ending) is used now
         try:
-            await asyncio.wait_for(waiter, seconds)
-            return WaitResult.WOKEN
-        except TimeoutError:
-            return WaitResult.TIMED_OUT
-        finally:
-            if not waiter.done():
-                waiter.cancel()
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
+            handed = await waiter.future
+        except asyncio.CancelledError:
+            future = waiter.future
+            if future.done() and not future.cancelled():
+                taken = future.result()  # handed over just as the request was cancelled
+                if taken is not None:
+                    self._give_back(taken)
+            self._end(waiter, None)
+            raise
+        return WaitResult.TIMED_OUT if handed is None else handed
 
-    def wake_one(self) -> None:
-        """Let the oldest waiter try again."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+    def offer(self) -> None:
+        """Slots were freed (or members changed): hand them to the oldest waiters that can
+        use them, oldest kind first, as long as claims succeed."""
+        heads = []
+        for kind in list(self._kinds):
+            head = self._head(kind)
+            if head is not None:
+                heads.append(head)
+        heads.sort(key=lambda entry: (entry[0], entry[1]))
+        for _, _, oldest in heads:
+            waiter: Waiter[T] | None = oldest
+            while waiter is not None:
+                handed = waiter.claim()
+                if handed is None:
+                    break  # the kind's oldest cannot use a slot now: nor can the rest
+                self._end(waiter, handed)
+                head = self._head(waiter.kind)
+                waiter = None if head is None else head[2]
 
-    def wake_all(self) -> None:
-        """Let every waiter try again (membership or health changed)."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
+    def _head(self, kind: str | None) -> tuple[float, int, Waiter[T]] | None:
+        """The oldest waiter of the kind still waiting (ended or cancelled ones are dropped
+        on the way)."""
+        entries = self._kinds.get(kind)
+        while entries and entries[0][2].future.done():
+            heapq.heappop(entries)
+        if entries:
+            return entries[0]
+        self._kinds.pop(kind, None)
+        return None
+
+    def _end(self, waiter: Waiter[T], handed: T | None) -> None:
+        """The waiter stops waiting: handed something, timed out (None) or cancelled."""
+        if waiter.ended:
+            return
+        waiter.ended = True
+        self._waiting -= 1
+        if waiter.timer is not None:
+            waiter.timer.cancel()
+        if not waiter.future.done():
+            waiter.future.set_result(handed)

@@ -358,3 +358,67 @@ def test_record_success_tracks_latency_ewma() -> None:
     outlier.record_success(member, 2.0, 6.0, rules)
     assert member.ewma_latency == pytest.approx(1.0 + outlier.EWMA_ALPHA * 1.0)
     assert member.last_latency_at == 6.0
+
+
+# --- active probes end an ejection ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("probes", "threshold", "back"),
+    [
+        ("", 2, False),
+        ("+", 1, True),
+        ("+", 2, False),
+        ("++", 2, True),
+        ("+-+", 2, False),  # a failure restarts the count
+        ("+-++", 2, True),
+        ("---", 1, False),
+        ("++", 3, False),
+        ("+++", 3, True),
+    ],
+)
+def test_passing_probes_end_an_ejection(probes: str, threshold: int, back: bool) -> None:
+    pool = states(3)
+    member, rules = pool[0], policy(consecutiveFailures=1, baseEjectionSeconds=30)
+    assert fail(member, pool, rules, now=100.0)
+    returned = [outlier.record_probe(member, p == "+", 101.0 + i, threshold)
+                for i, p in enumerate(probes)]  # fmt: skip
+    assert any(returned) is back
+    assert returned.count(True) <= 1
+    at = 101.0 + len(probes)
+    assert member.ejected(at) is not back
+    assert member.half_open  # the next request is still the trial
+    assert member.ejections == 1  # kept: the next ejection is longer
+
+
+def test_probes_before_an_ejection_do_not_count() -> None:
+    pool = states(3)
+    member, rules = pool[0], policy(consecutiveFailures=1, baseEjectionSeconds=30)
+    assert not outlier.record_probe(member, True, 99.0, 2)  # not ejected: nothing to end
+    assert fail(member, pool, rules, now=100.0)
+    assert not outlier.record_probe(member, True, 101.0, 2)
+    assert outlier.record_probe(member, True, 102.0, 2)
+
+
+def test_ejection_ended_by_probes_then_a_failed_trial_ejects_longer() -> None:
+    pool = states(3)
+    member, rules = pool[0], policy(consecutiveFailures=1, baseEjectionSeconds=30)
+    assert fail(member, pool, rules, now=100.0)
+    assert outlier.record_probe(member, True, 101.0, 1)
+    assert fail(member, pool, rules, now=102.0, trial=True)
+    assert member.ejections == 2
+    assert member.ejected_until == pytest.approx(102.0 + 60)
+
+
+def test_balancer_uses_the_health_checks_threshold() -> None:
+    spec = PoolSpec.model_validate({
+        "members": [{"name": f"m{i}", "url": f"http://10.0.0.{i}"} for i in range(3)],
+        "outlierDetection": {"consecutiveFailures": 1},
+        "healthCheck": {"healthyThreshold": 2},
+    })  # fmt: skip
+    pool = Balancer(spec)
+    member = pool.members[0]
+    assert pool.record_failure(member, "HTTP 502", 100.0)
+    assert not pool.record_probe(member, True, 101.0)
+    assert pool.record_probe(member, True, 102.0)
+    assert pool.choose(102.5, [pool.members[1], pool.members[2]]) is member

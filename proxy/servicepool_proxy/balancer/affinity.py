@@ -1,51 +1,20 @@
-"""Session affinity: consistent hashing with bounded loads, plus an optional sticky table.
+"""Session affinity: rendezvous hashing with bounded loads, plus an optional sticky table.
 
-Every proxy replica builds the same ring from the same member names, so a key lands on the
-same member everywhere without shared state; a member leaving moves only its own keys.
+Every proxy replica orders the members for a key the same way from their names and weights
+(rendezvous), so a key lands on the same member everywhere without shared state, each member
+is home to its weight's share of the keys, and a member leaving moves only its own keys.
 """
 
 from __future__ import annotations
 
-import bisect
-import hashlib
 import math
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
 
 from .member import MemberState
+from .rendezvous import hash64, rendezvous_order
 
-VIRTUAL_NODES_PER_WEIGHT = 64
 MAX_TABLE_ENTRIES = 100_000
-
-
-def hash64(text: str) -> int:
-    """A stable 64-bit hash (Python's own hash() differs between processes)."""
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
-
-
-class HashRing:
-    """Members placed on a ring by name, each with virtual nodes in proportion to weight."""
-
-    def __init__(self, members: Sequence[MemberState]) -> None:
-        points: list[tuple[int, str]] = []
-        for member in members:
-            for index in range(VIRTUAL_NODES_PER_WEIGHT * member.weight):
-                points.append((hash64(f"{member.name}#{index}"), member.name))
-        points.sort()
-        self._hashes = [point for point, _ in points]
-        self._names = [name for _, name in points]
-
-    def walk(self, key: str) -> list[str]:
-        """Member names in ring order starting at the key's position, each once."""
-        if not self._names:
-            return []
-        start = bisect.bisect(self._hashes, hash64(key)) % len(self._names)
-        seen: dict[str, None] = {}
-        for offset in range(len(self._names)):
-            name = self._names[(start + offset) % len(self._names)]
-            if name not in seen:
-                seen[name] = None
-        return list(seen)
 
 
 def load_bound(candidates: Collection[MemberState], load_factor: float) -> int:
@@ -79,21 +48,19 @@ class AffinityTable:
 
 
 def pick_affine(
-    ring: HashRing,
     key: str,
     candidates: Sequence[MemberState],
     load_factor: float,
     preferred: str | None = None,
 ) -> MemberState | None:
-    """The first available member for the key (the remembered one first) whose load is under
-    the bound; None when no candidate qualifies (the caller then uses the strategy)."""
-    by_name = {m.name: m for m in candidates}
+    """The first available member in the key's rendezvous order (the remembered one first)
+    whose load is under the bound; None when no candidate qualifies (the caller then uses
+    the strategy)."""
     bound = load_bound(candidates, load_factor)
-    order = ring.walk(key)
+    order = rendezvous_order(candidates, hash64(key))
     if preferred is not None:
-        order = [preferred, *[name for name in order if name != preferred]]
-    for name in order:
-        member = by_name.get(name)
-        if member is not None and member.in_flight < bound:
+        order.sort(key=lambda m: m.name != preferred)  # stable: the rest keep their order
+    for member in order:
+        if member.in_flight < bound:
             return member
     return None

@@ -35,7 +35,7 @@ from servicepool_api.policies import Capacity
 from .cache_model import CHARS_PER_TOKEN, told_tokens
 from .member import MemberState
 from .placement import Placement, hot_roots
-from .rendezvous import rendezvous_score
+from .rendezvous import rendezvous_order
 from .strategies import least_in_flight, least_reported_load
 
 
@@ -101,12 +101,11 @@ def prefill_costs(
     placement: Placement | None = None,
 ) -> tuple[list[MemberState], dict[str, float]]:
     """The candidates, the family's place first then the first block's rendezvous order,
-    and each one's prefill cost
-    for the prompt. A prompt belongs to its family's place (family_place), and also to the
-    members holding a longer prefix of it than the place. The place is taken to hold the
-    longest prefix any member holds when this replica never sent it any: another replica
-    may have."""
-    homes = sorted(candidates, key=lambda m: -rendezvous_score(m.name, m.weight, prefix[0]))
+    and each one's prefill cost for the prompt. A prompt belongs to its family's place
+    (family_place), and also to the members holding a longer prefix of it than the place.
+    The place is taken to hold the longest prefix any member holds when this replica never
+    sent it any: another replica may have."""
+    homes = rendezvous_order(candidates, prefix[0])
     place = family_place(homes, prefix[0], now, policy, placement)
     homes.remove(place)
     homes.insert(0, place)

@@ -37,6 +37,7 @@ class MemberState:
 
     ejected_until: float = 0.0
     ejections: int = 0
+    probe_passes_ejected: int = 0  # active probes passed in a row since the ejection
     half_open: bool = False
     trial_in_flight: bool = False
     rate_limited_until: float = 0.0

@@ -99,6 +99,25 @@ def _eject(member: MemberState, now: float, policy: OutlierDetection) -> bool:
     member.half_open = True
     member.trial_in_flight = False
     member.consecutive_failures = 0
+    member.probe_passes_ejected = 0
+    return True
+
+
+def record_probe(member: MemberState, ok: bool, now: float, healthy_threshold: int) -> bool:
+    """An active probe's result: `healthy_threshold` passes in a row during an ejection end
+    it (as a passing active check un-ejects a host in Envoy). The member is half-open then,
+    so one trial request decides, and its ejection count still lengthens the next ejection.
+    Returns True when this probe ended the ejection."""
+    if not ok:
+        member.probe_passes_ejected = 0
+        return False
+    if not member.ejected(now):
+        return False
+    member.probe_passes_ejected += 1
+    if member.probe_passes_ejected < healthy_threshold:
+        return False
+    member.ejected_until = now
+    member.probe_passes_ejected = 0
     return True
 
 

@@ -11,7 +11,7 @@ from servicepool_api.engine_cache import CacheSize
 from servicepool_api.spec import PoolSpec
 
 from . import cache_model, outlier
-from .affinity import AffinityTable, HashRing, pick_affine
+from .affinity import AffinityTable, pick_affine
 from .decisions import SkipReason, skip_reason
 from .keys import NO_KEYS, RoutingKeys
 from .member import MemberState
@@ -38,7 +38,6 @@ class Balancer:
         self._rng = rng or random.Random()
         self.members: list[MemberState] = []
         self._tiers: list[list[MemberState]] = []
-        self._ring: HashRing | None = None
         self._table: AffinityTable | None = None
         self.chars_per_token = cache_model.CharsPerToken()
         self.apply(spec)
@@ -75,7 +74,6 @@ class Balancer:
         self._tiers = [[m for m in members if m.priority == p] for p in priorities]
         self._pick = make_picker(spec.strategy, self._rng, tuning=tuning)
         affinity = spec.affinity
-        self._ring = HashRing(members) if affinity is not None else None
         if affinity is None or affinity.ttlSeconds <= 0:
             self._table = None
         elif self._table is None or self._table.ttl != affinity.ttlSeconds:
@@ -92,7 +90,7 @@ class Balancer:
 
         Members in `exclude` (already tried for this request) are avoided while any
         other member can take it. With a model, only members serving it qualify; with an
-        affinity key, the key's member on the hash ring is preferred while it has room; the
+        affinity key, the key's home (rendezvous hashing) is preferred while it has room; the
         strategy sees the keys too (cacheAware routes by the prompt's prefix).
         """
         model = keys.model
@@ -127,7 +125,7 @@ class Balancer:
                 elif reason is SkipReason.AT_LIMIT:
                     saturated = True
             if available:
-                if affinity_key is not None and self._ring is not None:
+                if affinity_key is not None and self.spec.affinity is not None:
                     affine = self._choose_affine(affinity_key, available, now)
                     if affine is not None:
                         return affine
@@ -139,9 +137,9 @@ class Balancer:
     def _choose_affine(
         self, key: str, available: list[MemberState], now: float
     ) -> MemberState | None:
-        assert self._ring is not None and self.spec.affinity is not None
+        assert self.spec.affinity is not None
         remembered = self._table.get(key, now) if self._table is not None else None
-        member = pick_affine(self._ring, key, available, self.spec.affinity.loadFactor, remembered)
+        member = pick_affine(key, available, self.spec.affinity.loadFactor, remembered)
         if member is not None and self._table is not None:
             self._table.put(key, member.name, now)
         return member
@@ -237,6 +235,10 @@ class Balancer:
         return outlier.record_failure(
             member, reason, now, self.members, self.spec.outlierDetection, trial
         )
+
+    def record_probe(self, member: MemberState, ok: bool, now: float) -> bool:
+        """An active probe's result; True when it returned the member from an ejection."""
+        return outlier.record_probe(member, ok, now, self.spec.healthCheck.healthyThreshold)
 
     def record_rate_limited(
         self, member: MemberState, now: float, retry_after: float | None, trial: bool = False

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from servicepool_proxy.balancer.keys import RoutingKeys
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pool import Unavailable
+from servicepool_proxy.balancer.prefill import Lease
 from servicepool_proxy.forwarding.answers import error_response
 from servicepool_proxy.http.exchange import Response
 from servicepool_proxy.observe.metrics import ProxyMetrics
@@ -17,29 +18,44 @@ from servicepool_proxy.waitqueue import WaitResult
 async def admit(
     runtime: PoolRuntime, metrics: ProxyMetrics, clock: Callable[[], float],
     tried: list[MemberState], start: float, keys: RoutingKeys, choice: Unavailable,
-) -> MemberState | Response:  # fmt: skip
+) -> Lease | Response:  # fmt: skip
     """No member could take this try (`choice` says why): wait in the bounded queue while
-    all are busy, or answer with the reason."""
-    deadline = start + runtime.spec.queue.timeoutSeconds
-    while True:
-        if choice.unknown_model is not None:
-            metrics.rejected.labels(runtime.name, "unknown-model").inc()
-            return error_response(404, runtime.name, "unknown-model", choice.detail)
-        if not choice.saturated:
-            metrics.rejected.labels(runtime.name, "no-member").inc()
-            return error_response(503, runtime.name, "no-member", choice.detail)
-        result = await runtime.queue.wait(deadline - clock())
-        if result is not WaitResult.WOKEN:
-            metrics.rejected.labels(runtime.name, "queue-" + result.name.lower()).inc()
-            return error_response(
-                503, runtime.name, "saturated", saturated_detail(runtime, result, choice)
-            )
+    all are busy, until a freed slot is handed over, or answer with the reason."""
+    refused = refusal(runtime, metrics, choice)
+    if refused is not None:
+        return refused
+    balancer = runtime.balancer
+
+    def claim() -> Lease | Unavailable | None:
+        """This request's member, taken at once; None while every one is busy."""
         now = clock()
-        woken = runtime.balancer.choose(now, tried, keys)
-        if isinstance(woken, MemberState):
-            metrics.queue_wait.labels(runtime.name).observe(now - start)
-            return woken
-        choice = woken
+        picked = balancer.choose(now, tried, keys)
+        if isinstance(picked, MemberState):
+            return balancer.begin(picked, now, keys)
+        return None if picked.saturated else picked
+
+    deadline = start + runtime.spec.queue.timeoutSeconds
+    handed = await runtime.queue.wait(deadline - clock(), start, keys.model, claim)
+    if isinstance(handed, Lease):
+        metrics.queue_wait.labels(runtime.name).observe(clock() - start)
+        return handed
+    if isinstance(handed, Unavailable):  # the members changed while it waited
+        return refusal(runtime, metrics, handed) or error_response(
+            503, runtime.name, "no-member", handed.detail
+        )
+    metrics.rejected.labels(runtime.name, "queue-" + handed.name.lower()).inc()
+    return error_response(503, runtime.name, "saturated", saturated_detail(runtime, handed, choice))
+
+
+def refusal(runtime: PoolRuntime, metrics: ProxyMetrics, choice: Unavailable) -> Response | None:
+    """The answer when waiting cannot help (no member serves the model, or none is up)."""
+    if choice.unknown_model is not None:
+        metrics.rejected.labels(runtime.name, "unknown-model").inc()
+        return error_response(404, runtime.name, "unknown-model", choice.detail)
+    if not choice.saturated:
+        metrics.rejected.labels(runtime.name, "no-member").inc()
+        return error_response(503, runtime.name, "no-member", choice.detail)
+    return None
 
 
 def saturated_detail(runtime: PoolRuntime, result: WaitResult, choice: Unavailable) -> str:

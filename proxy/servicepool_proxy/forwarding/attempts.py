@@ -9,6 +9,7 @@ from typing import Final
 from servicepool_proxy.balancer.decisions import Decision
 from servicepool_proxy.balancer.keys import RoutingKeys
 from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.balancer.pool import Unavailable
 from servicepool_proxy.balancer.prefill import Lease
 from servicepool_proxy.forwarding.admission import admit
 from servicepool_proxy.forwarding.answers import client_failed, error_response
@@ -26,6 +27,8 @@ from servicepool_proxy.runtime import PoolRuntime
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _IDEMPOTENCY_KEY: Final = Names(frozenset({b"idempotency-key"}))
 Body = bytes | StreamedBody | None
+# While requests of the same kind wait, a newcomer queues behind them (first in, first out).
+_BEHIND_EARLIER: Final = Unavailable(True, "earlier requests wait for a member")
 
 
 class Attempts:
@@ -58,13 +61,13 @@ class Attempts:
         failures: list[str] = []
         last_kind: str | None = None  # of the last failure (the exception is not kept: a cycle)
         for attempt in range(max_tries):
-            member = await self._pick(tried, start, keys, explained)
-            if isinstance(member, Response):
+            lease = await self._pick(tried, start, keys, explained)
+            if isinstance(lease, Response):
                 if last_kind is None:
-                    return member
+                    return lease
                 break
+            member = lease.member
             tried.append(member)
-            lease = runtime.balancer.begin(member, self.clock(), keys)
             trial = lease.trial
             last = attempt + 1 >= max_tries
             give_up = False  # (no break inside try/finally: mypyc cannot compile it)
@@ -87,7 +90,7 @@ class Attempts:
             finally:
                 lease.prefill.done()
                 runtime.balancer.release(member, trial)
-                runtime.queue.wake_one()
+                runtime.queue.offer()  # the freed slot goes to the oldest waiter
             if give_up:
                 break
         assert last_kind is not None
@@ -100,19 +103,22 @@ class Attempts:
     async def _pick(
         self, tried: list[MemberState], start: float, keys: RoutingKeys,
         explained: list[Decision] | None,
-    ) -> MemberState | Response:  # fmt: skip
-        """The member for the next try (after a wait in the queue while all are busy), or the
-        answer saying why there is none; the decision is recorded either way."""
+    ) -> Lease | Response:  # fmt: skip
+        """The next try's member, taken (after a wait in the queue while all are busy, or
+        while earlier requests wait for one), or the answer saying why there is none; the
+        decision is recorded either way."""
         runtime = self.runtime
         now = self.clock()
-        choice = runtime.balancer.choose(now, tried, keys)
+        choice: MemberState | Unavailable = _BEHIND_EARLIER
+        if not runtime.queue.waiting(keys.model):
+            choice = runtime.balancer.choose(now, tried, keys)
         if isinstance(choice, MemberState):
             self.recorder.record(now, tried, keys, choice, into=explained)
-            return choice
-        member = await admit(runtime, self.metrics, self.clock, tried, start, keys, choice)
-        pick = member if isinstance(member, MemberState) else None
+            return runtime.balancer.begin(choice, now, keys)
+        lease = await admit(runtime, self.metrics, self.clock, tried, start, keys, choice)
+        pick = lease.member if isinstance(lease, Lease) else None
         self.recorder.record(self.clock(), tried, keys, pick, choice.detail, explained)
-        return member
+        return lease
 
     def _may_retry(self, failure: AttemptFailed, idempotent: bool, body: Body) -> bool:
         """Whether a failed try (not the last) may be tried again on another member."""

@@ -68,7 +68,7 @@ class MemberPoller:
         members = list(self.runtime.members)
         changed = await asyncio.gather(*(self.check(self._session, m) for m in members))
         if any(changed):
-            self.runtime.queue.wake_all()
+            self.runtime.queue.offer()
 
     async def _run(self) -> None:
         while True:
@@ -91,8 +91,14 @@ def health_poller(runtime: PoolRuntime, metrics: ProxyMetrics) -> MemberPoller:
         spec = runtime.spec.healthCheck
         ok, message = await probe_once(session, member.url, spec.path, spec.timeoutSeconds)
         metrics.probes.labels(runtime.name, member.name, "ok" if ok else "fail").inc()
-        if member.removed or not apply_probe(member, ok, message, spec):
+        if member.removed:
             return False
+        returned = runtime.balancer.record_probe(member, ok, time.monotonic())
+        if returned:
+            log.info("pool %s: member %s passes its probes: back from ejection (half-open)",
+                     runtime.name, member.name)  # fmt: skip
+        if not apply_probe(member, ok, message, spec):
+            return returned
         log.info("pool %s: member %s is %s%s", runtime.name, member.name,
                  member.health.value, f" ({message})" if message else "")  # fmt: skip
         return True
