@@ -21,7 +21,11 @@ class HealthCheck(SpecModel):
     intervalSeconds: float = Field(5, gt=0, le=3600, description="Time between probes.")
     timeoutSeconds: float = Field(1, gt=0, le=600, description="Probe timeout.")
     healthyThreshold: int = Field(
-        1, ge=1, le=100, description="Consecutive successes that make a member Healthy."
+        1,
+        ge=1,
+        le=100,
+        description="Consecutive successes that make a member Healthy, and that end a passive "
+        "ejection early (the member then takes one trial request, as in Envoy).",
     )
     unhealthyThreshold: int = Field(
         2, ge=1, le=100, description="Consecutive failures that make a member Unhealthy."
@@ -171,7 +175,9 @@ class ModelRouting(SpecModel):
 
 
 class Affinity(SpecModel):
-    """Keep requests with the same key on the same member (consistent hashing)."""
+    """Keep requests with the same key on the same member (weighted rendezvous hashing:
+    each member homes a share of keys in proportion to its weight, the same on every
+    replica)."""
 
     source: Literal["header", "cookie", "body"] = Field(description="Where the key comes from.")
     name: str = Field(
