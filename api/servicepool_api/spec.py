@@ -181,6 +181,11 @@ class ProxyDeployment(SpecModel):
     )
     port: int = Field(80, ge=1, le=65535, description="Port of the pool's Service.")
 
+    def balancers(self) -> int:
+        """How many processes balance the pool's requests, each on its own: the replicas'
+        worker processes (at least 1)."""
+        return max(1, self.replicas) * self.worker_processes()
+
     def worker_processes(self) -> int:
         """`workers`, or one per whole CPU of the CPU limit (at least 1)."""
         if self.workers is not None:

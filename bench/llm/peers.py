@@ -89,6 +89,7 @@ def pool_document(peer: Peer, members: list[str]) -> dict[str, Any]:
         "members": [{"name": f"m{i}", "url": m} for i, m in enumerate(members)],
         "healthCheck": {"path": "/health", "intervalSeconds": 2, "timeoutSeconds": 1},
         "memberHeader": True,
+        "proxy": {"replicas": peer.replicas},  # as the operator would render them
         **peer.extra,
     }
     return {

@@ -20,6 +20,7 @@ from servicepool_proxy.balancer.cache_aware import (
 from servicepool_proxy.balancer.keys import RoutingKeys
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pickers import make_picker
+from servicepool_proxy.balancer.placement import Placement
 from servicepool_proxy.balancer.pool import Balancer
 from servicepool_proxy.balancer.prefix import PrefixBlocks, block_hashes
 from servicepool_proxy.balancer.scores import strategy_scores
@@ -148,12 +149,17 @@ def test_a_conversation_moved_off_its_place_stays_where_it_went() -> None:
     assert pick_cache_aware(pool, prompt("t", 4), 0.0, POLICY) is pool[2]
 
 
-def test_the_place_is_taken_to_hold_what_another_replica_sent_it() -> None:
+@pytest.mark.parametrize(("shared", "goes_to_place"), [(True, True), (False, False)])
+def test_with_other_replicas_the_place_is_taken_to_hold_what_they_sent_it(
+    shared: bool, goes_to_place: bool
+) -> None:
     # This replica sent the family elsewhere (before the place took it), never to the
-    # place: the place may hold it from the other replicas, and it belongs there.
+    # place: with other replicas the place may hold it from them, and it goes there; alone,
+    # this replica's index is the truth, and it stays where it is held.
     pool = place_first(members("a", "b", "c"))
     pool[1].prefixes.record(prompt("t"))
-    assert pick_cache_aware(pool, prompt("t", 1), 0.0, POLICY) is pool[0]
+    picked = pick_cache_aware(pool, prompt("t", 1), 0.0, POLICY, placement=Placement(shared))
+    assert (picked is pool[0]) is goes_to_place
 
 
 def test_the_longest_match_wins() -> None:

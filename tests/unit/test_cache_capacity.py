@@ -14,6 +14,7 @@ from servicepool_proxy.balancer.cache_aware import family_place, pick_cache_awar
 from servicepool_proxy.balancer.cache_model import CharsPerToken, cached_tokens, correct
 from servicepool_proxy.balancer.keys import RoutingKeys
 from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.balancer.placement import Placement
 from servicepool_proxy.balancer.pool import Balancer
 from servicepool_proxy.balancer.prefix import PrefixBlocks
 from servicepool_proxy.balancer.rendezvous import rendezvous_score
@@ -81,11 +82,14 @@ def places(pool: list[MemberState], tenants: range, policy: CacheAware) -> list[
     return [family_place(pool, prompt(str(t))[0], 1.0, policy).name for t in tenants]
 
 
-def send(pool: list[MemberState], tenants: list[int], policy: CacheAware) -> list[str]:
+def send(
+    pool: list[MemberState], tenants: list[int], policy: CacheAware, shared: bool = False
+) -> list[str]:
     """Send each tenant's prompt once, in this order; where each went, by tenant."""
     went = {}
+    placement = Placement(shared)
     for tenant in tenants:
-        member = pick_cache_aware(pool, prompt(str(tenant)), 1.0, policy)
+        member = pick_cache_aware(pool, prompt(str(tenant)), 1.0, policy, placement=placement)
         member.prefixes.record(prompt(str(tenant)), 1.0)
         went[tenant] = member.name
     return [went[t] for t in sorted(went)]
@@ -113,11 +117,12 @@ def test_replicas_that_meet_families_in_different_orders_agree() -> None:
     # Placing by each one's arrival order split 3 of 8 families between two members.
     policy = CacheAware(blockChars=16, loadFactor=1.0)
     one, two = members("a", "b", "c"), members("a", "b", "c")
-    send(one, list(range(8)), policy)
-    send(two, list(reversed(range(8))), policy)
+    send(one, list(range(8)), policy, shared=True)
+    send(two, list(reversed(range(8))), policy, shared=True)
     assert places(one, range(8), policy) == places(two, range(8), policy)
     # From then on both send every tenant to the same member.
-    assert send(one, list(range(8)), policy) == send(two, list(range(8)), policy)
+    again = send(one, list(range(8)), policy, shared=True)
+    assert again == send(two, list(range(8)), policy, shared=True)
 
 
 def test_prefixes_not_sent_lately_are_not_hot() -> None:
@@ -214,3 +219,18 @@ def test_with_many_hot_families_the_rendezvous_order_weighted_by_size_places() -
     send(pool, list(tenants), policy)
     share = Counter(places(pool, tenants, policy))["big"] / len(tenants)
     assert 0.68 <= share <= 0.82, f"the big member's share {share:.2f}, its cache's 0.75"
+
+
+@pytest.mark.parametrize(
+    ("proxy", "balancers"),
+    [({}, 1), ({"replicas": 3}, 3), ({"replicas": 2, "workers": 4}, 8), ({"replicas": 0}, 1),
+     ({"resources": {"limits": {"cpu": "2"}}}, 2)],
+)  # fmt: skip
+def test_the_processes_balancing_a_pool_are_its_replicas_workers(
+    proxy: dict, balancers: int
+) -> None:
+    spec = parse_pool({
+        "metadata": {"name": "p"},
+        "spec": {"members": [{"name": "a", "url": "http://198.18.0.1"}], "proxy": proxy},
+    }).spec  # fmt: skip
+    assert spec.proxy.balancers() == balancers

@@ -15,8 +15,9 @@ prefill (blockChars / learned characters per token, per block), per unit of weig
 and the cheapest member takes the request. A prompt belongs to its family's place (the
 prompts sharing its first block; placement: the same rule on every replica, filling the
 members by what each can hold), and also to a member holding more of it than the place (a
-conversation that moved while the place was busy). A place this replica never sent the
-prompt to is taken to hold what it holds elsewhere: another replica may have sent it there.
+conversation that moved while the place was busy). When other processes balance the pool
+(proxy replicas, workers), a place this one never sent the prompt to is taken to hold what
+it holds elsewhere: another may have sent it there.
 So a prefix stays put until the work queued at its place outweighs computing it again
 elsewhere, and replicas with no shared state converge on the same places. Ties go to the
 place, then by the first block's rendezvous order. A member whose cache is full is not
@@ -103,16 +104,15 @@ def prefill_costs(
     """The candidates, the family's place first then the first block's rendezvous order,
     and each one's prefill cost for the prompt. A prompt belongs to its family's place
     (family_place), and also to the members holding a longer prefix of it than the place.
-    The place is taken to hold the longest prefix any member holds when this replica never
-    sent it any: another replica may have."""
+    When other processes balance the pool (placement.shared), the place is taken to hold the
+    longest prefix any member holds if this one never sent it any: another may have."""
     homes = rendezvous_order(candidates, prefix[0])
     place = family_place(homes, prefix[0], now, policy, placement)
     homes.remove(place)
     homes.insert(0, place)
     matched = {m.name: m.prefixes.matched(prefix) for m in homes}
-    longest = max(matched.values())
-    if matched[place.name] == 0:
-        matched[place.name] = longest
+    if placement is not None and placement.shared and matched[place.name] == 0:
+        matched[place.name] = max(matched.values())
     at_place = matched[place.name]
     costs = {}
     for m in homes:

@@ -39,8 +39,9 @@ class Picker(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Tuning:
-    """The strategies' settings from the spec (each block's defaults when unset), and the
-    pool's learned prompt characters per token (cacheAware)."""
+    """The strategies' settings from the spec (each block's defaults when unset), the
+    pool's learned prompt characters per token (cacheAware), and how many processes balance
+    the pool."""
 
     capacity: Capacity | None = None
     cache_aware: CacheAware = field(default_factory=CacheAware)
@@ -48,6 +49,7 @@ class Tuning:
     speed: Speed = field(default_factory=Speed)
     adaptive: Adaptive = field(default_factory=Adaptive)
     chars_per_token: CharsPerToken = field(default_factory=CharsPerToken)
+    balancers: int = 1  # processes balancing the pool, each on its own (replicas x workers)
 
     @classmethod
     def of(cls, spec: PoolSpec, chars_per_token: CharsPerToken | None = None) -> Tuning:
@@ -58,6 +60,7 @@ class Tuning:
             spec.speed or Speed(),
             spec.adaptive or Adaptive(),
             chars_per_token or CharsPerToken(),
+            spec.proxy.balancers(),
         )
 
 
@@ -93,7 +96,7 @@ def _llm_picker(strategy: Strategy, rng: random.Random, tuning: Tuning) -> Picke
     capacity = tuning.capacity
     if strategy is Strategy.CACHE_AWARE:
         cache_aware, chars = tuning.cache_aware, tuning.chars_per_token
-        placement = Placement()
+        placement = Placement(shared=tuning.balancers > 1)
         return lambda candidates, now, keys=NO_KEYS: pick_cache_aware(
             candidates, keys.prefix, now, cache_aware, capacity,
             cache_aware.blockChars / chars.value, placement,

@@ -65,11 +65,14 @@ def assign(
 
 
 class Placement:
-    """The last assignment, kept while the hot set and the members stay the same."""
+    """The last assignment, kept while the hot set and the members stay the same; `shared`
+    when other processes balance the same pool (replicas, workers): a place this one never
+    sent a family to may hold it."""
 
-    __slots__ = ("_key", "_orders", "_places")
+    __slots__ = ("_key", "_orders", "_places", "shared")
 
-    def __init__(self) -> None:
+    def __init__(self, shared: bool = False) -> None:
+        self.shared = shared
         self._key: tuple[object, ...] = ()
         self._orders: dict[int, tuple[int, ...]] = {}
         self._places: dict[int, str] = {}

@@ -11,6 +11,7 @@ from .cache_aware import prefill_costs
 from .keys import RoutingKeys
 from .llm_strategies import adaptive_score
 from .member import MemberState
+from .placement import Placement
 from .strategies import latency_scores, load_score, member_load
 
 
@@ -33,7 +34,10 @@ def strategy_scores(
         return {m.name: member_load(m, now, capacity) for m in candidates}
     if strategy is Strategy.CACHE_AWARE and keys.prefix:
         policy = spec.cacheAware or CacheAware()
-        return prefill_costs(candidates, keys.prefix, now, policy, capacity, tokens_per_block)[1]
+        placement = Placement(shared=spec.proxy.balancers() > 1)
+        return prefill_costs(
+            candidates, keys.prefix, now, policy, capacity, tokens_per_block, placement
+        )[1]
     if strategy is Strategy.ADAPTIVE:
         return adaptive_score(candidates, now, spec.adaptive or Adaptive(), capacity)
     return None
