@@ -111,8 +111,9 @@ def parse_load_report(body: bytes, policy: Capacity) -> LoadReport:
     return parse_metrics_report(body.decode("utf-8", "replace"), policy)
 
 
-def parse_model_list(body: bytes) -> frozenset[str]:
-    """Model ids from an OpenAI-style listing: {"data": [{"id": "m"}, ...]}."""
+def parse_model_list(body: bytes) -> dict[str, str]:
+    """Model ids and their owners ("" when not said) from an OpenAI-style listing:
+    {"data": [{"id": "m", "owned_by": "org"}, ...]}."""
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -120,7 +121,11 @@ def parse_model_list(body: bytes) -> frozenset[str]:
     data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, list):
         raise SignalError("model list has no 'data' array")
-    return frozenset(str(item["id"]) for item in data if isinstance(item, dict) and "id" in item)
+    return {
+        str(item["id"]): str(item.get("owned_by") or "")
+        for item in data
+        if isinstance(item, dict) and "id" in item
+    }
 
 
 def find_usage_in_sse(chunk: bytes) -> dict[str, Any] | None:

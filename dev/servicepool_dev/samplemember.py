@@ -61,9 +61,8 @@ def make_member_app(behaviour: Behaviour) -> web.Application:
         return web.Response(text="\n".join(lines) + "\n")
 
     async def list_models(_: web.Request) -> web.Response:
-        return web.json_response(
-            {"object": "list", "data": [{"id": m, "object": "model"} for m in behaviour.models]}
-        )
+        cards = [{"id": m, "object": "model", "owned_by": behaviour.name} for m in behaviour.models]
+        return web.json_response({"object": "list", "data": cards})
 
     async def completions(request: web.Request) -> web.StreamResponse:
         body = await request.json()
