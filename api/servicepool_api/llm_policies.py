@@ -95,7 +95,8 @@ class TokenWindow(SpecModel):
 
 
 class Speed(SpecModel):
-    """Strategy speed: the best recent output tokens/s, with exploration."""
+    """Strategy speed: the best recent decode tokens/s (after the first token), with
+    exploration."""
 
     explorationRatio: float = Field(
         0.05,
@@ -122,8 +123,8 @@ class Adaptive(SpecModel):
         0.25,
         ge=0,
         le=100,
-        description="Weight of answer time above typical (time to first token for streams, "
-        "first byte otherwise).",
+        description="Weight of answer time above typical (time to the first body chunk with "
+        "content: a stream's first token).",
     )
     loadWeight: float = Field(
         1.0, ge=0, le=100, description="Weight of load (reported, or in-flight) per weight."
@@ -132,7 +133,7 @@ class Adaptive(SpecModel):
         0.25,
         ge=0,
         le=100,
-        description="Weight of slowness (typical tokens/s over the member's, above 1).",
+        description="Weight of slowness (typical decode tokens/s over the member's, above 1).",
     )
     errorWeight: float = Field(
         4.0, ge=0, le=100, description="Weight of the recent error rate (0-1, decaying)."

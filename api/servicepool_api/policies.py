@@ -65,8 +65,9 @@ class Retries(SpecModel):
 
     attempts: int = Field(2, ge=0, le=10, description="Retries after the first try.")
     retryOn: list[str] = Field(
-        default_factory=lambda: ["connect-failure", "reset", "502", "503", "504"],
-        description="Conditions: connect-failure, reset, timeout, or a 4xx/5xx status code.",
+        default_factory=lambda: ["connect-failure", "reset", "429", "502", "503", "504"],
+        description="Conditions: connect-failure, reset, timeout, or a 4xx/5xx status code "
+        "(a 429 is retried for any method: the member did not take the request).",
     )
     bufferBytes: int = Field(
         8 << 20,
@@ -162,7 +163,10 @@ class ModelRouting(SpecModel):
     """Send a request only to members serving the model it names."""
 
     discover: bool = Field(
-        True, description="Learn each member's models from GET {path} (OpenAI shape)."
+        True,
+        description="Learn each member's models from GET {path} (OpenAI shape). Without a "
+        "models block the proxy discovers them unless members declare models; false with no "
+        "declared models turns model routing off.",
     )
     path: str = Field("/v1/models", pattern=r"^/", description="Model listing path.")
     intervalSeconds: float = Field(30, ge=1, le=3600, description="Re-discovery interval.")

@@ -1,4 +1,5 @@
-"""Parse what members say about themselves: load reports and model lists (pure)."""
+"""Parse what members say about themselves: load reports, model lists, usage blocks and
+where an answer's first token is (pure)."""
 
 from __future__ import annotations
 
@@ -110,8 +111,9 @@ def parse_load_report(body: bytes, policy: Capacity) -> LoadReport:
     return parse_metrics_report(body.decode("utf-8", "replace"), policy)
 
 
-def parse_model_list(body: bytes) -> frozenset[str]:
-    """Model ids from an OpenAI-style listing: {"data": [{"id": "m"}, ...]}."""
+def parse_model_list(body: bytes) -> dict[str, str]:
+    """Model ids and their owners ("" when not said) from an OpenAI-style listing:
+    {"data": [{"id": "m", "owned_by": "org"}, ...]}."""
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -119,7 +121,11 @@ def parse_model_list(body: bytes) -> frozenset[str]:
     data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, list):
         raise SignalError("model list has no 'data' array")
-    return frozenset(str(item["id"]) for item in data if isinstance(item, dict) and "id" in item)
+    return {
+        str(item["id"]): str(item.get("owned_by") or "")
+        for item in data
+        if isinstance(item, dict) and "id" in item
+    }
 
 
 def find_usage_in_sse(chunk: bytes) -> dict[str, Any] | None:
@@ -137,6 +143,59 @@ def find_usage_in_sse(chunk: bytes) -> dict[str, Any] | None:
         if isinstance(event, dict) and isinstance(event.get("usage"), dict):
             found = event["usage"]
     return found
+
+
+TOKEN_FIELDS = ("content", "reasoning_content", "text", "tool_calls", "function_call")
+SSE_LINE_LIMIT = 64 * 1024  # a longer unfinished line counts as content
+
+
+def sse_event_has_token(data: bytes) -> bool:
+    """Whether one SSE `data:` payload carries output: JSON with OpenAI-style `choices` needs
+    a choice with non-empty content (not the role-only first event, not the usage event);
+    [DONE] and empty data carry none; any other data does."""
+    data = data.strip()
+    if not data or data == b"[DONE]":
+        return False
+    try:
+        event = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return True
+    choices = event.get("choices") if isinstance(event, dict) else None
+    if not isinstance(choices, list):
+        return True
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        delta = choice.get("delta")
+        parts = (choice, delta) if isinstance(delta, dict) else (choice,)
+        if any(part.get(name) for part in parts for name in TOKEN_FIELDS):
+            return True
+    return False
+
+
+class FirstToken:
+    """Finds the first body chunk of an answer that carries output: for server-sent events,
+    the first `data:` event with a token (events may span chunks); otherwise any byte."""
+
+    __slots__ = ("_pending", "event_stream")
+
+    def __init__(self, event_stream: bool) -> None:
+        self.event_stream = event_stream
+        self._pending = b""
+
+    def found_in(self, chunk: bytes) -> bool:
+        """Whether `chunk` (the next piece of the body) completes the first token."""
+        if not self.event_stream:
+            return bool(chunk)
+        text = self._pending + chunk
+        end = text.rfind(b"\n") + 1
+        self._pending = text[end:]
+        if len(self._pending) > SSE_LINE_LIMIT:
+            return True
+        for line in text[:end].split(b"\n"):
+            if line.startswith(b"data:") and sse_event_has_token(line[5:]):
+                return True
+        return False
 
 
 def find_usage_in_json(body: bytes) -> dict[str, Any] | None:

@@ -30,6 +30,7 @@ class Behaviour:
     # Inference-server simulation: `workers` requests run at once, the rest queue.
     workers: int = 0
     service_time: float = 0.05
+    prefill_time: float = 0.0  # a stream's headers and role event come first, tokens after
     models: list[str] = field(default_factory=list)
     queued: int = 0
     running: int = 0
@@ -60,9 +61,8 @@ def make_member_app(behaviour: Behaviour) -> web.Application:
         return web.Response(text="\n".join(lines) + "\n")
 
     async def list_models(_: web.Request) -> web.Response:
-        return web.json_response(
-            {"object": "list", "data": [{"id": m, "object": "model"} for m in behaviour.models]}
-        )
+        cards = [{"id": m, "object": "model", "owned_by": behaviour.name} for m in behaviour.models]
+        return web.json_response({"object": "list", "data": cards})
 
     async def completions(request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -87,7 +87,7 @@ def make_member_app(behaviour: Behaviour) -> web.Application:
             usage = {"prompt_tokens": 5, "completion_tokens": tokens,
                      "total_tokens": 5 + tokens}  # fmt: skip
             if not body.get("stream"):
-                await asyncio.sleep(behaviour.service_time)
+                await asyncio.sleep(behaviour.prefill_time + behaviour.service_time)
                 return web.json_response({
                     "id": "cmpl", "object": "chat.completion", "model": model,
                     "member": behaviour.name,
@@ -95,7 +95,10 @@ def make_member_app(behaviour: Behaviour) -> web.Application:
                     "usage": usage,
                 })  # fmt: skip
             response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-            await response.prepare(request)
+            await response.prepare(request)  # headers before the prefill, as vLLM sends them
+            role = {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}
+            await response.write(f"data: {json.dumps(role)}\n\n".encode())
+            await asyncio.sleep(behaviour.prefill_time)
             for index in range(tokens):
                 await asyncio.sleep(behaviour.service_time / max(1, tokens))
                 chunk = {"choices": [{"index": 0, "delta": {"content": f"t{index} "}}]}
@@ -217,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--service-time", type=float, default=0.05, help="seconds one completion takes"
     )
+    parser.add_argument(
+        "--prefill-time", type=float, default=0.0,
+        help="seconds between a stream's headers (and its role-only event) and its first token",
+    )  # fmt: skip
     parser.add_argument("--models", default="", help="comma-separated models served")
     args = parser.parse_args(argv)
     try:
@@ -227,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     behaviour = Behaviour(
         name=args.name, delay=args.delay, workers=args.workers, service_time=args.service_time,
-        models=[m for m in args.models.split(",") if m],
+        prefill_time=args.prefill_time, models=[m for m in args.models.split(",") if m],
     )  # fmt: skip
     app = make_member_app(behaviour)
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)

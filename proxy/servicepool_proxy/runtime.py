@@ -42,7 +42,7 @@ class PoolRuntime:
         self._adopt(pool)
 
     def _adopt(self, pool: ServicePool) -> None:
-        spec = routing_spec(pool.spec)
+        spec = routing_spec(pool.spec, self._models_listed())
         self.pool = pool
         self.spec = spec
         self.retry_on = frozenset(spec.retries.retryOn)
@@ -91,6 +91,13 @@ class PoolRuntime:
             handed.prefill.done()
             self.balancer.release(handed.member, handed.trial)
             self.queue.offer()
+
+    def _models_listed(self) -> bool:
+        return any(member.discovered_models for member in self.balancer.members)
+
+    def models_discovered(self) -> None:
+        """Members' model lists changed: route by model once some member lists one."""
+        self.spec = routing_spec(self.pool.spec, self._models_listed())
 
     def refresh_secrets(self) -> None:
         """Pick up rotated client tokens or member credentials."""

@@ -76,8 +76,8 @@ def test_the_dashboard_has_per_pool_and_per_member_panels() -> None:
     queries = dashboard_queries(board)
     assert any("$member" in q for q in queries) and any("$member" not in q for q in queries)
     titles = {p["title"] for p in board["panels"]}
-    for wanted in ("Routable members", "In flight", "Time to first byte (TTFT) p50 / p99",
-                   "Completion tokens/s", "Waiting for a member",
+    for wanted in ("Routable members", "In flight", "Time to first token (TTFT) p50 / p99",
+                   "Decode tokens/s", "Waiting for a member",
                    "Pool Ready (operator)"):  # fmt: skip
         assert wanted in titles
     ids = [p["id"] for p in board["panels"] if "id" in p]

@@ -44,6 +44,7 @@ async def test_bearer_tokens_upstream_credential_and_rotation(proxy, client, tmp
             healthCheck={"enabled": False},
             access={"tokens": {"secretName": "clients", "key": "tokens"}},
             upstreamAuth={"secret": {"secretName": "upstream", "key": "value"}},
+            models={"discover": False},  # no GET /v1/models: the member sees clients only
         )
         running = await proxy(doc, secrets_dir=secrets, watch_interval=0.1)
 

@@ -118,7 +118,7 @@ async def test_a_member_that_answered_429_is_skipped_while_cooling_down(
     b = await members("b")
     doc = pool_document(
         [{"name": "limited", "url": limited, "priority": 0}, {"name": "b", "url": b.url,
-          "priority": 1}], healthCheck=NO_PROBES,
+          "priority": 1}], healthCheck=NO_PROBES, retries={"attempts": 0},
     )  # fmt: skip
     running = await proxy(doc, explain=True)
     status, header = await decision_of(client, running.url + "/")

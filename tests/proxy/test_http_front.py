@@ -7,6 +7,8 @@ import json
 
 from .conftest import pool_document, raw_exchange
 
+NO_DISCOVERY = {"discover": False}  # the member sees only the clients' requests
+
 
 def bodies(answer: bytes) -> list[dict]:
     """The JSON bodies of the (Content-Length framed) responses in `answer`, in order."""
@@ -92,7 +94,7 @@ async def test_a_member_closing_kept_alive_connections_costs_no_failures(raw_mem
 
     url = await raw_member(one_answer_per_connection)
     running = await proxy(pool_document([{"name": "curt", "url": url}],
-                                        healthCheck={"enabled": False},
+                                        healthCheck={"enabled": False}, models=NO_DISCOVERY,
                                         retries={"attempts": 0}))  # fmt: skip
     for _ in range(5):
         async with client.get(running.url) as response:
@@ -121,7 +123,8 @@ async def test_a_member_keep_alive_hint_is_honoured(raw_member, proxy, client):
 
     url = await raw_member(hinting)
     running = await proxy(pool_document([{"name": "hint", "url": url}],
-                                        healthCheck={"enabled": False}))  # fmt: skip
+                                        healthCheck={"enabled": False},
+                                        models=NO_DISCOVERY))  # fmt: skip
     for _ in range(3):
         async with client.get(running.url) as response:
             assert response.status == 200

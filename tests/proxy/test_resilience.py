@@ -205,6 +205,7 @@ async def test_rate_limited_member_cools_down_for_retry_after(proxy, client, han
         [{"name": "limited", "url": urls[0]}, {"name": "fine", "url": urls[1]}],
         retries={"attempts": 1, "retryOn": ["429", "connect-failure"]},
         healthCheck={"enabled": False},
+        models={"discover": False},  # the members see only the clients' requests
     )
     running = await proxy(doc)
     statuses = Counter()

@@ -220,7 +220,7 @@ async def test_429_retry_after_cools_the_member_and_post_is_retried(members, pro
     assert seen["a"] >= 1
 
 
-async def test_token_usage_and_first_byte_stats(members, proxy, client):
+async def test_token_usage_and_first_token_stats(members, proxy, client):
     (member,) = await gpu_members(members, [("llm", 0.2, [])], workers=2)
     running = await proxy(pool_document([{"name": "llm", "url": member.url}],
                                         healthCheck={"enabled": False}))  # fmt: skip
@@ -234,7 +234,7 @@ async def test_token_usage_and_first_byte_stats(members, proxy, client):
         status = (await response.json())["members"][0]
     assert status["promptTokens"] == 10 and status["completionTokens"] == 30
     assert status["tokensPerSecond"] > 10
-    assert status["firstByteMs"]["p50"] < status["latencyMs"]["p99"]
+    assert status["ttftMs"]["p50"] < status["latencyMs"]["p99"]
     assert status["latencyMs"]["p99"] >= 190
     async with client.get(running.admin_url + "/metrics") as response:
         metrics = await response.text()
@@ -242,6 +242,7 @@ async def test_token_usage_and_first_byte_stats(members, proxy, client):
         metrics
     )
     assert (
-        'servicepool_member_first_byte_quantile_seconds{member="llm",pool="test",quantile="0.99"}'
+        'servicepool_member_ttft_quantile_seconds{member="llm",pool="test",quantile="0.99"}'
         in metrics
     )
+    assert 'servicepool_member_ttft_seconds_count{member="llm",pool="test"} 2.0' in metrics

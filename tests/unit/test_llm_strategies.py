@@ -30,7 +30,7 @@ def members(*weights: int) -> list[MemberState]:
 
 def used(member: MemberState, now: float, prompt: int, completion: int, seconds: float = 1.0):
     member.stats.record_usage(
-        {"prompt_tokens": prompt, "completion_tokens": completion}, seconds, now
+        {"prompt_tokens": prompt, "completion_tokens": completion}, seconds, now, False
     )
 
 
@@ -211,8 +211,8 @@ def test_a_streamed_answers_time_to_first_token_is_its_answer_time() -> None:
     a, b = members(1, 1)
     measured(a, 0.001, 100)  # the headers of a stream come at once
     measured(b, 0.001, 100)
-    a.stats.record_first_token(2.0, 10.0)  # but the first token took 2 s on a
-    b.stats.record_first_token(0.5, 10.0)
+    a.stats.record_ttft(2.0, 10.0)  # but the first token took 2 s on a
+    b.stats.record_ttft(0.5, 10.0)
     assert best_adaptive([a, b], 10.0, Adaptive()) is b
 
 

@@ -43,7 +43,7 @@ def test_a_member_row_carries_latency_ttft_tokens_capacity_and_a_null_prefix_hit
     a = member("a", health=Health.HEALTHY)
     for seconds in (0.01, 0.02, 0.03):
         a.stats.latency.add(seconds)
-        a.stats.first_byte.add(seconds / 2)
+        a.stats.ttft.add(seconds / 2)
     a.stats.tokens_per_second = 41.234
     a.record_report(NOW - 0.5, queued=3, running=2, workers=4, cache_usage=0.5)
     (row,) = pool_snapshot(view([a]), NOW, {"a": (12.345, 0.5)})["members"]

@@ -131,7 +131,7 @@ def test_defaults_match_the_api() -> None:
     assert od.rateLimitCooldownSeconds == 1
 
     assert spec.retries.attempts == 2
-    assert spec.retries.retryOn == ["connect-failure", "reset", "502", "503", "504"]
+    assert spec.retries.retryOn == ["connect-failure", "reset", "429", "502", "503", "504"]
     assert spec.retries.bufferBytes == 8 << 20
     assert (spec.timeouts.connectSeconds, spec.timeouts.requestSeconds) == (2, 300)
     assert (spec.queue.maxWaiting, spec.queue.timeoutSeconds) == (1000, 30)

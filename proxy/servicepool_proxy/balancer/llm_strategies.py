@@ -55,7 +55,7 @@ def speed_known(member: MemberState, now: float, policy: Speed) -> bool:
 def fastest(
     candidates: Sequence[MemberState], now: float, policy: Speed, rng: random.Random
 ) -> MemberState:
-    """The best recent output tokens/s each new request would get: measured tokens/s times
+    """The best recent decode tokens/s each new request would get: measured tokens/s times
     weight, shared with what is in flight there.
 
     Exploration: a member never measured, or measured longer than staleAfterSeconds ago, gets
@@ -84,9 +84,9 @@ def typical(values: list[float]) -> float:
 
 
 def answer_time(member: MemberState, now: float) -> tuple[float, float] | None:
-    """How long the member took to start answering, and when that was last measured: time
-    to first token of streamed answers when measured, else time to first byte; None when not
-    measured within LATENCY_FORGET_SECONDS."""
+    """How long the member took to start answering, and when that was last measured: its
+    time to first token (the first body chunk with content) when measured, else its latency
+    to the answer's headers; None when not measured within LATENCY_FORGET_SECONDS."""
     stats = member.stats
     if stats.first_token is not None and now - stats.first_token_at <= LATENCY_FORGET_SECONDS:
         return stats.first_token, stats.first_token_at
@@ -116,7 +116,7 @@ def answer_times(candidates: Sequence[MemberState], now: float) -> dict[str, flo
 
 
 def output_speeds(candidates: Sequence[MemberState], now: float) -> dict[str, float | None]:
-    """Each member's output tokens/s, drifting back to the typical one as it ages; None when
+    """Each member's decode tokens/s, drifting back to the typical one as it ages; None when
     not measured within LATENCY_FORGET_SECONDS."""
     measured: dict[str, tuple[float, float] | None] = {}
     for member in candidates:

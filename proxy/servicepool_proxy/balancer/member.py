@@ -49,7 +49,8 @@ class MemberState:
     auth_failed: bool = False
 
     declared_models: frozenset[str] = frozenset()
-    discovered_models: frozenset[str] = frozenset()
+    # From the member's model list: each model and its owned_by ("" when not said).
+    discovered_models: dict[str, str] = field(default_factory=dict)
 
     # The member's own report of its load (capacity signal).
     reported_at: float = 0.0
@@ -93,7 +94,7 @@ class MemberState:
 
     def models(self) -> frozenset[str]:
         """Every model the member is known to serve."""
-        return self.declared_models | self.discovered_models
+        return self.declared_models.union(self.discovered_models)
 
     def record_report(
         self,

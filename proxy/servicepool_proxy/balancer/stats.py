@@ -1,4 +1,4 @@
-"""Per-member request statistics: latency and time-to-first-byte percentiles, LLM tokens."""
+"""Per-member request statistics: latency and time-to-first-token percentiles, LLM tokens."""
 
 from __future__ import annotations
 
@@ -73,26 +73,32 @@ class MemberStats:
     """What the proxy measured of a member's answers."""
 
     latency: Window = field(default_factory=Window)
-    first_byte: Window = field(default_factory=Window)
+    ttft: Window = field(default_factory=Window)  # time to the first body chunk with content
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    tokens_per_second: float | None = None
+    tokens_per_second: float | None = None  # moving average of the decode rate
     speed_at: float = 0.0  # when tokens_per_second was last measured
     token_window: TokenWindow = field(default_factory=TokenWindow)
     error_rate: float = 0.0  # recent share of failed requests, as of error_at
     error_at: float = 0.0
-    first_token: float | None = None  # moving average of streamed answers' body start
+    first_token: float | None = None  # moving average of the time to first token
     first_token_at: float = 0.0
 
-    def record_first_token(self, seconds: float, now: float) -> None:
-        """A streamed answer's body began `seconds` after it was sent (its time to first
-        token; the headers of a streamed completion come before the prefill)."""
+    def record_ttft(self, seconds: float, now: float) -> None:
+        """An answer's first token (its first body chunk with content; for a stream, after
+        the prefill, not at the headers) came `seconds` after the request was sent."""
+        self.ttft.add(seconds)
         previous = self.first_token
         self.first_token = seconds if previous is None else previous + 0.3 * (seconds - previous)
         self.first_token_at = now
 
-    def record_usage(self, usage: dict[str, Any], generation_seconds: float, now: float) -> None:
-        """Count an OpenAI-style usage block; tokens/s is a moving average."""
+    def record_usage(
+        self, usage: dict[str, Any], generation_seconds: float, now: float, after_first: bool
+    ) -> None:
+        """Count an OpenAI-style usage block; tokens/s is a moving average of the decode rate:
+        with `after_first`, the completion tokens after the first over `generation_seconds`
+        since the first (a stream); otherwise all of them over the whole answer (a whole
+        answer shows no first token)."""
         prompt = usage.get("prompt_tokens")
         completion = usage.get("completion_tokens")
         counted = 0
@@ -102,8 +108,9 @@ class MemberStats:
         if isinstance(completion, int) and not isinstance(completion, bool):
             self.completion_tokens += completion
             counted += completion
-            if generation_seconds > 0 and completion > 0:
-                rate = completion / generation_seconds
+            decoded = completion - 1 if after_first else completion
+            if generation_seconds > 0 and decoded > 0:
+                rate = decoded / generation_seconds
                 previous = self.tokens_per_second
                 self.tokens_per_second = (
                     rate if previous is None else previous + 0.3 * (rate - previous)
@@ -130,7 +137,7 @@ class MemberStats:
     def to_status(self) -> dict[str, Any]:
         return {
             "latencyMs": self.latency.summary(),
-            "firstByteMs": self.first_byte.summary(),
+            "ttftMs": self.ttft.summary(),
             "promptTokens": self.prompt_tokens,
             "completionTokens": self.completion_tokens,
             "tokensPerSecond": (

@@ -164,14 +164,6 @@ class Attempts:
                 and str(status) in self.runtime.retry_on
             ):
                 raise AttemptFailed("status", f"HTTP {status}")
-            member.stats.first_byte.add(first_byte - sent)
-
-            def body_started() -> None:  # a streamed answer's first token
-                if lease.prefill.done():
-                    now = self.clock()
-                    member.stats.record_first_token(now - sent, now)
-
-            timing = Timing(start, sent, first_byte)
-            return await self.relay(request, upstream, lease, timing, explained, body_started)
+            return await self.relay(request, upstream, lease, Timing(start, sent), explained)
         finally:
             upstream.release()

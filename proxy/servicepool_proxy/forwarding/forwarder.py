@@ -147,9 +147,17 @@ class Forwarder:
         return routing_keys(spec, request.headers, readable)
 
     def _model_listing(self) -> Response:
-        """GET /v1/models on the pool: the union of what its members serve."""
+        """GET /v1/models on the pool: the union of what its members serve, each model owned
+        by whom its members say (the first by member name), else by the pool."""
+        members = sorted(self.runtime.members, key=lambda m: m.name)
+        owners: dict[str, str] = {}
+        for member in members:
+            for model, owner in member.discovered_models.items():
+                if owner:
+                    owners.setdefault(model, owner)
         models = sorted(self.runtime.balancer.served_models())
         return json_response({
             "object": "list",
-            "data": [{"id": m, "object": "model", "owned_by": self.runtime.name} for m in models],
+            "data": [{"id": m, "object": "model", "owned_by": owners.get(m, self.runtime.name)}
+                     for m in models],
         })  # fmt: skip

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, Final
 
-from servicepool_api.signals import find_usage_in_json, find_usage_in_sse
+from servicepool_api.signals import FirstToken, find_usage_in_json, find_usage_in_sse
 from servicepool_proxy.balancer.decisions import Decision, decisions_header
 from servicepool_proxy.balancer.prefill import Lease
 from servicepool_proxy.forwarding.explain import DECISION_HEADER
@@ -37,15 +37,15 @@ _REPLACED: Final = {
 
 
 class Timing:
-    """When the request arrived, when this try was sent, when its first byte came back (a
-    plain class: compiled, it is made without running Python code)."""
+    """When the request arrived, when this try was sent, when its first token came back (0
+    until it has; a plain class: compiled, it is made without running Python code)."""
 
-    __slots__ = ("first_byte", "sent", "start")
+    __slots__ = ("first_token", "sent", "start")
 
-    def __init__(self, start: float, sent: float, first_byte: float) -> None:
+    def __init__(self, start: float, sent: float) -> None:
         self.start = start
         self.sent = sent
-        self.first_byte = first_byte
+        self.first_token = 0.0
 
 
 class Relay:
@@ -64,10 +64,8 @@ class Relay:
     async def __call__(
         self, request: Request, upstream: UpstreamResponse, lease: Lease, timing: Timing,
         explained: list[Decision] | None = None,
-        body_started: Callable[[], None] = lambda: None,
     ) -> Response | StreamResponse:  # fmt: skip
-        """Relay the answer of the lease's member; body_started is called once its body
-        begins (the first token of a streamed completion)."""
+        """Relay the answer of the lease's member, and record its time to first token."""
         member = lease.member
         status = upstream.status
         length = upstream.content_length
@@ -86,9 +84,7 @@ class Relay:
             if length is not None and not no_body:
                 stream.content_length = length
             await stream.prepare(request, no_body)
-            return await self._stream(
-                request, upstream, lease, timing, stream, no_body, body_started
-            )
+            return await self._stream(request, upstream, lease, timing, stream, no_body)
         try:
             payload = await upstream.read()
         except Exception as exc:
@@ -96,6 +92,7 @@ class Relay:
             if isinstance(fault, AttemptFailed):
                 fault.answered = True  # counted as answered at its first byte
             raise fault from exc
+        self._first_token(lease, timing)  # a whole answer's content comes at once
         response = Response(status=status, reason=upstream.reason, lines=lines, body=payload)
         usage = find_usage_in_json(payload) if "json" in upstream.content_type else None
         self._finish(lease, status, timing, usage, streamed=False)
@@ -113,15 +110,19 @@ class Relay:
 
     async def _stream(
         self, request: Request, upstream: UpstreamResponse, lease: Lease, timing: Timing,
-        stream: StreamResponse, no_body: bool, body_started: Callable[[], None],
+        stream: StreamResponse, no_body: bool,
     ) -> StreamResponse:  # fmt: skip
         member = lease.member
         usage = None
-        if not no_body:
+        if no_body:
+            self._first_token(lease, timing)  # the head is the whole answer
+        else:
             scan = upstream.content_type == "text/event-stream"
+            watch = FirstToken(scan)
             try:
                 while chunk := await upstream.readany():
-                    body_started()
+                    if not timing.first_token and watch.found_in(chunk):
+                        self._first_token(lease, timing)
                     await stream.write(chunk)
                     if scan:
                         usage = find_usage_in_sse(chunk) or usage
@@ -146,6 +147,15 @@ class Relay:
         self._finish(lease, upstream.status, timing, usage, streamed=True)
         return stream
 
+    def _first_token(self, lease: Lease, timing: Timing) -> None:
+        """The answer's first token came: its prefill is over; record its time to first token."""
+        now = self.clock()
+        timing.first_token = now
+        lease.prefill.done()
+        seconds = now - timing.sent
+        lease.member.stats.record_ttft(seconds, now)
+        self.metrics.observe_ttft(lease.member.name, seconds)
+
     def _finish(
         self, lease: Lease, status: int, timing: Timing, usage: dict[str, Any] | None,
         streamed: bool,
@@ -153,8 +163,9 @@ class Relay:
         now = self.clock()
         member = lease.member
         member.stats.latency.add(now - timing.sent)
-        if usage is not None:
-            generating = now - (timing.first_byte if streamed else timing.sent)
-            member.stats.record_usage(usage, generating, now)
+        if usage is not None:  # tokens/s: the decode rate of a stream, after its first token
+            after_first = streamed and timing.first_token > 0
+            generating = now - (timing.first_token if after_first else timing.sent)
+            member.stats.record_usage(usage, generating, now, after_first)
             self.runtime.balancer.learn(lease, usage)
         self.metrics.observe_response(member.name, status, now - timing.start)

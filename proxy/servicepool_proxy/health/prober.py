@@ -21,6 +21,7 @@ from servicepool_api.signals import (
 )
 from servicepool_api.spec import Strategy
 from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.balancer.model_routing import discovery
 from servicepool_proxy.observe.metrics import ProxyMetrics
 from servicepool_proxy.runtime import PoolRuntime
 from servicepool_proxy.tasks import cancel_and_wait
@@ -138,24 +139,25 @@ def model_poller(runtime: PoolRuntime) -> MemberPoller:
     """Model discovery: each member's model list (OpenAI shape), every interval."""
 
     async def check(session: aiohttp.ClientSession, member: MemberState) -> bool:
-        routing = runtime.spec.models
-        if routing is None or not routing.discover:
+        routing = discovery(runtime.pool.spec)
+        if routing is None:
             return False
         try:
-            models = parse_model_list(await fetch(session, member.url + routing.path, 5.0))
+            owners = parse_model_list(await fetch(session, member.url + routing.path, 5.0))
         except SignalError as exc:
             log.debug("pool %s: member %s: %s", runtime.name, member.name, exc)
             return False
-        if models == member.discovered_models:
+        if owners == member.discovered_models:
             return False
-        member.discovered_models = models
+        member.discovered_models = owners
+        runtime.models_discovered()
         log.info("pool %s: member %s serves %s", runtime.name, member.name,
-                 ", ".join(sorted(models)) or "no models")  # fmt: skip
+                 ", ".join(sorted(owners)) or "no models")  # fmt: skip
         return True
 
     def interval() -> float | None:
-        routing = runtime.spec.models
-        return routing.intervalSeconds if routing is not None and routing.discover else None
+        routing = discovery(runtime.pool.spec)
+        return None if routing is None else routing.intervalSeconds
 
     return MemberPoller("model-discovery", runtime, interval, check)
 

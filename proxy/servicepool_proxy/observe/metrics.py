@@ -141,9 +141,10 @@ def _member_families() -> tuple[
             "Member latency percentiles over the last 1024 answers",
             labels=["pool", "member", "quantile"],
         ),
-        "first_byte": GaugeMetricFamily(
-            "servicepool_member_first_byte_quantile_seconds",
-            "Time to first byte (TTFT for streams) percentiles over the last 1024 answers",
+        "ttft": GaugeMetricFamily(
+            "servicepool_member_ttft_quantile_seconds",
+            "Time to first token (the first body chunk with content) percentiles over the "
+            "last 1024 answers",
             labels=["pool", "member", "quantile"],
         ),
     }
@@ -154,7 +155,8 @@ def _member_families() -> tuple[
     )
     rate = GaugeMetricFamily(
         "servicepool_member_tokens_per_second",
-        "Moving average of completion tokens/s",
+        "Moving average of the decode rate: a stream's completion tokens after the first over "
+        "the time after the first (a whole answer's: all of them over its whole time)",
         labels=["pool", "member"],
     )
     reported = GaugeMetricFamily(
@@ -172,7 +174,8 @@ class ProxyMetrics:
         self.pool = pool
         self.registry = CollectorRegistry()
         self.registry.register(MemberStateCollector(pool, members))
-        self.responses = ResponseTally(pool)  # requests_total and request_duration_seconds
+        # requests_total, request_duration_seconds and member_ttft_seconds
+        self.responses = ResponseTally(pool)
         self.registry.register(self.responses)
         self.upstream_errors = self._counter(
             "servicepool_upstream_errors_total",
@@ -224,22 +227,50 @@ class ProxyMetrics:
         """Count one response to a client and its duration."""
         self.responses.observe(member, code, seconds)
 
+    def observe_ttft(self, member: str, seconds: float) -> None:
+        """One answer's time to first token."""
+        self.responses.tally(member).ttft.observe(seconds)
+
+
+class Buckets:
+    """One histogram series: a count per LATENCY_BUCKETS bound and one for +Inf, and the sum."""
+
+    __slots__ = ("counts", "seconds")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.seconds = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.seconds += seconds
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """(le, count) pairs as a HistogramMetricFamily takes them."""
+        pairs: list[tuple[str, float]] = []
+        running = 0.0
+        for bound, count in zip(BUCKET_LABELS, list(self.counts), strict=True):
+            running += count
+            pairs.append((bound, running))
+        return pairs
+
 
 class MemberTally:
-    """One member's responses: a count per status code, a count per LATENCY_BUCKETS bound
-    and one for +Inf, and the sum of the durations."""
+    """One member's responses: a count per status code, their durations and their times to
+    first token."""
 
-    __slots__ = ("buckets", "codes", "seconds")
+    __slots__ = ("codes", "duration", "ttft")
 
     def __init__(self) -> None:
         self.codes: dict[int, int] = {}
-        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.seconds = 0.0
+        self.duration = Buckets()
+        self.ttft = Buckets()
 
 
 class ResponseTally(Collector):
-    """Responses to clients by member and status, and their durations: plain counts on the
-    request path (no lock, no metric child per response), Prometheus families when scraped."""
+    """Responses to clients by member and status, their durations and times to first token:
+    plain counts on the request path (no lock, no metric child per response), Prometheus
+    families when scraped."""
 
     def __init__(self, pool: str) -> None:
         self._pool = pool
@@ -250,14 +281,18 @@ class ResponseTally(Collector):
         """Drop a member's counts and durations."""
         self.members.pop(member, None)
 
-    def observe(self, member: str, code: int, seconds: float) -> None:
+    def tally(self, member: str) -> MemberTally:
+        """The member's tally, made on first use."""
         tally = self.members.get(member)
         if tally is None:
             tally = self.members[member] = MemberTally()
+        return tally
+
+    def observe(self, member: str, code: int, seconds: float) -> None:
+        tally = self.tally(member)
         codes = tally.codes
         codes[code] = codes.get(code, 0) + 1
-        tally.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        tally.seconds += seconds
+        tally.duration.observe(seconds)
 
     def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
         requests = CounterMetricFamily(
@@ -270,14 +305,19 @@ class ResponseTally(Collector):
             "Time from request to last response byte",
             labels=["pool", "member"],
         )
+        ttft = HistogramMetricFamily(
+            "servicepool_member_ttft_seconds",
+            "Time from sending a request to the member to the first body chunk with content "
+            "(for server-sent events, the first data event with a token)",
+            labels=["pool", "member"],
+        )
         for member, tally in list(self.members.items()):
             for code, count in list(tally.codes.items()):
                 requests.add_metric([self._pool, member, str(code)], count, created=self._created)
-            buckets: list[tuple[str, float]] = []
-            running = 0.0
-            for bound, bucket in zip(BUCKET_LABELS, list(tally.buckets), strict=True):
-                running += bucket
-                buckets.append((bound, running))
-            duration.add_metric([self._pool, member], buckets, tally.seconds)
+            labels = [self._pool, member]
+            duration.add_metric(labels, tally.duration.cumulative(), tally.duration.seconds)
+            if any(tally.ttft.counts):
+                ttft.add_metric(labels, tally.ttft.cumulative(), tally.ttft.seconds)
         yield requests
         yield duration
+        yield ttft

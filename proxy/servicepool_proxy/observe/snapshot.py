@@ -100,7 +100,7 @@ def member_snapshot(member: MemberState, now: float, rate: tuple[float, float]) 
         "errorsPerSecond": round(rate[1], 2),
         "lastError": member.last_error or None,
         "latencyMs": quantiles(stats.latency.summary()),
-        "ttftMs": quantiles(stats.first_byte.summary()),
+        "ttftMs": quantiles(stats.ttft.summary()),
         "tokensPerSecond": None
         if stats.tokens_per_second is None
         else round(stats.tokens_per_second, 2),

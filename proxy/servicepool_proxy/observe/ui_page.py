@@ -38,7 +38,7 @@ td.why { white-space: normal; color: var(--dim); max-width: 28rem; }
 <table>
 <thead><tr><th class="name">member</th><th>state</th><th class="why">why</th>
 <th>in flight</th><th>req/s</th><th>errors</th><th>latency p50 / p99 ms</th>
-<th>TTFT p50 / p99 ms</th><th>tokens/s</th><th>prefix hits</th><th>capacity</th></tr></thead>
+<th>TTFT p50 / p99 ms</th><th>decode tokens/s</th><th>prefix hits</th><th>capacity</th></tr></thead>
 <tbody id="members"></tbody>
 </table>
 <h2>Last routing decisions</h2>
