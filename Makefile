@@ -89,11 +89,13 @@ crd: venv ## Regenerate the CRD from the model.
 	$(BIN)/python -m servicepool_dev.crd > crds/servicepool.dev_servicepools.yaml
 	cp crds/servicepool.dev_servicepools.yaml charts/servicepool/crds/
 
-## Regenerate the field reference (docs/reference.md) from the model and the proxy's flags
-## table (docs/proxy.md) from its parser (unit tests fail when either is stale).
-docs: venv ## Regenerate docs/reference.md's field reference and docs/proxy.md's flags table.
+## Regenerate the field reference (docs/reference.md) from the model, the proxy's flags
+## table (docs/proxy.md) from its parser and the chart's values table
+## (charts/servicepool/README.md) from values.yaml (unit tests fail when one is stale).
+docs: venv ## Regenerate the field reference, the proxy's flags table and the chart's values table.
 	$(BIN)/python -m servicepool_dev.fieldref --write docs/reference.md
 	$(BIN)/python -m servicepool_dev.flagref --write docs/proxy.md
+	$(BIN)/python -m servicepool_dev.valuesref --write charts/servicepool/README.md
 
 ## Benchmarks against direct, nginx, HAProxy, Envoy and vllm-router (not part of `make test`).
 bench: venv compiled ## The full proxy benchmark against its peers (about 10 minutes).
