@@ -19,14 +19,15 @@ venv: $(BIN)/servicepool-proxy ## The development venv (.venv) with the package 
 demo: venv ## A real pool on this machine: members, the proxy, traffic, a failure and a kill.
 	$(BIN)/python -m servicepool_dev.demo
 
-## What the cluster and engine tiers need, set up once and cached (needs root or sudo): Debian
-## packages, the current Kubernetes (with etcd and helm) built from Go modules with Go 1.26,
-## v1.20.2 built from Debian's source with Debian's Go 1.19, the pause, base and project images,
-## and llama.cpp's llama-server (CPU) built from the source in PyPI's llama-cpp-python sdist
-## (tests/engines; about 8 minutes cold).
-deps: ## Set up the cluster and engine tiers' needs once: packages, Kubernetes, images, llama-server.
+## What the cluster, engine and chart tiers need, set up once and cached (needs root or sudo):
+## Debian packages, the current Kubernetes (with etcd and helm) built from Go modules with
+## Go 1.26, kube-score from its Go module (tests/chart), v1.20.2 built from Debian's source with
+## Debian's Go 1.19, the pause, base and project images, and llama.cpp's llama-server (CPU)
+## built from the source in PyPI's llama-cpp-python sdist (tests/engines; about 8 minutes cold).
+deps: ## Set up the tiers' needs once: packages, Kubernetes, kube-score, images, llama-server.
 	e2e/cluster/install-deps.sh
 	e2e/cluster/build.sh --version current >/dev/null
+	e2e/cluster/build-kube-score.sh >/dev/null
 	e2e/cluster/build.sh --version 1.20 >/dev/null
 	e2e/cluster/images.sh build >/dev/null
 	PYTHON=$(PYTHON) e2e/engines/build-llama-server.sh >/dev/null
@@ -89,11 +90,13 @@ crd: venv ## Regenerate the CRD from the model.
 	$(BIN)/python -m servicepool_dev.crd > crds/servicepool.dev_servicepools.yaml
 	cp crds/servicepool.dev_servicepools.yaml charts/servicepool/crds/
 
-## Regenerate the field reference (docs/reference.md) from the model and the proxy's flags
-## table (docs/proxy.md) from its parser (unit tests fail when either is stale).
-docs: venv ## Regenerate docs/reference.md's field reference and docs/proxy.md's flags table.
+## Regenerate the field reference (docs/reference.md) from the model, the proxy's flags
+## table (docs/proxy.md) from its parser and the chart's values table
+## (charts/servicepool/README.md) from values.yaml (unit tests fail when one is stale).
+docs: venv ## Regenerate the field reference, the proxy's flags table and the chart's values table.
 	$(BIN)/python -m servicepool_dev.fieldref --write docs/reference.md
 	$(BIN)/python -m servicepool_dev.flagref --write docs/proxy.md
+	$(BIN)/python -m servicepool_dev.valuesref --write charts/servicepool/README.md
 
 ## Benchmarks against direct, nginx, HAProxy, Envoy and vllm-router (not part of `make test`).
 bench: venv compiled ## The full proxy benchmark against its peers (about 10 minutes).

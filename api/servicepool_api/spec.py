@@ -137,12 +137,14 @@ Quantity = Annotated[
 
 
 class ProxyResources(SpecModel):
-    """Compute resources of each proxy container, as in a Pod spec."""
+    """Compute resources of each proxy container, as in a Pod spec (its only files: its log)."""
 
     requests: dict[str, Quantity] = Field(
-        default_factory=lambda: {"cpu": "100m", "memory": "128Mi"}
+        default_factory=lambda: {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "64Mi"}
     )
-    limits: dict[str, Quantity] = Field(default_factory=lambda: {"memory": "256Mi"})
+    limits: dict[str, Quantity] = Field(
+        default_factory=lambda: {"memory": "256Mi", "ephemeral-storage": "256Mi"}
+    )
 
 
 class LocalObjectReference(SpecModel):

@@ -178,10 +178,19 @@ def image_pull_secrets(spec: PoolSpec, defaults: ProxyDefaults) -> list[dict[str
     return [{"name": name} for name in defaults.image_pull_secrets]
 
 
+def spread_over_nodes(pool: str) -> dict[str, Any]:
+    """Soft anti-affinity: the pool's proxies on different nodes where the scheduler can."""
+    term = {"labelSelector": {"matchLabels": names.selector_labels(pool)},
+            "topologyKey": "kubernetes.io/hostname"}  # fmt: skip
+    return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+        {"weight": 100, "podAffinityTerm": term}]}}  # fmt: skip
+
+
 def render_deployment(
     pool: str, namespace: str, uid: str, spec: PoolSpec, defaults: ProxyDefaults = OPERATOR_DEFAULTS
 ) -> Manifest:
-    """The proxy Deployment: non-root Pods that drain before the kubelet may kill them."""
+    """The proxy Deployment: non-root Pods spread over nodes, which drain before the kubelet
+    may kill them."""
     name = names.proxy_name(pool)
     container = proxy_container(pool, namespace, spec, defaults)
     volumes: list[dict[str, Any]] = [{"name": "config", "configMap": {"name": name}}]
@@ -195,6 +204,7 @@ def render_deployment(
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "terminationGracePeriodSeconds": PROXY_TERMINATION_GRACE_SECONDS,
+        "affinity": spread_over_nodes(pool),
         "containers": [container],
         "volumes": volumes,
     }

@@ -164,3 +164,30 @@ def test_every_port_names_its_protocol_for_server_side_apply() -> None:
     documents = render({"podMonitor": {"enabled": False}})
     ports = [port for document in documents for port in ports_of(document)]
     assert ports and all(port.get("protocol") == "TCP" for port in ports), ports
+
+
+def test_the_operator_is_ready_when_it_serves_and_spreads_over_nodes_with_a_budget() -> None:
+    documents = render()
+    (deployment,) = by_kind(documents, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert container["resources"]["limits"]["ephemeral-storage"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    selector = deployment["spec"]["selector"]
+    assert term["podAffinityTerm"]["labelSelector"] == selector
+    (budget,) = by_kind(documents, "PodDisruptionBudget")
+    assert budget["apiVersion"] == "policy/v1" and budget["spec"]["selector"] == selector
+    (policy,) = by_kind(documents, "NetworkPolicy")
+    assert policy["spec"]["podSelector"] == selector
+    assert {p["port"] for p in policy["spec"]["ingress"][0]["ports"]} == {"health", "metrics"}
+
+
+def test_one_replica_has_no_budget_and_set_affinity_replaces_the_spread() -> None:
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "pool", "operator": "In", "values": ["system"]}]}]}}}  # fmt: skip
+    documents = render({"replicas": 1, "affinity": affinity, "networkPolicy": {"enabled": False}})
+    assert not by_kind(documents, "PodDisruptionBudget") and not by_kind(documents, "NetworkPolicy")
+    (deployment,) = by_kind(documents, "Deployment")
+    assert deployment["spec"]["template"]["spec"]["affinity"] == affinity

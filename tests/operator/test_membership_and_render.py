@@ -162,3 +162,21 @@ def test_disruption_budget_only_with_several_replicas():
     assert budget is not None and budget["apiVersion"] == "policy/v1beta1"
     assert budget["spec"]["minAvailable"] == 1
     assert budget["spec"]["selector"]["matchLabels"] == names.selector_labels("p")
+
+
+def test_proxies_spread_over_nodes_whatever_their_count_and_request_ephemeral_storage():
+    templates = [
+        render.render_deployment("p", "ns", "u", spec(members=[{"name": "a", "url": "http://a:1"}],
+                                                      proxy={"replicas": replicas}))
+        ["spec"]["template"]
+        for replicas in (1, 3)
+    ]  # fmt: skip
+    assert templates[0] == templates[1]  # scaling does not roll the proxies
+    pod = templates[0]["spec"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"] == {
+        "labelSelector": {"matchLabels": names.selector_labels("p")},
+        "topologyKey": "kubernetes.io/hostname",
+    }
+    resources = pod["containers"][0]["resources"]
+    assert resources["requests"]["ephemeral-storage"] and resources["limits"]["ephemeral-storage"]
