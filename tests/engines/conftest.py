@@ -23,7 +23,9 @@ from tests.support import ProxyProcess, start_proxy_process
 
 # 2 slots of 1,024 KV cells each; 4 MiB of host prompt cache holds about 500 tokens of this
 # model's KV (8 KiB a token), so an engine keeps a prompt or two it had to evict, not more.
-ENGINE_OPTIONS = EngineOptions(slots=2, context=2048, cache_ram_mib=4)
+# The alias is the model id the engines list in /v1/models (the proxy discovers it and routes
+# requests naming it) and the tests ask for.
+ENGINE_OPTIONS = EngineOptions(slots=2, context=2048, cache_ram_mib=4, extra=("--alias", "tiny"))
 ENGINES = 3
 
 
