@@ -164,6 +164,11 @@ async def test_every_member_refusing_answers_502_until_the_credential_changes(
             assert all(e.startswith("credential-refused: ") for e in errors), errors
             assert all("upstreamAuth" in e for e in errors), errors
             assert set(states.values()) == {"AuthFailed"}, states
+            async with client.get(admin + "/metrics") as response:
+                metrics = await response.text()
+            rejected = [line for line in metrics.splitlines() if "rejected_total{" in line]
+            line = 'servicepool_rejected_total{pool="p",reason="credential-refused"} 30.0'
+            assert line in rejected, f"the 502s are not counted as credential-refused: {rejected}"
             write_secret(secrets, POOL_KEY)
             changed = time.monotonic()
             while time.monotonic() - changed < 5:

@@ -9,7 +9,6 @@ from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pool import Unavailable
 from servicepool_proxy.balancer.prefill import Lease
 from servicepool_proxy.forwarding.answers import credential_refused, error_response
-from servicepool_proxy.forwarding.faults import CREDENTIAL_REFUSED
 from servicepool_proxy.http.exchange import Response
 from servicepool_proxy.observe.metrics import ProxyMetrics
 from servicepool_proxy.runtime import PoolRuntime
@@ -51,8 +50,7 @@ async def admit(
 def refusal(runtime: PoolRuntime, metrics: ProxyMetrics, choice: Unavailable) -> Response | None:
     """The answer when waiting cannot help (no member serves the model, or none is up)."""
     if choice.credential_refused:
-        metrics.rejected.labels(runtime.name, CREDENTIAL_REFUSED).inc()
-        return credential_refused(runtime.name, choice.detail)
+        return credential_refused(metrics, runtime.name, choice.detail)
     if choice.unknown_model is not None:
         metrics.rejected.labels(runtime.name, "unknown-model").inc()
         return error_response(404, runtime.name, "unknown-model", choice.detail)

@@ -18,9 +18,10 @@ def error_response(status: int, pool: str, error: str, detail: str) -> Response:
     return Response(status, body=body.encode(), content_type="application/json", headers=headers)
 
 
-def credential_refused(pool: str, detail: str) -> Response:
+def credential_refused(metrics: ProxyMetrics, pool: str, detail: str) -> Response:
     """The 502 when every member refused the pool's credential (never a member's 401: the
     client's own token was not what they refused)."""
+    metrics.rejected.labels(pool, CREDENTIAL_REFUSED).inc()
     return error_response(
         502, pool, CREDENTIAL_REFUSED,
         "every member refused the pool's credential (spec.upstreamAuth; fix or rotate its "

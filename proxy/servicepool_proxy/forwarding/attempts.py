@@ -77,8 +77,8 @@ class Attempts:
         refusals = 0  # tries whose member refused the pool's credential
         while len(tried) - refusals < runtime.max_tries:
             lease = await self._pick(tried, start, keys, explained)
-            if isinstance(lease, Response):
-                if last_kind is None:
+            if isinstance(lease, Response):  # (after refusals: already why, and counted)
+                if last_kind is None or last_kind == CREDENTIAL_REFUSED:
                     return lease
                 break
             member = lease.member
@@ -112,9 +112,9 @@ class Attempts:
             if give_up:
                 break
         assert last_kind is not None
-        self.metrics.rejected.labels(runtime.name, "upstream-" + last_kind).inc()
         if last_kind == CREDENTIAL_REFUSED:
-            return credential_refused(runtime.name, "; ".join(failures))
+            return credential_refused(self.metrics, runtime.name, "; ".join(failures))
+        self.metrics.rejected.labels(runtime.name, "upstream-" + last_kind).inc()
         return error_response(
             504 if last_kind == "timeout" else 502, runtime.name, "upstream-failed",
             f"{len(failures)} attempt(s) failed: " + "; ".join(failures),
