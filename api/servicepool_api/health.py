@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Protocol
+from typing import Final, Protocol
 
 from .spec import HealthCheck
+
+# Ends the message of a probe the member refused with 401/403 (auth_refused tells).
+AUTH_FAILED_NOTE: Final = " (auth-failed)"
+
+
+def auth_refused(message: str) -> bool:
+    """Whether a probe's message says the member refused it with 401/403."""
+    return message.endswith(AUTH_FAILED_NOTE)
 
 
 class Health(StrEnum):

@@ -58,6 +58,14 @@ class OutlierDetection(SpecModel):
     rateLimitCooldownSeconds: float = Field(
         1, ge=0, le=3600, description="Cool-down after a 429 without Retry-After."
     )
+    authRecheckSeconds: float = Field(
+        30,
+        gt=0,
+        le=3600,
+        description="A member that refused the pool's credential (upstreamAuth) with 401/403 "
+        "is AuthFailed, out of rotation, until one request after this long shows it accepts "
+        "the credential again (or the credential changes).",
+    )
 
 
 class Retries(SpecModel):

@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import aiohttp
 
+from .health import AUTH_FAILED_NOTE
 from .signals import SignalError
 
 
 async def probe_once(
-    session: aiohttp.ClientSession, base_url: str, path: str, limit_seconds: float
-) -> tuple[bool, str]:
-    """GET the member's health path; 2xx/3xx is healthy. Returns (ok, message)."""
+    session: aiohttp.ClientSession, base_url: str, path: str, limit_seconds: float,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[bool, str]:  # fmt: skip
+    """GET the member's health path (with `headers`, e.g. the pool's credential); 2xx/3xx is
+    healthy. Returns (ok, message)."""
     try:
         async with session.get(
             base_url + path,
             timeout=aiohttp.ClientTimeout(total=limit_seconds),
             allow_redirects=False,
+            headers=headers,
         ) as response:
             await response.read()
             if response.status in (401, 403):
-                return False, f"probe {path} returned HTTP {response.status} (auth-failed)"
+                return False, f"probe {path} returned HTTP {response.status}{AUTH_FAILED_NOTE}"
             if 200 <= response.status < 400:
                 return True, ""
             return False, f"probe {path} returned HTTP {response.status}"

@@ -37,7 +37,11 @@ class MemberStatus(StatusModel):
 
     name: str | None = Field(None, description="The member's name.")
     url: str | None = Field(None, description="The URL the proxies send its requests to.")
-    state: str | None = Field(None, description="Healthy, Unhealthy or Unknown (not probed).")
+    state: str | None = Field(
+        None,
+        description="Healthy, Unhealthy, AuthFailed (its health path refused the operator's "
+        "probe with 401/403) or Unknown (not probed).",
+    )
     message: str | None = Field(None, description="Why it became Unhealthy.")
     lastTransitionTime: str | None = Field(None, description="When its state last changed.")
 

@@ -1,7 +1,9 @@
 """`servicepool-sample-member`: a real HTTP member for demos, tests and benchmarks.
 
 It answers every path with a small JSON body naming itself, and can be told to be slow,
-to fail, to fail its health check, or to stream server-sent events.
+to fail, to fail its health check, or to stream server-sent events. With `--api-key` it
+demands `Authorization: Bearer <key>` (401 otherwise) on every path but /healthz and
+/control/*, as vLLM's `--api-key` leaves /health open.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 
 @dataclass
@@ -37,12 +40,23 @@ class Behaviour:
     max_queued_seen: int = 0
     rate_limited_until: float = 0.0
     models_served: dict[str, int] = field(default_factory=dict)
+    api_key: str = ""  # when set, requests must carry "Authorization: Bearer <api_key>"
+    refused: int = 0  # requests answered 401 for a missing or wrong key
 
 
 def make_member_app(behaviour: Behaviour) -> web.Application:
     """The member's aiohttp application."""
 
     slots = asyncio.Semaphore(max(1, behaviour.workers))
+
+    @web.middleware
+    async def require_key(request: web.Request, handler: Handler) -> web.StreamResponse:
+        open_path = request.path == "/healthz" or request.path.startswith("/control/")
+        expected = f"Bearer {behaviour.api_key}"
+        if behaviour.api_key and not open_path and request.headers.get("Authorization") != expected:
+            behaviour.refused += 1
+            return web.json_response({"error": f"{behaviour.name}: invalid API key"}, status=401)
+        return await handler(request)
 
     async def status(_: web.Request) -> web.Response:
         return web.json_response({
@@ -128,6 +142,8 @@ def make_member_app(behaviour: Behaviour) -> web.Application:
             behaviour.healthy = False
         elif action == "delay":
             behaviour.delay = float(query.get("seconds", "0"))
+        elif action == "apikey":
+            behaviour.api_key = query.get("key", "")
         elif action == "ratelimit":
             seconds = float(query.get("seconds", "5"))
             behaviour.rate_limited_until = asyncio.get_running_loop().time() + seconds
@@ -140,6 +156,7 @@ def make_member_app(behaviour: Behaviour) -> web.Application:
                 "delay": behaviour.delay,
                 "failStatus": behaviour.fail_status,
                 "healthy": behaviour.healthy,
+                "refused": behaviour.refused,
             }
         )
 
@@ -191,7 +208,7 @@ def make_member_app(behaviour: Behaviour) -> web.Application:
         finally:
             behaviour.in_flight -= 1
 
-    app = web.Application(client_max_size=64 << 20)
+    app = web.Application(client_max_size=64 << 20, middlewares=[require_key])
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/control/{action}", control)
     app.router.add_get("/control/{action}", control)
@@ -225,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds between a stream's headers (and its role-only event) and its first token",
     )  # fmt: skip
     parser.add_argument("--models", default="", help="comma-separated models served")
+    parser.add_argument(
+        "--api-key", default="", help="demand 'Authorization: Bearer KEY' (not on /healthz)"
+    )
     args = parser.parse_args(argv)
     try:
         import uvloop
@@ -235,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     behaviour = Behaviour(
         name=args.name, delay=args.delay, workers=args.workers, service_time=args.service_time,
         prefill_time=args.prefill_time, models=[m for m in args.models.split(",") if m],
+        api_key=args.api_key,
     )  # fmt: skip
     app = make_member_app(behaviour)
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)

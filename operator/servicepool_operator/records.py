@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from servicepool_api.health import Health, apply_probe
+from servicepool_api.health import Health, apply_probe, auth_refused
 from servicepool_api.policies import HealthCheck
 from servicepool_api.spec import Member
 from servicepool_api.status import MemberStatus
@@ -24,6 +24,9 @@ def until_next_round(now: float, interval: float) -> float:
 
 
 NOT_PROBED = "not probed: healthCheck.enabled is false"
+# An Unhealthy member whose health path refused the probe with 401/403: the operator probes
+# without a credential (it reads no Secrets), so that path wants one it cannot send.
+AUTH_FAILED = "AuthFailed"
 
 
 @dataclass(slots=True)
@@ -42,12 +45,19 @@ class MemberRecord:
     status_message: str = ""
     last_transition_time: str | None = None
 
+    @property
+    def state(self) -> str:
+        """Healthy, Unhealthy, Unknown, or AuthFailed (Unhealthy by a 401/403)."""
+        if self.health is Health.UNHEALTHY and auth_refused(self.status_message):
+            return AUTH_FAILED
+        return self.health.value
+
     def to_status(self) -> MemberStatus:
         """The member's entry in status.members."""
         return MemberStatus(
             name=self.name,
             url=self.url,
-            state=self.health.value,
+            state=self.state,
             message=self.status_message,
             lastTransitionTime=self.last_transition_time,
         )
@@ -55,8 +65,9 @@ class MemberRecord:
     @classmethod
     def from_status(cls, entry: Mapping[str, Any]) -> MemberRecord:
         """Recover a record from a status entry written earlier (e.g. before a restart)."""
+        state = entry.get("state", "Unknown")
         try:
-            health = Health(entry.get("state", "Unknown"))
+            health = Health.UNHEALTHY if state == AUTH_FAILED else Health(state)
         except ValueError:
             health = Health.UNKNOWN
         return cls(

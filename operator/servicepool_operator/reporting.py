@@ -10,7 +10,7 @@ from servicepool_api.health import Health
 
 from .planning import PoolRef
 from .proxies import ProxyPods
-from .records import Transition
+from .records import AUTH_FAILED, Transition
 from .status import Problem
 
 log = logging.getLogger("servicepool.operator")
@@ -25,10 +25,12 @@ def transition_event(transition: Transition) -> tuple[str, str, str]:
     """The Event for a member's flip: (type, reason, message)."""
     record, before = transition.record, transition.before
     healthy = record.health is Health.HEALTHY
-    message = f"member {record.name} ({record.url}) is {record.health.value}"
+    message = f"member {record.name} ({record.url}) is {record.state}"
     message += f" (was {before.value})" + (f": {record.probe_message}" if not healthy else "")
     if healthy:
         return "Normal", "MemberHealthy", message
+    if record.state == AUTH_FAILED:
+        return "Warning", "MemberAuthFailed", message
     return "Warning", "MemberUnhealthy", message
 
 

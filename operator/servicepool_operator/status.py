@@ -11,7 +11,7 @@ from servicepool_api.status import Condition, ConditionStatus, PoolStatus
 
 from .failing import failing_summary
 from .proxies import ProxyPods
-from .records import MemberRecord
+from .records import AUTH_FAILED, MemberRecord
 
 # (holds, reason, message) of one condition
 Verdict = tuple[bool, str, str]
@@ -62,10 +62,19 @@ def ready_verdict(problem: Problem | None, ready: int, total: int) -> Verdict:
 
 def degraded_verdict(problem: Problem | None, records: Sequence[MemberRecord]) -> Verdict:
     """The Degraded condition: True when anything is less than fully well."""
-    unhealthy = [r.name for r in records if r.health is Health.UNHEALTHY]
+    refused = [r.name for r in records if r.state == AUTH_FAILED]
+    unhealthy = [r.name for r in records if r.health is Health.UNHEALTHY and r.name not in refused]
     not_healthy = sum(1 for r in records if r.health is not Health.HEALTHY)
     if problem is not None:
         return True, problem.reason, problem.message
+    if refused:
+        message = (
+            "health path refused the operator's probe, which carries no credential (401/403; "
+            "probe a path that needs none): " + ", ".join(sorted(refused))
+        )
+        if unhealthy:
+            message += "; unhealthy: " + ", ".join(sorted(unhealthy))
+        return True, "MembersAuthFailed", message
     if unhealthy:
         return True, "MembersUnhealthy", "unhealthy: " + ", ".join(sorted(unhealthy))
     if not_healthy:

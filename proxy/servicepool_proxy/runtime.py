@@ -37,6 +37,9 @@ class PoolRuntime:
             pool.spec.queue.maxWaiting, self._give_back
         )
         self.generation = 0
+        # Bumped whenever the members' credential changes (attempts judge refusals by it).
+        self.credential_version = 0
+        self._credential: tuple[str, str] | None = None
         self.explain = False  # --explain: record why each member was or was not picked
         self.decisions: deque[Decision] = deque(maxlen=DECISIONS_KEPT)
         self._adopt(pool)
@@ -65,6 +68,7 @@ class PoolRuntime:
         self.kept_with_credential = (
             kept | {spec.upstreamAuth.header.lower().encode()} if spec.upstreamAuth else kept
         )
+        self._note_credential()
         self.generation += 1
 
     def apply(self, pool: ServicePool) -> list[MemberState]:
@@ -105,6 +109,21 @@ class PoolRuntime:
             self.client_auth.refresh()
         if self.upstream_credential is not None:
             self.upstream_credential.refresh()
+            self._note_credential()
+
+    def _note_credential(self) -> None:
+        """A new members' credential (value, header or none at all) ends every member's
+        AuthFailed: what they refused is no longer sent."""
+        credential = self.upstream_credential
+        current = credential.header() if credential is not None else None
+        if current == self._credential:
+            return
+        self._credential = current
+        self.credential_version += 1
+        returned = self.balancer.credential_changed()
+        if returned:
+            log.info("pool %s: the members' credential changed: %d AuthFailed member(s) back "
+                     "in rotation", self.name, returned)  # fmt: skip
 
     @property
     def members(self) -> list[MemberState]:

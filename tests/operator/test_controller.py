@@ -13,6 +13,7 @@ from servicepool_operator import names
 from servicepool_operator.applying import RESYNC_SECONDS
 from servicepool_operator.controller import PoolController
 from servicepool_operator.membership import PodInfo
+from servicepool_operator.records import MemberRecords
 
 from .fakes import Events, FakeClock, FakeCluster, FakeKube, FakeProbe
 
@@ -207,6 +208,28 @@ async def test_a_missing_service_member_is_an_invalid_spec_until_the_service_app
     cluster.services.append("backend")
     await rig.passes()
     assert rig.routed() == ["svc"] and rig.condition("Ready")["reason"] == "AllMembersHealthy"
+
+
+async def test_a_member_refusing_the_probe_is_auth_failed_in_status_events_conditions() -> None:
+    """401/403 to the operator's probe (which carries no credential) names AuthFailed."""
+    rig = Rig(pool(TWO_MEMBERS))
+    await rig.passes()
+    rig.events.posted.clear()
+    refused = "probe /healthz returned HTTP 401 (auth-failed)"
+    rig.probe.answer("http://b:1", False, refused)
+    await rig.passes(2)
+    assert rig.routed() == ["a"]
+    assert [m["state"] for m in rig.kube.statuses[-1]["members"]] == ["Healthy", "AuthFailed"]
+    message = f"member b (http://b:1) is AuthFailed (was Healthy): {refused}"
+    assert rig.events.posted == [("Warning", "MemberAuthFailed", message)]
+    degraded = rig.condition("Degraded")
+    assert degraded["reason"] == "MembersAuthFailed" and degraded["message"].endswith(": b")
+    restarted = MemberRecords(rig.kube.statuses[-1]["members"])  # after an operator restart
+    assert restarted.by_name["b"].state == "AuthFailed" and restarted.unhealthy() == {"b"}
+    rig.probe.answer("http://b:1", True)
+    await rig.passes(2)
+    assert rig.routed() == ["a", "b"] and rig.events.reasons()[-1] == "MemberHealthy"
+    assert rig.condition("Degraded")["status"] == "False"
 
 
 async def test_a_member_that_fails_its_probes_leaves_the_config_with_an_event() -> None:

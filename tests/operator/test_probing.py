@@ -11,6 +11,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from servicepool_api.health import auth_refused
+from servicepool_api.probes import probe_once
 from servicepool_api.spec import PoolSpec
 from servicepool_operator.clocks import SystemClock
 from servicepool_operator.probing import HttpProbe
@@ -27,9 +29,13 @@ async def member() -> AsyncIterator[tuple[str, aiohttp.ClientSession]]:
     async def sick(_: web.Request) -> web.Response:
         return web.Response(status=503)
 
+    async def keyed(request: web.Request) -> web.Response:
+        return web.Response(status=200 if request.headers.get("Authorization") else 401)
+
     app = web.Application()
     app.router.add_get("/healthz", healthy)
     app.router.add_get("/sick", sick)
+    app.router.add_get("/keyed", keyed)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     async with aiohttp.ClientSession() as session:
@@ -48,6 +54,17 @@ async def test_a_healthy_member_passes_and_a_failing_one_says_why(
     assert await HttpProbe(session)(url, spec()) == ProbeResult(True, "")
     result = await HttpProbe(session)(url, spec(healthCheck={"path": "/sick"}))
     assert (result.ok, result.message) == (False, "probe /sick returned HTTP 503")
+
+
+async def test_a_probe_refused_with_401_says_auth_failed_and_headers_are_sent(
+    member: tuple[str, aiohttp.ClientSession],
+) -> None:
+    url, session = member
+    result = await HttpProbe(session)(url, spec(healthCheck={"path": "/keyed"}))
+    assert (result.ok, auth_refused(result.message)) == (False, True), result
+    assert not auth_refused("probe /sick returned HTTP 503")
+    headers = {"Authorization": "Bearer k"}  # what the proxy's prober sends with upstreamAuth
+    assert await probe_once(session, url, "/keyed", 1.0, headers) == (True, "")
 
 
 async def test_the_wait_between_passes_ends_early_on_a_wake() -> None:

@@ -26,7 +26,9 @@ def test_each_member_says_its_state_and_why() -> None:
     ejected = member("c", health=Health.HEALTHY, ejected_until=NOW + 4.5, last_error="HTTP 500")
     cooling = member("d", rate_limited_until=NOW + 2)
     busy = member("e", health=Health.HEALTHY, max_in_flight=1, in_flight=1)
-    snapshot = pool_snapshot(view([healthy, dead, ejected, cooling, busy]), NOW, {})
+    refused = member("f", health=Health.HEALTHY, auth_failed=True, auth_recheck_at=NOW + 12,
+                     last_error="HTTP 401: refused the pool's credential")  # fmt: skip
+    snapshot = pool_snapshot(view([healthy, dead, ejected, cooling, busy, refused]), NOW, {})
     rows = {m["name"]: (m["state"], m["why"]) for m in snapshot["members"]}
     assert rows == {
         "a": ("Healthy", ""),
@@ -34,9 +36,14 @@ def test_each_member_says_its_state_and_why() -> None:
         "c": ("Ejected", "ejected for 4.5s more (HTTP 500)"),
         "d": ("RateLimited", "answered 429; cooling down 2.0s more"),
         "e": ("Healthy", "at its maxInFlight (1)"),
+        "f": (
+            "AuthFailed",
+            "HTTP 401: refused the pool's credential; re-checked in 12.0s, "
+            "or at once on a new credential",
+        ),
     }
     assert snapshot["queue"] == {"waiting": 2, "maxWaiting": 100, "timeoutSeconds": 30.0}
-    assert snapshot["routableMembers"] == 1 and snapshot["totalMembers"] == 5
+    assert snapshot["routableMembers"] == 1 and snapshot["totalMembers"] == 6
 
 
 def test_a_member_row_carries_latency_ttft_tokens_capacity_and_a_null_prefix_hit_rate() -> None:

@@ -21,6 +21,7 @@ class SkipReason(StrEnum):
     UNHEALTHY = "unhealthy"  # health probes fail
     EJECTED = "ejected"  # passive health took it out
     COOLING_DOWN = "cooling-down-after-429"  # it answered 429; Retry-After not over
+    CREDENTIAL_REFUSED = "credential-refused"  # AuthFailed until its re-check
     TRIAL = "half-open-trial-in-flight"  # one trial request decides whether it is back
     NO_MODEL = "no-such-model"  # it does not serve the requested model
     AT_LIMIT = "at-maxInFlight"  # as many requests as its maxInFlight
@@ -42,6 +43,8 @@ def skip_reason(
         return SkipReason.EJECTED
     if now < member.rate_limited_until:
         return SkipReason.COOLING_DOWN
+    if member.auth_failed and now < member.auth_recheck_at:
+        return SkipReason.CREDENTIAL_REFUSED
     if member.half_open and member.trial_in_flight:
         return SkipReason.TRIAL
     if model is not None and not member.serves(model):

@@ -46,7 +46,10 @@ class MemberState:
     last_latency_at: float = 0.0
     current_weight: int = 0
     removed: bool = field(default=False)
+    # It refused the pool's credential: out of rotation until auth_recheck_at, when one
+    # request re-checks (outlier.record_auth_refused).
     auth_failed: bool = False
+    auth_recheck_at: float = 0.0
 
     declared_models: frozenset[str] = frozenset()
     # From the member's model list: each model and its owned_by ("" when not said).
@@ -130,6 +133,8 @@ class MemberState:
         if self.health is Health.UNHEALTHY or now < self.ejected_until:
             return False
         if now < self.rate_limited_until:
+            return False
+        if self.auth_failed and now < self.auth_recheck_at:
             return False
         return not (self.half_open and self.trial_in_flight)
 

@@ -141,9 +141,37 @@ def record_rate_limited(
     end_trial(member, trial)
 
 
-def record_auth_error(member: MemberState, status: int, trial: bool = False) -> None:
-    """A 401/403: the credential is wrong, the host is not broken; count, never eject."""
+def record_auth_error(member: MemberState, trial: bool = False) -> None:
+    """A 401/403 to the client's own credential (the pool sent none): the client's problem,
+    relayed to it; counted, the member stays in rotation."""
     member.auth_errors += 1
-    member.auth_failed = True
-    member.last_error = f"HTTP {status} (authentication/authorization)"
     end_trial(member, trial)
+
+
+def record_auth_refused(
+    member: MemberState, detail: str, now: float, recheck_seconds: float, trial: bool = False
+) -> bool:
+    """A 401/403 to the pool's credential: the member is AuthFailed, out of rotation until
+    one request after `recheck_seconds` shows it accepts the credential again (a success
+    ends it, record_success) or the credential changes (credential_changed). Not an ejection:
+    maxEjectionPercent does not bound it, since every member may refuse a wrong credential.
+    Returns True when the member was not AuthFailed before."""
+    member.auth_errors += 1
+    news = not member.auth_failed
+    member.auth_failed = True
+    member.auth_recheck_at = now + recheck_seconds
+    member.last_error = f"{detail}: refused the pool's credential"
+    end_trial(member, trial)
+    return news
+
+
+def credential_changed(members: Sequence[MemberState]) -> int:
+    """The pool's credential changed: every AuthFailed member is back in rotation (the next
+    request tells). Returns how many were AuthFailed."""
+    returned = 0
+    for member in members:
+        if member.auth_failed:
+            returned += 1
+        member.auth_failed = False
+        member.auth_recheck_at = 0.0
+    return returned

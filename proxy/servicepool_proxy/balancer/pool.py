@@ -23,12 +23,14 @@ from .prefill import Lease, PendingPrefill
 class Unavailable:
     """No member can take the request now; saturated means waiting may help.
 
-    unknown_model is set when no member of the pool serves the requested model.
+    unknown_model is set when no member of the pool serves the requested model;
+    credential_refused when every member refused the pool's credential (AuthFailed).
     """
 
     saturated: bool
     detail: str
     unknown_model: str | None = None
+    credential_refused: bool = False
 
 
 class Balancer:
@@ -132,7 +134,8 @@ class Balancer:
                 return self._pick(available, now, keys)
         if saturated:
             return Unavailable(True, "every available member is at its maxInFlight limit")
-        return Unavailable(False, self.describe_unavailable(now))
+        refused = bool(self.members) and all(m.auth_failed for m in self.members)
+        return Unavailable(False, self.describe_unavailable(now), credential_refused=refused)
 
     def _choose_affine(
         self, key: str, available: list[MemberState], now: float
@@ -157,6 +160,8 @@ class Balancer:
                 state += f" for {member.rate_limited_until - now:.1f}s"
             elif state == "HalfOpen":
                 state += " (trial request in flight)"
+            elif state == "AuthFailed":
+                state += f", re-checked in {max(0.0, member.auth_recheck_at - now):.1f}s"
             detail = member.probe_message or member.last_error
             reasons.append(f"{member.name}: {state}" + (f" ({detail})" if detail else ""))
         return "no member can take the request: " + "; ".join(reasons)
@@ -203,6 +208,8 @@ class Balancer:
         it is the half-open trial."""
         member.in_flight += 1
         member.requests += 1
+        if member.auth_failed and now >= member.auth_recheck_at:  # this request re-checks
+            member.auth_recheck_at = now + self.spec.outlierDetection.authRecheckSeconds
         if keys.prefix:
             member.prefixes.record(keys.prefix, now)
         if member.half_open and not member.trial_in_flight and not member.ejected(now):
@@ -246,6 +253,17 @@ class Balancer:
         """The member answered 429."""
         outlier.record_rate_limited(member, now, retry_after, self.spec.outlierDetection, trial)
 
-    def record_auth_error(self, member: MemberState, status: int, trial: bool = False) -> None:
-        """The member answered 401 or 403."""
-        outlier.record_auth_error(member, status, trial)
+    def record_auth_error(self, member: MemberState, trial: bool = False) -> None:
+        """The member answered 401 or 403 to the client's own credential."""
+        outlier.record_auth_error(member, trial)
+
+    def record_auth_refused(
+        self, member: MemberState, detail: str, now: float, trial: bool = False
+    ) -> bool:
+        """The member refused the pool's credential; True when it just became AuthFailed."""
+        recheck = self.spec.outlierDetection.authRecheckSeconds
+        return outlier.record_auth_refused(member, detail, now, recheck, trial)
+
+    def credential_changed(self) -> int:
+        """The pool's credential changed; returns how many members left AuthFailed."""
+        return outlier.credential_changed(self.members)

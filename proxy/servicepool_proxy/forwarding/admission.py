@@ -8,7 +8,7 @@ from servicepool_proxy.balancer.keys import RoutingKeys
 from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pool import Unavailable
 from servicepool_proxy.balancer.prefill import Lease
-from servicepool_proxy.forwarding.answers import error_response
+from servicepool_proxy.forwarding.answers import credential_refused, error_response
 from servicepool_proxy.http.exchange import Response
 from servicepool_proxy.observe.metrics import ProxyMetrics
 from servicepool_proxy.runtime import PoolRuntime
@@ -49,6 +49,8 @@ async def admit(
 
 def refusal(runtime: PoolRuntime, metrics: ProxyMetrics, choice: Unavailable) -> Response | None:
     """The answer when waiting cannot help (no member serves the model, or none is up)."""
+    if choice.credential_refused:
+        return credential_refused(metrics, runtime.name, choice.detail)
     if choice.unknown_model is not None:
         metrics.rejected.labels(runtime.name, "unknown-model").inc()
         return error_response(404, runtime.name, "unknown-model", choice.detail)

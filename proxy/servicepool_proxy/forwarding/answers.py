@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from servicepool_proxy.forwarding.faults import ClientFault
+from servicepool_proxy.forwarding.faults import CREDENTIAL_REFUSED, ClientFault
 from servicepool_proxy.http.exchange import Response
 from servicepool_proxy.observe.metrics import ProxyMetrics
 
@@ -16,6 +16,17 @@ def error_response(status: int, pool: str, error: str, detail: str) -> Response:
     if status == 503:
         headers["Retry-After"] = "1"
     return Response(status, body=body.encode(), content_type="application/json", headers=headers)
+
+
+def credential_refused(metrics: ProxyMetrics, pool: str, detail: str) -> Response:
+    """The 502 when every member refused the pool's credential (never a member's 401: the
+    client's own token was not what they refused)."""
+    metrics.rejected.labels(pool, CREDENTIAL_REFUSED).inc()
+    return error_response(
+        502, pool, CREDENTIAL_REFUSED,
+        "every member refused the pool's credential (spec.upstreamAuth; fix or rotate its "
+        f"Secret): {detail}",
+    )  # fmt: skip
 
 
 def client_failed(metrics: ProxyMetrics, pool: str, fault: ClientFault) -> Response:

@@ -12,9 +12,14 @@ from servicepool_proxy.balancer.member import MemberState
 from servicepool_proxy.balancer.pool import Unavailable
 from servicepool_proxy.balancer.prefill import Lease
 from servicepool_proxy.forwarding.admission import admit
-from servicepool_proxy.forwarding.answers import client_failed, error_response
+from servicepool_proxy.forwarding.answers import client_failed, credential_refused, error_response
 from servicepool_proxy.forwarding.explain import DecisionRecorder
-from servicepool_proxy.forwarding.faults import AttemptFailed, ClientFault, attribute
+from servicepool_proxy.forwarding.faults import (
+    CREDENTIAL_REFUSED,
+    AttemptFailed,
+    ClientFault,
+    attribute,
+)
 from servicepool_proxy.forwarding.outcomes import Answered, Failed, OutcomeRecorder
 from servicepool_proxy.forwarding.relay import Relay, Timing
 from servicepool_proxy.http.body import StreamedBody
@@ -29,6 +34,14 @@ _IDEMPOTENCY_KEY: Final = Names(frozenset({b"idempotency-key"}))
 Body = bytes | StreamedBody | None
 # While requests of the same kind wait, a newcomer queues behind them (first in, first out).
 _BEHIND_EARLIER: Final = Unavailable(True, "earlier requests wait for a member")
+
+
+def refused(status: int, current: bool) -> None:
+    """A 401/403 to the pool's credential: the pool's problem, never relayed (raises). One
+    to a credential replaced since it was sent is just retried (the member is not judged)."""
+    if current:
+        raise AttemptFailed(CREDENTIAL_REFUSED, f"HTTP {status}")
+    raise AttemptFailed("status", f"HTTP {status} to a credential replaced since")
 
 
 class Attempts:
@@ -48,34 +61,36 @@ class Attempts:
 
     async def run(
         self, request: Request, headers: Fields, body: Body, start: float,
-        keys: RoutingKeys, explained: list[Decision] | None = None,
+        keys: RoutingKeys, explained: list[Decision] | None = None, credential: int = -1,
     ) -> Response | StreamResponse:  # fmt: skip
         """Pick a member, try, retry what may be retried; the answer or the last failure.
 
         With `explained`, each try's decision is added to it (and to the response's headers).
+        `credential`: the version of the pool's credential in `headers`, -1 for none. A
+        member refusing it is a free retry: it counts against no `attempts`.
         """
         runtime = self.runtime
         idempotent = request.method in IDEMPOTENT_METHODS or _IDEMPOTENCY_KEY.among(headers)
-        max_tries = runtime.max_tries
         tried: list[MemberState] = []
         failures: list[str] = []
         last_kind: str | None = None  # of the last failure (the exception is not kept: a cycle)
-        for attempt in range(max_tries):
+        refusals = 0  # tries whose member refused the pool's credential
+        while len(tried) - refusals < runtime.max_tries:
             lease = await self._pick(tried, start, keys, explained)
-            if isinstance(lease, Response):
-                if last_kind is None:
+            if isinstance(lease, Response):  # (after refusals: already why, and counted)
+                if last_kind is None or last_kind == CREDENTIAL_REFUSED:
                     return lease
                 break
             member = lease.member
             tried.append(member)
             trial = lease.trial
-            last = attempt + 1 >= max_tries
+            last = len(tried) - refusals >= runtime.max_tries
             give_up = False  # (no break inside try/finally: mypyc cannot compile it)
             try:
                 return await self._attempt(
                     request, lease, headers, body, start, idempotent,
                     status_retry=not last and not isinstance(body, StreamedBody),
-                    explained=explained,
+                    explained=explained, credential=credential,
                 )  # fmt: skip
             except ClientFault as fault:
                 return client_failed(self.metrics, runtime.name, fault)
@@ -84,6 +99,9 @@ class Attempts:
                 failures.append(f"{member.name}: {failure}")
                 failed = Failed(failure.kind, failure.detail, answered=failure.answered)
                 self.outcomes.record_outcome(member, failed, trial)
+                if failure.kind == CREDENTIAL_REFUSED:
+                    refusals += 1
+                    last = refusals >= len(runtime.members)
                 give_up = last or not self._may_retry(failure, idempotent, body)
                 if not give_up:
                     self.metrics.retries.labels(runtime.name, failure.kind).inc()
@@ -94,6 +112,8 @@ class Attempts:
             if give_up:
                 break
         assert last_kind is not None
+        if last_kind == CREDENTIAL_REFUSED:
+            return credential_refused(self.metrics, runtime.name, "; ".join(failures))
         self.metrics.rejected.labels(runtime.name, "upstream-" + last_kind).inc()
         return error_response(
             504 if last_kind == "timeout" else 502, runtime.name, "upstream-failed",
@@ -124,8 +144,8 @@ class Attempts:
         """Whether a failed try (not the last) may be tried again on another member."""
         if isinstance(body, StreamedBody) and body.started:
             return False
-        if failure.kind == "status":
-            return True  # only raised when a status retry was allowed
+        if failure.kind == "status" or failure.kind == CREDENTIAL_REFUSED:
+            return True  # a status retry was allowed; a refusing member did nothing
         if failure.kind not in self.runtime.retry_on:
             return False
         return idempotent or failure.kind == "connect-failure"
@@ -133,10 +153,10 @@ class Attempts:
     async def _attempt(
         self, request: Request, lease: Lease, headers: Fields, body: Body,
         start: float, idempotent: bool, status_retry: bool,
-        explained: list[Decision] | None = None,
+        explained: list[Decision] | None = None, credential: int = -1,
     ) -> Response | StreamResponse:  # fmt: skip
         """One try on one member; raises AttemptFailed or ClientFault (`status_retry`: an
-        answer whose status is in retryOn may be retried elsewhere)."""
+        answer whose status is in retryOn may be retried elsewhere; `credential`: as run's)."""
         member, trial = lease.member, lease.trial
         data = body.chunks() if isinstance(body, StreamedBody) else body
         sent = self.clock()
@@ -152,6 +172,8 @@ class Attempts:
         try:
             first_byte = self.clock()
             status = upstream.status
+            if credential >= 0 and (status == 401 or status == 403):
+                refused(status, credential == self.runtime.credential_version)
             retry_after = None
             if status == 429:
                 retry_after = parse_retry_after(upstream.headers.get("Retry-After"), time.time())

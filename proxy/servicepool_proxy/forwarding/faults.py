@@ -3,9 +3,15 @@ on another member when allowed) or the client's (nobody is blamed)."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from servicepool_proxy.http.body import BodyTooLarge
 from servicepool_proxy.http.exchange import ClientGone, RequestRejected
 from servicepool_proxy.http.upstream import ClientStalled, UpstreamError
+
+# A member answered 401/403 to the credential the pool sent it (spec.upstreamAuth): the pool's
+# problem, never the client's; the member is AuthFailed and the request tried elsewhere.
+CREDENTIAL_REFUSED: Final = "credential-refused"
 
 
 class AttemptFailed(Exception):

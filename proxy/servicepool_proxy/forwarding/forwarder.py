@@ -78,6 +78,9 @@ class Forwarder:
         credential = runtime.upstream_credential
         ours = credential.header() if credential is not None else None
         removed = runtime.kept_with_credential if ours is not None else runtime.kept_from_members
+        # Only a 401/403 to the pool's own credential is the pool's problem (attempts.refused);
+        # without one, the client's credential goes through and its 401 is the client's.
+        version = runtime.credential_version if ours is not None else -1
         headers = upstream_request_fields(
             request.fields, request.remote, request.scheme, request.raw_host,
             is_trusted(request.remote, self.trusted_proxies), removed,
@@ -104,23 +107,24 @@ class Forwarder:
             if isinstance(body, StreamedBody) and request.content_length is not None:
                 headers.append((b"Content-Length", b"%d" % request.content_length))
         try:
-            return await self._forward(request, headers, body, start)
+            return await self._forward(request, headers, body, start, version)
         finally:
             if body is not None:
                 self.budget.give(held_bytes(body))
 
     async def _forward(
         self, request: Request, headers: Fields, body: bytes | StreamedBody | None,
-        start: float,
+        start: float, credential: int,
     ) -> Response | StreamResponse:  # fmt: skip
         """Route the request by its keys and run its tries; explained when it asks."""
         keys = self._route(request, body)
         if isinstance(keys, Response):
             return keys
+        attempts = self.attempts
         if not wants_explanation(self.runtime, request):
-            return await self.attempts.run(request, headers, body, start, keys)
+            return await attempts.run(request, headers, body, start, keys, None, credential)
         explained: list[Decision] = []
-        answer = await self.attempts.run(request, headers, body, start, keys, explained)
+        answer = await attempts.run(request, headers, body, start, keys, explained, credential)
         if isinstance(answer, Response):  # a stream got the header before it started
             answer.headers[DECISION_HEADER] = decisions_header(explained)
         return answer

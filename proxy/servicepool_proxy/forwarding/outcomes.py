@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 
 from servicepool_proxy.balancer.member import MemberState
+from servicepool_proxy.forwarding.faults import CREDENTIAL_REFUSED
 from servicepool_proxy.observe.metrics import ProxyMetrics
 from servicepool_proxy.runtime import PoolRuntime
 
@@ -69,8 +70,8 @@ class OutcomeRecorder:
             elif status == 429:
                 balancer.record_rate_limited(member, now, outcome.retry_after, trial)
                 return
-            elif status in (401, 403):
-                balancer.record_auth_error(member, status, trial)
+            elif status in (401, 403):  # to the client's credential (the pool sent none)
+                balancer.record_auth_error(member, trial)
                 return
             else:
                 balancer.record_success(member, outcome.latency, now, trial)
@@ -80,6 +81,9 @@ class OutcomeRecorder:
             self.metrics.upstream_errors.labels(self.runtime.name, member.name, label).inc()
             if outcome.kind == "status":  # a retried status, already recorded as answered
                 return
+            if outcome.kind == CREDENTIAL_REFUSED:
+                self._note_refusal(member, outcome.detail, now, trial)
+                return
             what = f"{outcome.kind}: {outcome.detail}"
             if outcome.midstream:
                 ejected = balancer.record_failure(member, f"mid-stream {what}", now, answered=True)
@@ -87,6 +91,15 @@ class OutcomeRecorder:
                 ejected = balancer.record_failure(member, what, now, trial, outcome.answered)
         if ejected:
             self._note_ejection(member)
+
+    def _note_refusal(self, member: MemberState, detail: str, now: float, trial: bool) -> None:
+        if self.runtime.balancer.record_auth_refused(member, detail, now, trial):
+            log.warning(
+                "pool %s: member %s refused the pool's credential (%s): AuthFailed, out of "
+                "rotation until the credential changes or a re-check in %gs passes",
+                self.runtime.name, member.name, detail,
+                self.runtime.spec.outlierDetection.authRecheckSeconds,
+            )  # fmt: skip
 
     def _note_ejection(self, member: MemberState) -> None:
         self.metrics.ejections.labels(self.runtime.name, member.name).inc()

@@ -86,11 +86,15 @@ class MemberPoller:
 
 
 def health_poller(runtime: PoolRuntime, metrics: ProxyMetrics) -> MemberPoller:
-    """Active health: probe healthCheck.path; thresholds decide Healthy/Unhealthy."""
+    """Active health: probe healthCheck.path (with the pool's credential, as requests carry
+    it); thresholds decide Healthy/Unhealthy."""
 
     async def check(session: aiohttp.ClientSession, member: MemberState) -> bool:
         spec = runtime.spec.healthCheck
-        ok, message = await probe_once(session, member.url, spec.path, spec.timeoutSeconds)
+        credential = runtime.upstream_credential
+        sent = credential.header() if credential is not None else None
+        headers = dict([sent]) if sent is not None else None
+        ok, message = await probe_once(session, member.url, spec.path, spec.timeoutSeconds, headers)
         metrics.probes.labels(runtime.name, member.name, "ok" if ok else "fail").inc()
         if member.removed:
             return False

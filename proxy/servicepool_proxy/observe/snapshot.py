@@ -71,7 +71,8 @@ def state_reason(member: MemberState, now: float) -> str:
     if state == "Unhealthy":
         return member.probe_message or "health probes fail"
     if state == "AuthFailed":
-        return f"answers 401/403 ({member.auth_errors} so far): check the credential"
+        recheck = max(0.0, member.auth_recheck_at - now)
+        return f"{member.last_error}; re-checked in {recheck:.1f}s, or at once on a new credential"
     if member.saturated():
         return f"at its maxInFlight ({member.max_in_flight})"
     return ""
