@@ -40,13 +40,14 @@ class CacheAware(SpecModel):
         1.0,
         ge=1,
         le=10,
-        description="Where prefix families belong: the hot families, in the order of their "
-        "first block's hash, each go to the first member in their rendezvous order holding "
-        "fewer than loadFactor times its share of them (share by what its cache holds: as the "
-        "engines or cacheTokens tell, else learned); every replica computes the same places. "
-        "1 fills the members evenly, which per-slot engines need (on llama.cpp, 1.25 let one "
-        "engine take three tenants for two slots); more keeps families nearer their "
-        "rendezvous home.",
+        description="Where new prefixes go: a lone proxy puts a prefix no member holds on the "
+        "first member in its rendezvous order holding fewer than loadFactor times its share of "
+        "the pool's hot prefixes; with several replicas or workers, the hot families, in the "
+        "order of their first block's hash, each go to the first member of their rendezvous "
+        "order within that bound, which every replica computes alike. Shares follow what each "
+        "cache holds (as the engines or cacheTokens tell, else learned). 1 fills the members "
+        "evenly, which per-slot engines need (on llama.cpp, 1.25 let one engine take three "
+        "tenants for two slots); more keeps prefixes nearer their rendezvous home.",
     )
     hotSeconds: float = Field(
         60,
@@ -59,9 +60,10 @@ class CacheAware(SpecModel):
         ge=0,
         le=100,
         description="A prompt's uncached tokens count 1 + movePenalty times on a member where "
-        "it does not belong: not its family's place (loadFactor) nor a member holding more of "
-        "it than the place. Computing a prompt away from its place also delays what queues "
-        "behind it there, evicts other prefixes, and splits it from where other proxy "
+        "it does not belong: for a lone proxy, not a member holding its longest cached prefix "
+        "(or, for a new prefix, its place); with replicas, not its family's place nor a "
+        "member holding more of it. Computing a prompt away from its place also delays what "
+        "queues behind it there, evicts other prefixes, and splits it from where other proxy "
         "replicas send it; so a prefix moves only when the work queued at its place outweighs "
         "that.",
     )

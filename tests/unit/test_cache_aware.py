@@ -252,18 +252,32 @@ def test_a_new_prompt_leaves_a_crowded_home_at_once_but_a_cached_one_stays() -> 
     assert pick_cache_aware(pool, fresh, 0.0, FLAT) is home
 
 
-def test_a_longer_match_pulls_a_prompt_off_its_place_only_while_it_saves_work() -> None:
+def test_a_short_match_pulls_a_prompt_only_while_it_saves_work() -> None:
     pool = members("a", "b", "c", "d")
     unseen = prompt("fresh", 30)  # 40 blocks
     home = preference_order(pool, unseen, 0.0, FLAT)[0]
     other = next(m for m in pool if m is not home)
+    other.prefixes.record(unseen[:2])  # the prompt now belongs where 2 blocks are
+    assert pick_cache_aware(pool, unseen, 0.0, FLAT) is other
+    other.prefill_blocks = 39  # 77 blocks of work there vs 80 at the home
+    assert pick_cache_aware(pool, unseen, 0.0, FLAT) is other
+    other.prefill_blocks = 45  # 83 vs 80
+    assert pick_cache_aware(pool, unseen, 0.0, FLAT) is home
+
+
+def test_with_replicas_a_longer_match_pulls_a_prompt_off_its_place_while_it_saves_work() -> None:
+    shared = Placement(shared=True)
+    pool = members("a", "b", "c", "d")
+    unseen = prompt("fresh", 30)  # 40 blocks
+    home = preference_order(pool, unseen, 0.0, FLAT, placement=shared)[0]
+    other = next(m for m in pool if m is not home)
     home.prefixes.record(unseen[:2])
     other.prefixes.record(unseen[:20])  # the prompt belongs where 20 blocks are, too
-    assert pick_cache_aware(pool, unseen, 0.0, FLAT) is other
+    assert pick_cache_aware(pool, unseen, 0.0, FLAT, placement=shared) is other
     other.prefill_blocks = 17  # 37 blocks of work there vs 38 at the home
-    assert pick_cache_aware(pool, unseen, 0.0, FLAT) is other
+    assert pick_cache_aware(pool, unseen, 0.0, FLAT, placement=shared) is other
     other.prefill_blocks = 19  # 39 vs 38
-    assert pick_cache_aware(pool, unseen, 0.0, FLAT) is home
+    assert pick_cache_aware(pool, unseen, 0.0, FLAT, placement=shared) is home
 
 
 def test_two_replicas_send_an_unseen_prefix_to_the_same_member() -> None:

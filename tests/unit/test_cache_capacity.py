@@ -10,7 +10,7 @@ import pytest
 from servicepool_api.engine_cache import CacheSize, parse_cache_size
 from servicepool_api.llm_policies import CacheAware
 from servicepool_api.loader import parse_pool
-from servicepool_proxy.balancer.cache_aware import family_place, pick_cache_aware
+from servicepool_proxy.balancer.cache_aware import family_place, pick_cache_aware, place_new_prefix
 from servicepool_proxy.balancer.cache_model import CharsPerToken, cached_tokens, correct
 from servicepool_proxy.balancer.keys import RoutingKeys
 from servicepool_proxy.balancer.member import MemberState
@@ -95,21 +95,27 @@ def send(
     return [went[t] for t in sorted(went)]
 
 
-def test_new_prefixes_fill_the_members_evenly_not_by_hash_alone() -> None:
+@pytest.mark.parametrize("shared", [False, True])
+def test_new_prefixes_fill_the_members_evenly_not_by_hash_alone(shared: bool) -> None:
     # Six tenants on three members: by rendezvous hash alone one member gets three or more.
     pool = members("a", "b", "c")
     policy = CacheAware(blockChars=16, loadFactor=1.0)
-    send(pool, list(range(6)), policy)
-    assert sorted(Counter(places(pool, range(6), policy)).values()) == [2, 2, 2]
+    went = send(pool, list(range(6)), policy, shared)
+    if shared:  # replicas: the families' places, where they converge
+        went = places(pool, range(6), policy)
+    assert sorted(Counter(went).values()) == [2, 2, 2]
 
 
-def test_the_share_of_hot_prefixes_follows_what_each_member_holds() -> None:
+@pytest.mark.parametrize("shared", [False, True])
+def test_the_share_of_hot_prefixes_follows_what_each_member_holds(shared: bool) -> None:
     pool = members("big", "small")
     pool[0].prefixes.resize(3000)
     pool[1].prefixes.resize(1000)
     policy = CacheAware(blockChars=16, loadFactor=1.0)
-    send(pool, list(range(8)), policy)
-    assert Counter(places(pool, range(8), policy)) == {"big": 6, "small": 2}
+    went = send(pool, list(range(8)), policy, shared)
+    if shared:
+        went = places(pool, range(8), policy)
+    assert Counter(went) == {"big": 6, "small": 2}
 
 
 def test_replicas_that_meet_families_in_different_orders_agree() -> None:
@@ -141,6 +147,13 @@ def test_a_forgotten_prefix_is_not_held() -> None:
     index.record(prompt("c"), 3.0)  # a is forgotten whole
     assert index.roots() == [prompt("b")[0], prompt("c")[0]]
     assert index.hot(3.0, 60) == 2
+
+
+def test_a_lone_proxy_places_at_the_rendezvous_home_while_it_has_room() -> None:
+    pool = members("a", "b", "c", "d")
+    homes = sorted(pool, key=lambda m: m.name)
+    # Nothing hot anywhere: the first in the order given.
+    assert place_new_prefix(homes, 0.0, POLICY) is homes[0]
 
 
 def test_a_family_alone_is_placed_at_its_rendezvous_home() -> None:

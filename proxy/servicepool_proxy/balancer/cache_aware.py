@@ -12,22 +12,28 @@ prefill (blockChars / learned characters per token, per block), per unit of weig
             + requestCostTokens x in-flight on m
             + queuedCostTokens x m's waiting queue (spec.capacity, fresh reports only)
 
-and the cheapest member takes the request. A prompt belongs to its family's place (the
-prompts sharing its first block; placement: the same rule on every replica, filling the
-members by what each can hold), and also to a member holding more of it than the place (a
-conversation that moved while the place was busy). When other processes balance the pool
-(proxy replicas, workers), a place this one never sent the prompt to is taken to hold what
-it holds elsewhere: another may have sent it there.
+and the cheapest member takes the request. Where a prompt belongs depends on whether this
+process balances the pool alone:
+- alone, its index is the truth: a prompt belongs where its longest prefix is held; a
+  prompt no member holds belongs to its place, the first member in the rendezvous order of
+  its first block holding fewer than loadFactor times its share of the pool's hot prefixes
+  (share by the size of its cache, as the engines tell when they do), so new prefixes fill
+  the members evenly by what each can hold;
+- with other proxy replicas or workers (spec.proxy), each one's index sees only its own
+  requests, and placing by its own arrival order made them disagree (three replicas kept
+  0.67-0.76 of one proxy's reuse). A prompt then belongs to its family's place, from one
+  rule all of them compute alike (placement), taken to hold what this process sent
+  elsewhere if it never sent the place any of it, and to members holding more of it.
 So a prefix stays put until the work queued at its place outweighs computing it again
-elsewhere, and replicas with no shared state converge on the same places. Ties go to the
-place, then by the first block's rendezvous order. A member whose cache is full is not
-passed over: a full cache is an engine's normal state; only what delays the first token
-counts (its queue, the prefill ahead, a miss).
+elsewhere. Ties go by the rendezvous order (the place first). A member whose cache is full
+is not passed over: a full cache is an engine's normal state; only what delays the first
+token counts (its queue, the prefill ahead, a miss).
 What each member holds is told or learned (cache_model).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from servicepool_api.llm_policies import CacheAware
@@ -57,6 +63,20 @@ def cache_sizes(members: Sequence[MemberState], policy: CacheAware) -> list[int]
     return [m.prefixes.limit for m in members]
 
 
+def place_new_prefix(homes: Sequence[MemberState], now: float, policy: CacheAware) -> MemberState:
+    """Where a lone proxy puts a prefix no member holds: the first of `homes` (its
+    rendezvous order) whose hot prefixes stay within loadFactor times its share of the
+    pool's, by what each member's cache holds (cache_sizes); else the least filled."""
+    hot = [m.prefixes.hot(now, policy.hotSeconds) for m in homes]
+    sizes = cache_sizes(homes, policy)
+    total, room = sum(hot) + 1, sum(sizes)
+    for member, held, size in zip(homes, hot, sizes, strict=True):
+        if held + 1 <= math.ceil(policy.loadFactor * total * size / room):
+            return member
+    fill = [held / size for held, size in zip(hot, sizes, strict=True)]
+    return homes[fill.index(min(fill))]
+
+
 def family_place(
     homes: Sequence[MemberState],
     root: int,
@@ -64,11 +84,40 @@ def family_place(
     policy: CacheAware,
     placement: Placement | None = None,
 ) -> MemberState:
-    """The member the prompt family of `root` belongs to: the same on every replica that
-    sees the same hot families (placement)."""
+    """Where the prompt family of `root` belongs when several processes balance the pool:
+    the same on every one that sees the same hot families (placement)."""
     hot = hot_roots(homes, now, policy.hotSeconds)
     sizes = cache_sizes(homes, policy)
     return (placement or Placement()).place(root, homes, sizes, hot, policy.loadFactor)
+
+
+def lone_belongs(
+    homes: Sequence[MemberState], matched: dict[str, int], now: float, policy: CacheAware
+) -> dict[str, bool]:
+    """A lone proxy's index is the truth: a prompt belongs on the members holding its
+    longest prefix; one no member holds, on its place (place_new_prefix)."""
+    longest = max(matched.values())
+    if longest > 0:
+        return {m.name: matched[m.name] == longest for m in homes}
+    place = place_new_prefix(homes, now, policy)
+    return {m.name: m is place for m in homes}
+
+
+def shared_belongs(
+    homes: list[MemberState], matched: dict[str, int], now: float, policy: CacheAware,
+    placement: Placement, root: int,
+) -> dict[str, bool]:  # fmt: skip
+    """With other balancing processes: a prompt belongs to its family's place
+    (family_place), taken to hold the longest prefix any member holds if this process
+    never sent it any (another may have), and to members holding more of it than that.
+    The place moves to the front of `homes`, where ties go; `matched` is updated."""
+    place = family_place(homes, root, now, policy, placement)
+    homes.remove(place)
+    homes.insert(0, place)
+    if matched[place.name] == 0:
+        matched[place.name] = max(matched.values())
+    at_place = matched[place.name]
+    return {m.name: m is place or matched[m.name] > at_place for m in homes}
 
 
 def prefill_cost(
@@ -101,25 +150,20 @@ def prefill_costs(
     tokens_per_block: float = 0.0,
     placement: Placement | None = None,
 ) -> tuple[list[MemberState], dict[str, float]]:
-    """The candidates, the family's place first then the first block's rendezvous order,
-    and each one's prefill cost for the prompt. A prompt belongs to its family's place
-    (family_place), and also to the members holding a longer prefix of it than the place.
-    When other processes balance the pool (placement.shared), the place is taken to hold the
-    longest prefix any member holds if this one never sent it any: another may have."""
+    """The candidates in the order ties go (the first block's rendezvous order; with other
+    balancing processes, the family's place first), and each one's prefill cost for the
+    prompt, by where it belongs (lone_belongs, shared_belongs)."""
     homes = rendezvous_order(candidates, prefix[0])
-    place = family_place(homes, prefix[0], now, policy, placement)
-    homes.remove(place)
-    homes.insert(0, place)
     matched = {m.name: m.prefixes.matched(prefix) for m in homes}
-    if placement is not None and placement.shared and matched[place.name] == 0:
-        matched[place.name] = max(matched.values())
-    at_place = matched[place.name]
+    if placement is not None and placement.shared:
+        belongs = shared_belongs(homes, matched, now, policy, placement, prefix[0])
+    else:
+        belongs = lone_belongs(homes, matched, now, policy)
     costs = {}
     for m in homes:
-        held = matched[m.name]
-        belongs = m is place or held > at_place
+        uncached = len(prefix) - matched[m.name]
         costs[m.name] = prefill_cost(
-            m, len(prefix) - held, now, policy, capacity, belongs, tokens_per_block
+            m, uncached, now, policy, capacity, belongs[m.name], tokens_per_block
         )
     return homes, costs
 
@@ -133,8 +177,7 @@ def preference_order(
     tokens_per_block: float = 0.0,
     placement: Placement | None = None,
 ) -> list[MemberState]:
-    """Cheapest first, equal costs the place first, then in the first block's rendezvous
-    order."""
+    """Cheapest first, equal costs in the order prefill_costs gives."""
     homes, costs = prefill_costs(
         candidates, prefix, now, policy, capacity, tokens_per_block, placement
     )

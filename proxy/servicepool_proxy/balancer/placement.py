@@ -1,4 +1,5 @@
-"""Where each prefix family belongs: one rule every proxy replica computes alike.
+"""Where each prefix family belongs when several processes balance a pool (proxy replicas,
+workers): one rule every one of them computes alike.
 
 A family (the prompts sharing a first block) belongs to a member chosen from what all
 replicas see the same way: the members, their weights and cache sizes, and the set of
