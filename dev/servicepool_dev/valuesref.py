@@ -104,9 +104,9 @@ def render(values_yaml: Path = CHART / "values.yaml") -> str:
     return "\n".join([*lines, END])
 
 
-def replace_in(text: str) -> str:
-    """Text (the chart's README) with the values table regenerated."""
-    return generated.replace_between(text, BEGIN, END, render())
+def replace_in(text: str, values_yaml: Path = CHART / "values.yaml") -> str:
+    """Text (the chart's README) with the values table regenerated from `values_yaml`."""
+    return generated.replace_between(text, BEGIN, END, render(values_yaml))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,7 @@ from servicepool_api.loader import parse_pool
 from servicepool_dev.samplemember import Behaviour, make_member_app
 from servicepool_proxy.server import ProxyOptions, ProxyServer
 
-from ..support import MemberProcess, start_member_process
+from ..support import MemberProcess, ProxyProcess, start_member_process
 
 
 @dataclass
@@ -110,6 +110,15 @@ def member_processes() -> Any:
     yield start
     for member in started:
         member.kill()
+
+
+@pytest.fixture
+def started() -> Iterator[list[Any]]:
+    """Processes to stop after the test: member processes are killed, proxies stopped."""
+    processes: list[Any] = []
+    yield processes
+    for process in processes:
+        process.stop() if isinstance(process, ProxyProcess) else process.kill()
 
 
 def pool_document(members: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:

@@ -8,11 +8,9 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from tests.support import (
@@ -22,15 +20,6 @@ from tests.support import (
     start_member_process,
     start_proxy_process,
 )
-
-
-@pytest.fixture
-def started() -> Iterator[list[Any]]:
-    """Processes to stop after the test (members and proxies)."""
-    processes: list[Any] = []
-    yield processes
-    for process in processes:
-        process.stop() if isinstance(process, ProxyProcess) else process.kill()
 
 
 def start_member(started: list[Any], name: str, *extra: str) -> MemberProcess:

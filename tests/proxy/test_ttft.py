@@ -9,26 +9,15 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from statistics import median
 from typing import Any
 
 import aiohttp
-import pytest
 
 from tests.support import MemberProcess, ProxyProcess, start_member_process, start_proxy_process
 
 TOKENS = 20
-
-
-@pytest.fixture
-def started() -> Iterator[list[Any]]:
-    """Processes to stop after the test (members and proxies)."""
-    processes: list[Any] = []
-    yield processes
-    for process in processes:
-        process.stop() if isinstance(process, ProxyProcess) else process.kill()
 
 
 def start_member(started: list[Any], name: str, prefill: float, decode: float) -> MemberProcess:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from servicepool_dev import valuesref
+
+# The checkout's chart: an installed (non-editable) servicepool_dev sits outside the checkout.
+CHART = Path(__file__).resolve().parents[2] / "charts" / "servicepool"
 
 
 def test_the_values_table_is_current() -> None:
-    page = (valuesref.CHART / "README.md").read_text()
-    assert valuesref.replace_in(page) == page, "run `make docs`, commit charts/servicepool/"
+    page = (CHART / "README.md").read_text()
+    assert valuesref.replace_in(page, CHART / "values.yaml") == page, (
+        "run `make docs`, commit charts/servicepool/"
+    )
 
 
 def test_every_value_is_documented() -> None:
-    assert valuesref.undocumented((valuesref.CHART / "values.yaml").read_text()) == []
+    assert valuesref.undocumented((CHART / "values.yaml").read_text()) == []
 
 
 def test_a_comment_documents_the_key_under_it_and_its_whole_value() -> None:
@@ -36,6 +43,6 @@ def test_a_comment_documents_the_key_under_it_and_its_whole_value() -> None:
 
 def test_a_stale_table_is_replaced() -> None:
     stale = f"before\n{valuesref.BEGIN}\n| `gone` | | | |\n{valuesref.END}\nafter\n"
-    fresh = valuesref.replace_in(stale)
+    fresh = valuesref.replace_in(stale, CHART / "values.yaml")
     assert "`gone`" not in fresh and "| `replicas` | int | `2` |" in fresh
     assert fresh.startswith("before\n") and fresh.endswith("\nafter\n")
