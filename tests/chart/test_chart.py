@@ -171,7 +171,7 @@ def test_the_operator_is_ready_when_it_serves_and_spreads_over_nodes_with_a_budg
     (deployment,) = by_kind(documents, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert container["readinessProbe"]["tcpSocket"] == {"port": "health"}
     assert container["resources"]["limits"]["ephemeral-storage"]
     (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
     selector = deployment["spec"]["selector"]
