@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .kinds import RequestKind, listed_kinds
 from .spec import Capacity
 
 
@@ -111,9 +112,18 @@ def parse_load_report(body: bytes, policy: Capacity) -> LoadReport:
     return parse_metrics_report(body.decode("utf-8", "replace"), policy)
 
 
-def parse_model_list(body: bytes) -> dict[str, str]:
-    """Model ids and their owners ("" when not said) from an OpenAI-style listing:
-    {"data": [{"id": "m", "owned_by": "org"}, ...]}."""
+@dataclass(frozen=True, slots=True)
+class ModelList:
+    """What a member's model list says: each model with its owner ("" when not said), and the
+    request kinds its cards say the member serves (empty: every kind, kinds.listed_kinds)."""
+
+    owners: dict[str, str]
+    kinds: frozenset[RequestKind]
+
+
+def parse_model_list(body: bytes) -> ModelList:
+    """An OpenAI-style listing: {"data": [{"id": "m", "owned_by": "org"}, ...]}, cards
+    perhaps saying what their model does ("capabilities", "task" or "type")."""
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -121,11 +131,9 @@ def parse_model_list(body: bytes) -> dict[str, str]:
     data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, list):
         raise SignalError("model list has no 'data' array")
-    return {
-        str(item["id"]): str(item.get("owned_by") or "")
-        for item in data
-        if isinstance(item, dict) and "id" in item
-    }
+    cards = [item for item in data if isinstance(item, dict) and "id" in item]
+    owners = {str(card["id"]): str(card.get("owned_by") or "") for card in cards}
+    return ModelList(owners, listed_kinds(cards))
 
 
 def find_usage_in_sse(chunk: bytes) -> dict[str, Any] | None:

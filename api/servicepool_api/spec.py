@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .base import DNS_SUBDOMAIN_PATTERN, MEMBER_NAME_PATTERN, SpecModel
+from .kinds import RequestKind
 from .llm_policies import Adaptive, CacheAware, Speed, TokenWindow
 from .policies import (
     Access,
@@ -33,6 +34,12 @@ API_VERSION = "v1alpha1"
 KIND = "ServicePool"
 # Members listed in one spec: bounded so that the API server can afford its uniqueness check.
 MAX_MEMBERS = 256
+
+# Request kinds a member serves (each at most once: a set in the CRD).
+Capabilities = Annotated[
+    list[RequestKind],
+    Field(max_length=len(RequestKind), json_schema_extra={"x-kubernetes-list-type": "set"}),
+]
 
 
 class Strategy(StrEnum):
@@ -85,6 +92,12 @@ class Member(SpecModel):
     models: list[str] = Field(
         default_factory=list, description="Models this member serves (model-aware routing)."
     )
+    capabilities: Capabilities = Field(
+        default_factory=list,
+        description="Request kinds this member serves (chat, completions, embeddings...), "
+        "with any its model list names; only requests of these kinds are sent to it. A member "
+        "with none serves every kind.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -127,6 +140,9 @@ class MemberSelector(SpecModel):
     maxInFlight: int = Field(0, ge=0, description="Limit of every discovered member.")
     models: list[str] = Field(
         default_factory=list, description="Models every discovered member serves."
+    )
+    capabilities: Capabilities = Field(
+        default_factory=list, description="Request kinds every discovered member serves."
     )
 
 

@@ -7,6 +7,7 @@ python -m servicepool_dev.crd --check FILE    # exit 1 if FILE is out of date
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,8 @@ def structural(node: Schema, defs: dict[str, Schema], models: dict[str, type[Bas
     if "enum" in node and "type" not in node:
         node["type"] = "string"
 
-    out = {key: node[key] for key in _COPIED if key in node}
+    # Copies: a value shared by two fields (an enum's list) would be dumped as a YAML alias.
+    out = {key: copy.deepcopy(node[key]) for key in _COPIED if key in node}
     for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         if isinstance(node.get(bound), int | float) and not isinstance(node.get(bound), bool):
             out[limit] = node[bound]

@@ -35,6 +35,8 @@ class Behaviour:
     service_time: float = 0.05
     prefill_time: float = 0.0  # a stream's headers and role event come first, tokens after
     models: list[str] = field(default_factory=list)
+    # Listed as every model card's "capabilities" (as Ollama lists them) when set.
+    capabilities: list[str] = field(default_factory=list)
     queued: int = 0
     running: int = 0
     max_queued_seen: int = 0
@@ -75,14 +77,19 @@ def make_member_app(behaviour: Behaviour) -> web.Application:
         return web.Response(text="\n".join(lines) + "\n")
 
     async def list_models(_: web.Request) -> web.Response:
-        cards = [{"id": m, "object": "model", "owned_by": behaviour.name} for m in behaviour.models]
+        cards: list[dict[str, object]] = [
+            {"id": m, "object": "model", "owned_by": behaviour.name} for m in behaviour.models
+        ]
+        if behaviour.capabilities:
+            for card in cards:
+                card["capabilities"] = behaviour.capabilities
         return web.json_response({"object": "list", "data": cards})
 
     async def completions(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         model = body.get("model")
         loop = asyncio.get_running_loop()
-        if behaviour.models and model not in behaviour.models:
+        if behaviour.models and model is not None and model not in behaviour.models:
             return web.json_response({"error": f"model {model!r} not served"}, status=404)
         if loop.time() < behaviour.rate_limited_until:
             wait = behaviour.rate_limited_until - loop.time()
@@ -243,6 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     parser.add_argument("--models", default="", help="comma-separated models served")
     parser.add_argument(
+        "--capabilities", default="",
+        help="comma-separated words listed as each model's capabilities in /v1/models",
+    )  # fmt: skip
+    parser.add_argument(
         "--api-key", default="", help="demand 'Authorization: Bearer KEY' (not on /healthz)"
     )
     args = parser.parse_args(argv)
@@ -255,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     behaviour = Behaviour(
         name=args.name, delay=args.delay, workers=args.workers, service_time=args.service_time,
         prefill_time=args.prefill_time, models=[m for m in args.models.split(",") if m],
-        api_key=args.api_key,
+        capabilities=[c for c in args.capabilities.split(",") if c], api_key=args.api_key,
     )  # fmt: skip
     app = make_member_app(behaviour)
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)

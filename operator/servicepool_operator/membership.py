@@ -107,6 +107,7 @@ def resolve_members(
                         priority=selector.priority,
                         maxInFlight=selector.maxInFlight,
                         models=selector.models,
+                        capabilities=selector.capabilities,
                     )
                 )
             except ValidationError:  # a name or address no member can have: not a member

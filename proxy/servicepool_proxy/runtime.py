@@ -41,6 +41,8 @@ class PoolRuntime:
         self.credential_version = 0
         self._credential: tuple[str, str] | None = None
         self.explain = False  # --explain: record why each member was or was not picked
+        # Read by every request: whether to find its kind (some member serves only some).
+        self.routes_by_kind = False
         self.decisions: deque[Decision] = deque(maxlen=DECISIONS_KEPT)
         self._adopt(pool)
 
@@ -48,6 +50,7 @@ class PoolRuntime:
         spec = routing_spec(pool.spec, self._models_listed())
         self.pool = pool
         self.spec = spec
+        self._note_kinds()
         self.retry_on = frozenset(spec.retries.retryOn)
         # Read by every request: plain attributes, not the spec's nested models.
         self.max_tries = 1 + spec.retries.attempts
@@ -100,8 +103,14 @@ class PoolRuntime:
         return any(member.discovered_models for member in self.balancer.members)
 
     def models_discovered(self) -> None:
-        """Members' model lists changed: route by model once some member lists one."""
+        """Members' model lists changed: route by model once some member lists one, and by
+        request kind once some member's says which kinds it serves."""
         self.spec = routing_spec(self.pool.spec, self._models_listed())
+        self._note_kinds()
+
+    def _note_kinds(self) -> None:
+        """Route by request kind while some member declared or listed the kinds it serves."""
+        self.routes_by_kind = any(m.declared_kinds or m.discovered_kinds for m in self.members)
 
     def refresh_secrets(self) -> None:
         """Pick up rotated client tokens or member credentials."""

@@ -2,10 +2,13 @@
 
 First in, first out: a freed slot is handed straight to the oldest waiter that can use it
 (its claim takes the slot before anyone else runs), so a newcomer cannot take it while
-waiters exist. Waiters are kept by kind (the model they ask for): waiters of one kind can use
-the same slots, so an offer tries only the oldest waiter of each kind, and its cost grows
-with the kinds waiting, not with the waiters. The order is the request's arrival, so a
-request retried after a failed try keeps its place.
+waiters exist. Waiters are kept by group (the model they ask for and their request kind,
+RoutingKeys.wait_group): waiters of one group can use the same slots, so an offer tries only
+the oldest waiter of each group, and its cost grows with the groups waiting, not with the
+waiters. A group must hold only requests the same members can serve: were an embeddings
+request and a chat request for one model grouped, a chat-only member's freed slot could not
+go to the embeddings request at the head, and the chat request behind it would not be asked.
+The order is the request's arrival, so a request retried after a failed try keeps its place.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from enum import Enum
 from typing import Generic, TypeVar
 
@@ -31,12 +34,12 @@ class Waiter(Generic[T]):
     """One waiting request: `claim` returns what it is handed (a slot taken, or a final
     answer), or None while it has to keep waiting."""
 
-    __slots__ = ("claim", "ended", "future", "kind", "timer")
+    __slots__ = ("claim", "ended", "future", "group", "timer")
 
     def __init__(
-        self, kind: str | None, claim: Callable[[], T | None], future: asyncio.Future[T | None]
+        self, group: Hashable, claim: Callable[[], T | None], future: asyncio.Future[T | None]
     ) -> None:
-        self.kind = kind
+        self.group = group
         self.claim = claim
         self.future = future
         self.timer: asyncio.TimerHandle | None = None
@@ -49,19 +52,19 @@ class WaitQueue(Generic[T]):
     def __init__(self, max_waiting: int, give_back: Callable[[T], None]) -> None:
         self.max_waiting = max_waiting
         self._give_back = give_back  # for a hand-over whose waiter was cancelled meanwhile
-        self._kinds: dict[str | None, list[tuple[float, int, Waiter[T]]]] = {}
+        self._groups: dict[Hashable, list[tuple[float, int, Waiter[T]]]] = {}
         self._waiting = 0
         self._sequence = itertools.count()
 
     def __len__(self) -> int:
         return self._waiting
 
-    def waiting(self, kind: str | None) -> bool:
-        """Whether requests of this kind wait (a newcomer of the kind then queues behind)."""
-        return self._head(kind) is not None
+    def waiting(self, group: Hashable) -> bool:
+        """Whether requests of this group wait (a newcomer of the group then queues behind)."""
+        return self._head(group) is not None
 
     async def wait(
-        self, seconds: float, arrival: float, kind: str | None, claim: Callable[[], T | None]
+        self, seconds: float, arrival: float, group: Hashable, claim: Callable[[], T | None]
     ) -> T | WaitResult:
         """Wait at most `seconds` for what `claim` hands over, in arrival order."""
         if seconds <= 0:
@@ -69,8 +72,8 @@ class WaitQueue(Generic[T]):
         if self._waiting >= self.max_waiting:
             return WaitResult.QUEUE_FULL
         loop = asyncio.get_running_loop()
-        waiter: Waiter[T] = Waiter(kind, claim, loop.create_future())
-        entries = self._kinds.setdefault(kind, [])
+        waiter: Waiter[T] = Waiter(group, claim, loop.create_future())
+        entries = self._groups.setdefault(group, [])
         heapq.heappush(entries, (arrival, next(self._sequence), waiter))
         self._waiting += 1
         if len(entries) > 2 * self._waiting + 64:  # ended waiters behind a long-waiting head
@@ -92,10 +95,10 @@ class WaitQueue(Generic[T]):
 
     def offer(self) -> None:
         """Slots were freed (or members changed): hand them to the oldest waiters that can
-        use them, oldest kind first, as long as claims succeed."""
+        use them, oldest group first, as long as claims succeed."""
         heads = []
-        for kind in list(self._kinds):
-            head = self._head(kind)
+        for group in list(self._groups):
+            head = self._head(group)
             if head is not None:
                 heads.append(head)
         heads.sort(key=lambda entry: (entry[0], entry[1]))
@@ -104,20 +107,20 @@ class WaitQueue(Generic[T]):
             while waiter is not None:
                 handed = waiter.claim()
                 if handed is None:
-                    break  # the kind's oldest cannot use a slot now: nor can the rest
+                    break  # the group's oldest cannot use a slot now: nor can the rest
                 self._end(waiter, handed)
-                head = self._head(waiter.kind)
+                head = self._head(waiter.group)
                 waiter = None if head is None else head[2]
 
-    def _head(self, kind: str | None) -> tuple[float, int, Waiter[T]] | None:
-        """The oldest waiter of the kind still waiting (ended or cancelled ones are dropped
+    def _head(self, group: Hashable) -> tuple[float, int, Waiter[T]] | None:
+        """The oldest waiter of the group still waiting (ended or cancelled ones are dropped
         on the way)."""
-        entries = self._kinds.get(kind)
+        entries = self._groups.get(group)
         while entries and entries[0][2].future.done():
             heapq.heappop(entries)
         if entries:
             return entries[0]
-        self._kinds.pop(kind, None)
+        self._groups.pop(group, None)
         return None
 
     def _end(self, waiter: Waiter[T], handed: T | None) -> None:

@@ -52,6 +52,21 @@ def test_url_service_and_selector_members_mix():
     ]
 
 
+def test_service_and_selector_members_keep_their_capabilities():
+    pool = spec(
+        members=[{"name": "svc", "service": {"name": "backend", "port": 8000},
+                  "capabilities": ["chat"]}],
+        memberSelector={"matchLabels": {"app": "worker"}, "port": 9000,
+                        "capabilities": ["embeddings", "rerank"]},
+    )  # fmt: skip
+    members = resolve_members(pool, "ns", ["backend"], [pod("w-1")])
+    assert [(m.name, [k.value for k in m.capabilities]) for m in members] == [
+        ("svc", ["chat"]), ("w-1", ["embeddings", "rerank"]),
+    ]  # fmt: skip
+    rendered = parse_pool_text(render.render_proxy_config("p", "ns", pool, members))
+    assert [m.capabilities for m in rendered.spec.members] == [m.capabilities for m in members]
+
+
 def test_missing_service_names_the_field():
     pool = spec(members=[{"name": "a", "url": "http://x:1"},
                          {"name": "b", "service": {"name": "nope", "port": 80}}])  # fmt: skip

@@ -123,7 +123,7 @@ def test_status_and_metrics_reports() -> None:
 
 def test_models_usage_and_routing_keys() -> None:
     listing = b'{"data": [{"id": "a", "owned_by": "o"}, {"id": "b"}, {"x": 1}]}'
-    assert parse_model_list(listing) == {"a": "o", "b": ""}
+    assert parse_model_list(listing).owners == {"a": "o", "b": ""}
     with pytest.raises(SignalError):
         parse_model_list(b'{"models": []}')
     chunk = b'data: {"choices": []}\n\ndata: {"usage": {"completion_tokens": 7}}\n\n'

@@ -24,13 +24,15 @@ class SkipReason(StrEnum):
     CREDENTIAL_REFUSED = "credential-refused"  # AuthFailed until its re-check
     TRIAL = "half-open-trial-in-flight"  # one trial request decides whether it is back
     NO_MODEL = "no-such-model"  # it does not serve the requested model
+    NO_KIND = "kind-not-served"  # it does not serve requests of this kind (capabilities)
     AT_LIMIT = "at-maxInFlight"  # as many requests as its maxInFlight
     LOWER_TIER = "lower-priority-tier"  # a better tier had room
 
 
 def skip_reason(
-    member: MemberState, now: float, exclude: Collection[MemberState], model: str | None
-) -> SkipReason | None:
+    member: MemberState, now: float, exclude: Collection[MemberState], model: str | None,
+    kind: str | None = None,
+) -> SkipReason | None:  # fmt: skip
     """Why the member cannot take this request now; None when it is a candidate.
 
     The routable checks follow MemberState.routable in the same order.
@@ -49,6 +51,8 @@ def skip_reason(
         return SkipReason.TRIAL
     if model is not None and not member.serves(model):
         return SkipReason.NO_MODEL
+    if kind is not None and not member.serves_kind(kind):
+        return SkipReason.NO_KIND
     if member.saturated():
         return SkipReason.AT_LIMIT
     return None
@@ -124,6 +128,7 @@ def classify(
     now: float,
     exclude: Collection[MemberState],
     model: str | None,
+    kind: str | None = None,
 ) -> tuple[list[MemberState], list[tuple[str, str]]]:
     """The candidates of the best tier with any, and every other member with its reason,
     as the balancer filters them."""
@@ -133,7 +138,7 @@ def classify(
         better_tier_had_room = bool(candidates)
         for member in (m for m in members if m.priority == priority):
             reason = SkipReason.LOWER_TIER if better_tier_had_room else skip_reason(
-                member, now, exclude, model
+                member, now, exclude, model, kind
             )  # fmt: skip
             if reason is None:
                 candidates.append(member)

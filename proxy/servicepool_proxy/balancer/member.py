@@ -54,6 +54,10 @@ class MemberState:
     declared_models: frozenset[str] = frozenset()
     # From the member's model list: each model and its owned_by ("" when not said).
     discovered_models: dict[str, str] = field(default_factory=dict)
+    # Request kinds (RequestKind values) it declared, and those its model list says; with
+    # neither it serves every kind.
+    declared_kinds: frozenset[str] = frozenset()
+    discovered_kinds: frozenset[str] = frozenset()
 
     # The member's own report of its load (capacity signal).
     reported_at: float = 0.0
@@ -82,6 +86,7 @@ class MemberState:
             priority=member.priority,
             max_in_flight=member.maxInFlight,
             declared_models=frozenset(member.models),
+            declared_kinds=frozenset(kind.value for kind in member.capabilities),
         )
 
     def update_from_spec(self, member: Member) -> None:
@@ -90,6 +95,7 @@ class MemberState:
         self.priority = member.priority
         self.max_in_flight = member.maxInFlight
         self.declared_models = frozenset(member.models)
+        self.declared_kinds = frozenset(kind.value for kind in member.capabilities)
 
     def serves(self, model: str) -> bool:
         """True when the member declared or reported the model."""
@@ -98,6 +104,17 @@ class MemberState:
     def models(self) -> frozenset[str]:
         """Every model the member is known to serve."""
         return self.declared_models.union(self.discovered_models)
+
+    def serves_kind(self, kind: str) -> bool:
+        """True when the member serves requests of the kind: it declared or listed it, or
+        neither declared nor listed any kind."""
+        if kind in self.declared_kinds or kind in self.discovered_kinds:
+            return True
+        return not self.declared_kinds and not self.discovered_kinds
+
+    def kinds(self) -> frozenset[str]:
+        """The request kinds the member is known to serve (empty: every kind)."""
+        return self.declared_kinds | self.discovered_kinds
 
     def record_report(
         self,

@@ -24,6 +24,7 @@ class Unavailable:
     """No member can take the request now; saturated means waiting may help.
 
     unknown_model is set when no member of the pool serves the requested model;
+    unserved_kind when none serves the request's kind (with its model, if it names one);
     credential_refused when every member refused the pool's credential (AuthFailed).
     """
 
@@ -31,6 +32,7 @@ class Unavailable:
     detail: str
     unknown_model: str | None = None
     credential_refused: bool = False
+    unserved_kind: str | None = None
 
 
 class Balancer:
@@ -91,9 +93,10 @@ class Balancer:
         """The member for the next request, from the best tier that has room.
 
         Members in `exclude` (already tried for this request) are avoided while any
-        other member can take it. With a model, only members serving it qualify; with an
-        affinity key, the key's home (rendezvous hashing) is preferred while it has room; the
-        strategy sees the keys too (cacheAware routes by the prompt's prefix).
+        other member can take it. With a model, only members serving it qualify, and with a
+        kind only members serving the kind; with an affinity key, the key's home (rendezvous
+        hashing) is preferred while it has room; the strategy sees the keys too (cacheAware
+        routes by the prompt's prefix).
         """
         model = keys.model
         if model is not None and not any(m.serves(model) for m in self.members):
@@ -101,6 +104,11 @@ class Balancer:
             return Unavailable(
                 False, f"no member serves model {model!r}; this pool serves: {served}", model
             )
+        kind = keys.kind
+        if kind is not None and not any(
+            m.serves_kind(kind) and (model is None or m.serves(model)) for m in self.members
+        ):
+            return self._unserved(kind, model)
         choice = self._choose(now, exclude, keys) if exclude else None
         if isinstance(choice, MemberState):
             return choice
@@ -110,18 +118,30 @@ class Balancer:
         """The union of every member's models."""
         return set().union(*(m.models() for m in self.members)) if self.members else set()
 
+    def _unserved(self, kind: str, model: str | None) -> Unavailable:
+        """No member serves the kind (for the model): the kinds the pool serves (for it)."""
+        kinds: set[str] = set()
+        for member in self.members:
+            if model is None or member.serves(model):
+                kinds.update(member.kinds())
+        served = ", ".join(sorted(kinds)) or "none"
+        which = "this pool serves" if model is None else f"members serving model {model!r} serve"
+        asked = f"{kind} requests" + ("" if model is None else f" for model {model!r}")
+        return Unavailable(False, f"no member serves {asked}; {which}: {served}",
+                           unserved_kind=kind)  # fmt: skip
+
     def _choose(
         self,
         now: float,
         exclude: Collection[MemberState],
         keys: RoutingKeys,
     ) -> MemberState | Unavailable:
-        model, affinity_key = keys.model, keys.affinity_key
+        model, affinity_key, kind = keys.model, keys.affinity_key, keys.kind
         saturated = False
         for tier in self._tiers:
             available = []
             for member in tier:
-                reason = skip_reason(member, now, exclude, model)
+                reason = skip_reason(member, now, exclude, model, kind)
                 if reason is None:
                     available.append(member)
                 elif reason is SkipReason.AT_LIMIT:

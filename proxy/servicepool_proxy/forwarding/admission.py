@@ -35,7 +35,7 @@ async def admit(
         return None if picked.saturated else picked
 
     deadline = start + runtime.spec.queue.timeoutSeconds
-    handed = await runtime.queue.wait(deadline - clock(), start, keys.model, claim)
+    handed = await runtime.queue.wait(deadline - clock(), start, keys.wait_group(), claim)
     if isinstance(handed, Lease):
         metrics.queue_wait.labels(runtime.name).observe(clock() - start)
         return handed
@@ -48,12 +48,16 @@ async def admit(
 
 
 def refusal(runtime: PoolRuntime, metrics: ProxyMetrics, choice: Unavailable) -> Response | None:
-    """The answer when waiting cannot help (no member serves the model, or none is up)."""
+    """The answer when waiting cannot help (no member serves the model or the request's
+    kind, or none is up)."""
     if choice.credential_refused:
         return credential_refused(metrics, runtime.name, choice.detail)
     if choice.unknown_model is not None:
         metrics.rejected.labels(runtime.name, "unknown-model").inc()
         return error_response(404, runtime.name, "unknown-model", choice.detail)
+    if choice.unserved_kind is not None:
+        metrics.rejected.labels(runtime.name, "unserved-kind").inc()
+        return error_response(404, runtime.name, "unserved-kind", choice.detail)
     if not choice.saturated:
         metrics.rejected.labels(runtime.name, "no-member").inc()
         return error_response(503, runtime.name, "no-member", choice.detail)

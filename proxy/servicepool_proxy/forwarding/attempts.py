@@ -32,7 +32,7 @@ from servicepool_proxy.runtime import PoolRuntime
 IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _IDEMPOTENCY_KEY: Final = Names(frozenset({b"idempotency-key"}))
 Body = bytes | StreamedBody | None
-# While requests of the same kind wait, a newcomer queues behind them (first in, first out).
+# While requests of the same group wait, a newcomer queues behind them (first in, first out).
 _BEHIND_EARLIER: Final = Unavailable(True, "earlier requests wait for a member")
 
 
@@ -130,7 +130,7 @@ class Attempts:
         runtime = self.runtime
         now = self.clock()
         choice: MemberState | Unavailable = _BEHIND_EARLIER
-        if not runtime.queue.waiting(keys.model):
+        if not runtime.queue.waiting(keys.wait_group()):
             choice = runtime.balancer.choose(now, tried, keys)
         if isinstance(choice, MemberState):
             self.recorder.record(now, tried, keys, choice, into=explained)

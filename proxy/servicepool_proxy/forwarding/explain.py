@@ -45,7 +45,7 @@ class DecisionRecorder:
             decision = Decision(self.wall(), attempt, name, keys.model, detail=detail)
         else:
             exclude = () if pick is not None and pick in tried else tried
-            candidates, skipped = classify(runtime.members, now, exclude, keys.model)
+            candidates, skipped = classify(runtime.members, now, exclude, keys.model, keys.kind)
             spec = runtime.spec
             tokens_per_block = runtime.balancer.tokens_per_block
             scores = strategy_scores(spec, candidates, now, keys, tokens_per_block) or {}

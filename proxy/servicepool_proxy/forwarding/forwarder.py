@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from servicepool_api.kinds import request_kind
 from servicepool_api.spec import PoolSpec
 from servicepool_proxy.balancer.decisions import Decision, decisions_header
 from servicepool_proxy.balancer.keys import NO_KEYS, RoutingKeys
@@ -130,13 +131,15 @@ class Forwarder:
         return answer
 
     def _route(self, request: Request, body: bytes | StreamedBody | None) -> RoutingKeys | Response:
-        """The model, affinity key and prompt prefix the request routes by (or the pool's
-        model listing)."""
-        spec = self.runtime.spec
+        """The model, affinity key, prompt prefix and kind the request routes by (or the
+        pool's model listing)."""
+        runtime = self.runtime
+        spec = runtime.spec
+        kind = request_kind(request.method, request.path) if runtime.routes_by_kind else None
         if spec is not self._keys_spec:  # once per spec, not per request
             self._keys_spec, self._reads_keys = spec, reads_routing_keys(spec)
         if not self._reads_keys:
-            return NO_KEYS
+            return NO_KEYS if kind is None else RoutingKeys(kind=kind)
         if (
             spec.models is not None
             and request.method == "GET"
@@ -148,7 +151,7 @@ class Forwarder:
             spec, request.headers.get("Content-Type", "")
         ):
             readable = None
-        return routing_keys(spec, request.headers, readable)
+        return routing_keys(spec, request.headers, readable, kind)
 
     def _model_listing(self) -> Response:
         """GET /v1/models on the pool: the union of what its members serve, each model owned

@@ -70,9 +70,11 @@ def prompt_prefix(document: Any, prompt: str, policy: CacheAware) -> tuple[int, 
     return block_hashes(head + prompt, policy.blockChars)
 
 
-def routing_keys(spec: PoolSpec, headers: Mapping[str, str], body: bytes | None) -> RoutingKeys:
+def routing_keys(
+    spec: PoolSpec, headers: Mapping[str, str], body: bytes | None, kind: str | None = None
+) -> RoutingKeys:
     """Read the model, the affinity key and the prompt prefix the pool's rules ask for (the
-    JSON body is parsed once)."""
+    JSON body is parsed once); `kind` is the request's, when the pool routes by kind."""
     document = request_document(body) if body else None
     model = None
     if spec.models is not None and document is not None:
@@ -89,8 +91,8 @@ def routing_keys(spec: PoolSpec, headers: Mapping[str, str], body: bytes | None)
             key = document_field(document, affinity.name)
     policy = cache_aware(spec)
     if policy is None or not document:
-        return RoutingKeys(model, key)
+        return RoutingKeys(model, key, kind=kind)
     prompt = prompt_text(document)
     if prompt is None:
-        return RoutingKeys(model, key)
-    return RoutingKeys(model, key, prompt_prefix(document, prompt, policy), len(prompt))
+        return RoutingKeys(model, key, kind=kind)
+    return RoutingKeys(model, key, prompt_prefix(document, prompt, policy), len(prompt), kind)

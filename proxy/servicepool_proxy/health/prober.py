@@ -140,23 +140,26 @@ def capacity_poller(runtime: PoolRuntime) -> MemberPoller:
 
 
 def model_poller(runtime: PoolRuntime) -> MemberPoller:
-    """Model discovery: each member's model list (OpenAI shape), every interval."""
+    """Model discovery: each member's model list (OpenAI shape), and the request kinds its
+    cards say it serves, every interval."""
 
     async def check(session: aiohttp.ClientSession, member: MemberState) -> bool:
         routing = discovery(runtime.pool.spec)
         if routing is None:
             return False
         try:
-            owners = parse_model_list(await fetch(session, member.url + routing.path, 5.0))
+            listed = parse_model_list(await fetch(session, member.url + routing.path, 5.0))
         except SignalError as exc:
             log.debug("pool %s: member %s: %s", runtime.name, member.name, exc)
             return False
-        if owners == member.discovered_models:
+        kinds = frozenset(kind.value for kind in listed.kinds)
+        if listed.owners == member.discovered_models and kinds == member.discovered_kinds:
             return False
-        member.discovered_models = owners
+        member.discovered_models, member.discovered_kinds = listed.owners, kinds
         runtime.models_discovered()
-        log.info("pool %s: member %s serves %s", runtime.name, member.name,
-                 ", ".join(sorted(owners)) or "no models")  # fmt: skip
+        log.info("pool %s: member %s serves %s (request kinds: %s)", runtime.name, member.name,
+                 ", ".join(sorted(listed.owners)) or "no models",
+                 ", ".join(sorted(kinds)) or "any")  # fmt: skip
         return True
 
     def interval() -> float | None:

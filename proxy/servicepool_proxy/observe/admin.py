@@ -40,6 +40,7 @@ def member_status(member: MemberState, now: float) -> dict[str, Any]:
         "probeMessage": member.probe_message,
         "authFailed": member.auth_failed,
         "models": sorted(member.models()),
+        "capabilities": sorted(member.kinds()),
         "capacity": capacity_status(member, now),
         "prefixCache": {
             **member.prefixes.to_status(),
