@@ -45,6 +45,12 @@ def sa_kubeconfig(admin_kubeconfig: str, core: client.CoreV1Api, path: Path) -> 
     return str(path)
 
 
+def served(kube_api: client.ApiClient, group: str, version: str) -> bool:
+    """Whether the API server serves this group version."""
+    groups = client.ApisApi(kube_api).get_api_versions().groups
+    return any(v.group_version == f"{group}/{version}" for g in groups for v in g.versions)
+
+
 @pytest.fixture(scope="module")
 def chart_installed(kubeconfig: str, kube_api: client.ApiClient) -> list[dict]:
     install_crd(kube_api)
@@ -55,6 +61,12 @@ def chart_installed(kubeconfig: str, kube_api: client.ApiClient) -> list[dict]:
         if exc.status != 409:
             raise
     documents = [d for d in rendered_chart({}) if d["kind"] != "Deployment"]  # no kubelet here
+    # Rendered offline (no discovery), the chart's PodDisruptionBudget is policy/v1; helm on a
+    # server without it (1.20) renders policy/v1beta1, as the template's ternary says.
+    if not served(kube_api, "policy", "v1"):
+        for document in documents:
+            if document["kind"] == "PodDisruptionBudget":
+                document["apiVersion"] = "policy/v1beta1"
     subprocess.run(
         ["kubectl", "--kubeconfig", kubeconfig, "apply", "-f", "-"],
         input=yaml.safe_dump_all(documents), check=True, capture_output=True, text=True,
