@@ -11,10 +11,8 @@ members serving it, and a kind no member serves is a 404 naming the kinds the po
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import requests
 
 from tests.support import (
@@ -26,15 +24,6 @@ from tests.support import (
 )
 
 COUNT = 20
-
-
-@pytest.fixture
-def started() -> Iterator[list[Any]]:
-    """Processes to stop after the test (members and proxies)."""
-    processes: list[Any] = []
-    yield processes
-    for process in processes:
-        process.stop() if isinstance(process, ProxyProcess) else process.kill()
 
 
 def start_member(started: list[Any], name: str, *extra: str) -> MemberProcess:
